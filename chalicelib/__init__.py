@@ -1,0 +1,1 @@
+"""The service domain shared by the Chalice app and the runner: light, standard library and boto3 only."""

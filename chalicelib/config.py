@@ -1,0 +1,114 @@
+"""Settings: the one place the service reads its environment.
+
+Every resource name arrives as an environment variable that `.chalice/config.json` (generated from Terraform outputs by
+`scripts/recordresources.py`) or the ECS task definition provides. The names below are the contract between Terraform,
+the Chalice app, the Fargate runner and the local stack: change one only together with all of them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# Environment variable names (one source for app, runner, Terraform wiring test and local stack).
+STAGE = "KAGENT_STAGE"
+APP_NAME = "KAGENT_APP_NAME"
+RUNS_TABLE = "KAGENT_RUNS_TABLE"
+ARTIFACTS_BUCKET = "KAGENT_ARTIFACTS_BUCKET"
+STATE_MACHINE_ARN = "KAGENT_STATE_MACHINE_ARN"
+ECS_CLUSTER = "KAGENT_ECS_CLUSTER"
+TASK_DEFINITION = "KAGENT_TASK_DEFINITION"
+SUBNETS = "KAGENT_SUBNETS"
+SECURITY_GROUP = "KAGENT_SECURITY_GROUP"
+SES_SENDER = "KAGENT_SES_SENDER"
+MAX_RUNNING = "KAGENT_MAX_RUNNING"
+PRESIGN_EXPIRY_S = "KAGENT_PRESIGN_EXPIRY_S"
+RUN_TIME_BUDGET_S = "KAGENT_RUN_TIME_BUDGET_S"
+EXECUTOR = "KAGENT_EXECUTOR"
+OUTBOX = "KAGENT_OUTBOX"
+DATA_MIRROR = "KAGENT_DATA_MIRROR"
+LLM_MODEL = "KAGENT_LLM_MODEL"
+PLAN_MODEL = "KAGENT_PLAN_MODEL"
+
+DEFAULT_LLM_MODEL = "gpt-5-mini"
+EXECUTORS = ("stepfunctions", "local")
+
+
+class ConfigError(ValueError):
+    """The environment is missing or has a malformed setting; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str = "local"
+    app_name: str = "kagent"
+    runs_table: str = "kagent-local-runs"
+    artifacts_bucket: str = "kagent-local-artifacts"
+    state_machine_arn: str = ""
+    ecs_cluster: str = ""
+    task_definition: str = ""
+    subnets: tuple[str, ...] = ()
+    security_group: str = ""
+    ses_sender: str = "kagent@example.com"
+    max_running: int = 2
+    presign_expiry_s: int = 3600
+    run_time_budget_s: int = 300
+    executor: str = "stepfunctions"
+    outbox: Path | None = None
+    data_mirror: Path | None = None
+    llm_model: str = DEFAULT_LLM_MODEL
+    plan_model: str = DEFAULT_LLM_MODEL
+
+    @property
+    def is_local(self) -> bool:
+        return self.stage == "local"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    return Path(raw) if raw else None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from an environment mapping (the process environment by default)."""
+    env = os.environ if env is None else env
+    defaults = Settings()
+    executor = env.get(EXECUTOR, defaults.executor).strip() or defaults.executor
+    if executor not in EXECUTORS:
+        raise ConfigError(f"{EXECUTOR} must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    llm_model = env.get(LLM_MODEL, "").strip() or defaults.llm_model
+    return Settings(
+        stage=env.get(STAGE, defaults.stage).strip() or defaults.stage,
+        app_name=env.get(APP_NAME, defaults.app_name).strip() or defaults.app_name,
+        runs_table=env.get(RUNS_TABLE, defaults.runs_table).strip() or defaults.runs_table,
+        artifacts_bucket=env.get(ARTIFACTS_BUCKET, defaults.artifacts_bucket).strip() or defaults.artifacts_bucket,
+        state_machine_arn=env.get(STATE_MACHINE_ARN, "").strip(),
+        ecs_cluster=env.get(ECS_CLUSTER, "").strip(),
+        task_definition=env.get(TASK_DEFINITION, "").strip(),
+        subnets=tuple(s.strip() for s in env.get(SUBNETS, "").split(",") if s.strip()),
+        security_group=env.get(SECURITY_GROUP, "").strip(),
+        ses_sender=env.get(SES_SENDER, defaults.ses_sender).strip() or defaults.ses_sender,
+        max_running=_int(env, MAX_RUNNING, defaults.max_running, minimum=1),
+        presign_expiry_s=_int(env, PRESIGN_EXPIRY_S, defaults.presign_expiry_s, minimum=60),
+        run_time_budget_s=_int(env, RUN_TIME_BUDGET_S, defaults.run_time_budget_s, minimum=10),
+        executor=executor,
+        outbox=_path(env, OUTBOX),
+        data_mirror=_path(env, DATA_MIRROR),
+        llm_model=llm_model,
+        plan_model=env.get(PLAN_MODEL, "").strip() or llm_model,
+    )
