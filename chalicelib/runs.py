@@ -1,0 +1,409 @@
+"""The run store: what DynamoDB knows about every run, and the rules for changing it.
+
+One table, partition key `run_id`. Besides one item per run it holds a single slot counter item
+(`run_id = "#slots"`, attribute `in_flight`). Admission is one transaction: increment the counter under
+`in_flight < max` and put the QUEUED run item under `attribute_not_exists(run_id)`, so concurrent requests can never
+over-admit. A run item holds its slot while `slot_held` is present; the terminal transition removes `slot_held` and
+decrements the counter in the same transaction, and `release_slot` does the same for a run that is already terminal —
+the `slot_held` condition makes the release happen exactly once whatever path gets there. Status changes only move
+forward (conditional updates); a duplicate is a no-op.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+SLOTS_KEY = "#slots"
+_RUN_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c1bd2-5d8e-4a4e-9d8e-6b6167656e74")
+_CONFLICT_RETRIES = 8
+
+
+class Status(enum.StrEnum):
+    QUEUED = "QUEUED"
+    PLANNED = "PLANNED"
+    RUNNING = "RUNNING"
+    VALIDATED = "VALIDATED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (Status.SUCCEEDED, Status.FAILED)
+
+    @property
+    def rank(self) -> int:
+        return _ORDER.index(self)
+
+    def can_move_to(self, target: Status) -> bool:
+        """Forward only, never out of a terminal status; FAILED is reachable from every non-terminal status."""
+        if self.is_terminal:
+            return False
+        return target is Status.FAILED or target.rank > self.rank
+
+    def predecessors(self) -> tuple[Status, ...]:
+        """The statuses from which a transition to `self` is allowed."""
+        return tuple(s for s in Status if s.can_move_to(self))
+
+    @property
+    def timestamp_attribute(self) -> str:
+        return f"{self.value.lower()}_at"
+
+
+_ORDER = (Status.QUEUED, Status.PLANNED, Status.RUNNING, Status.VALIDATED, Status.SUCCEEDED, Status.FAILED)
+
+
+class AdmissionRefused(Exception):
+    """Every run slot is taken (or the slot counter stayed contended); retry after a while."""
+
+    def __init__(self, max_running: int) -> None:
+        super().__init__(f"all {max_running} run slots are in use; retry later")
+        self.max_running = max_running
+
+
+class NewRun(Protocol):
+    """What admission needs from a validated request (chalicelib.run_request.RunRequest satisfies it)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def slug(self) -> str: ...
+    @property
+    def email(self) -> str: ...
+
+
+# Attributes `record`/`transition` may set, with their Run field names (same name in DynamoDB).
+RECORDABLE = frozenset(
+    {
+        "plan",
+        "plan_summary",
+        "cv_score",
+        "metric",
+        "error",
+        "s3_key",
+        "sample_key",
+        "result_key",
+        "s3_prefix",
+        "email_error",
+        "execution_arn",
+        "notified_at",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    url: str
+    slug: str
+    email: str
+    status: Status
+    timestamps: dict[str, str] = field(default_factory=dict)  # Status value -> ISO 8601 UTC
+    plan: dict[str, Any] | None = None
+    plan_summary: str | None = None
+    cv_score: float | None = None
+    metric: str | None = None
+    error: str | None = None
+    s3_key: str | None = None  # submission.csv
+    sample_key: str | None = None  # the competition's sample submission, stored by the runner
+    result_key: str | None = None  # the runner's result.json
+    s3_prefix: str | None = None
+    email_error: str | None = None
+    execution_arn: str | None = None
+    notified_at: str | None = None
+    idempotency_key: str | None = None
+    slot_held: bool = False
+
+    @property
+    def created_at(self) -> str:
+        return self.timestamps.get(Status.QUEUED.value, "")
+
+    def seconds_between(self, first: Status, last: Status) -> float | None:
+        start, end = self.timestamps.get(first.value), self.timestamps.get(last.value)
+        if not start or not end:
+            return None
+        return (_parse_time(end) - _parse_time(start)).total_seconds()
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Run:
+        plain = {k: _from_dynamo(v) for k, v in item.items()}
+        timestamps = {s.value: plain[s.timestamp_attribute] for s in Status if s.timestamp_attribute in plain}
+        known = {name for name in cls.__dataclass_fields__} - {"timestamps", "status", "slot_held"}
+        cv = plain.get("cv_score")
+        return cls(
+            status=Status(plain["status"]),
+            timestamps=timestamps,
+            slot_held=bool(plain.get("slot_held", False)),
+            **{k: v for k, v in plain.items() if k in known and k != "cv_score"},
+            cv_score=float(cv) if cv is not None else None,
+        )
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, Mapping):
+        return {str(k): _to_dynamo(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Mapping):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    return value
+
+
+def is_run_id(text: str) -> bool:
+    return bool(_RUN_ID.match(text))
+
+
+def run_id_for(idempotency_key: str | None) -> str:
+    """A fresh id, or the one id an idempotency key always maps to (so a retried admission hits the same item)."""
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, idempotency_key))
+
+
+class RunStore:
+    """Runs in a DynamoDB table. `table` is a boto3 `Table` resource (its `meta.client` runs the transactions)."""
+
+    def __init__(
+        self, table: Any, clock: Callable[[], datetime] = utc_now, sleep: Callable[[float], None] = time.sleep
+    ):
+        self._table = table
+        self._client = table.meta.client
+        self._clock = clock
+        self._sleep = sleep
+
+    # -- reading -----------------------------------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> Run | None:
+        if not is_run_id(run_id):
+            return None
+        item = self._table.get_item(Key={"run_id": run_id}, ConsistentRead=True).get("Item")
+        return Run.from_item(item) if item else None
+
+    def in_flight(self) -> int:
+        item = self._table.get_item(Key={"run_id": SLOTS_KEY}, ConsistentRead=True).get("Item") or {}
+        return int(item.get("in_flight", 0))
+
+    # -- admission ---------------------------------------------------------------------------------------------------
+
+    def admit(self, request: NewRun, max_running: int, idempotency_key: str | None = None) -> Run:
+        """Take a slot and create the QUEUED run, atomically; the same idempotency key returns the same run."""
+        run_id = run_id_for(idempotency_key)
+        if idempotency_key is not None and (existing := self.get(run_id)) is not None:
+            return existing
+        now = format_time(self._clock())
+        item: dict[str, Any] = {
+            "run_id": run_id,
+            "url": request.url,
+            "slug": request.slug,
+            "email": request.email,
+            "status": Status.QUEUED.value,
+            Status.QUEUED.timestamp_attribute: now,
+            "slot_held": True,
+        }
+        if idempotency_key is not None:
+            item["idempotency_key"] = idempotency_key
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                self._client.transact_write_items(
+                    TransactItems=[self._take_slot(max_running), self._put_new(item)],
+                )
+                return Run.from_item(item)
+            except self._client.exceptions.TransactionCanceledException as error:
+                codes = _cancellation_codes(error)
+                if codes[1] == "ConditionalCheckFailed" and (existing := self.get(run_id)) is not None:
+                    return existing  # the same key won a concurrent race
+                if codes[0] == "ConditionalCheckFailed":
+                    raise AdmissionRefused(max_running) from None
+                self._backoff(attempt)  # TransactionConflict on the counter: someone else was admitted just now
+        raise AdmissionRefused(max_running)
+
+    def _take_slot(self, max_running: int) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self._table.name,
+                "Key": {"run_id": SLOTS_KEY},
+                "UpdateExpression": "SET in_flight = if_not_exists(in_flight, :zero) + :one",
+                "ConditionExpression": "attribute_not_exists(in_flight) OR in_flight < :max",
+                "ExpressionAttributeValues": {":zero": 0, ":one": 1, ":max": max_running},
+            }
+        }
+
+    def _put_new(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table.name,
+                "Item": item,
+                "ConditionExpression": "attribute_not_exists(run_id)",
+            }
+        }
+
+    def _give_back_slot(self) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self._table.name,
+                "Key": {"run_id": SLOTS_KEY},
+                "UpdateExpression": "SET in_flight = in_flight - :one",
+                "ConditionExpression": "in_flight >= :one",
+                "ExpressionAttributeValues": {":one": 1},
+            }
+        }
+
+    def _backoff(self, attempt: int) -> None:
+        self._sleep(min(0.5, 0.01 * 2**attempt) * random.random())
+
+    # -- changing ----------------------------------------------------------------------------------------------------
+
+    def transition(self, run_id: str, status: Status, **attrs: Any) -> bool:
+        """Move the run forward to `status`, setting `attrs` too; False when already there, past it, or terminal.
+
+        A terminal transition gives the run's slot back in the same transaction.
+        """
+        if not is_run_id(run_id):
+            return False
+        update = self._status_update(run_id, Status(status), attrs)
+        if not status.is_terminal:
+            return self._conditional_update(update)
+        holding = dict(update)
+        holding["UpdateExpression"] += " REMOVE slot_held"
+        holding["ConditionExpression"] = f"({update['ConditionExpression']}) AND attribute_exists(slot_held)"
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                self._client.transact_write_items(TransactItems=[{"Update": holding}, self._give_back_slot()])
+                return True
+            except self._client.exceptions.TransactionCanceledException as error:
+                codes = _cancellation_codes(error)
+                if codes[0] == "ConditionalCheckFailed":
+                    # Either not allowed (duplicate, backwards, unknown) or the run holds no slot: try without one.
+                    without = dict(update)
+                    without["ConditionExpression"] = (
+                        f"({update['ConditionExpression']}) AND attribute_not_exists(slot_held)"
+                    )
+                    return self._conditional_update(without)
+                self._backoff(attempt)
+        raise RuntimeError(f"run {run_id}: the slot counter stayed contended; transition to {status} not applied")
+
+    def fail(self, run_id: str, reason: str) -> bool:
+        return self.transition(run_id, Status.FAILED, error=reason)
+
+    def record(self, run_id: str, **attrs: Any) -> None:
+        """Set non-status attributes of an existing run (allowed in any status, e.g. an email error after FAILED)."""
+        _check_recordable(attrs)
+        if not attrs:
+            return
+        names, values, sets = _assignments(attrs)
+        names["#rid"] = "run_id"
+        self._table.update_item(
+            Key={"run_id": run_id},
+            UpdateExpression="SET " + ", ".join(sets),
+            ConditionExpression="attribute_exists(#rid)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def release_slot(self, run_id: str) -> bool:
+        """Give a terminal run's slot back if it still holds one; True only the one time it actually happens."""
+        if not is_run_id(run_id):
+            return False
+        terminal = [s.value for s in Status if s.is_terminal]
+        release = {
+            "TableName": self._table.name,
+            "Key": {"run_id": run_id},
+            "UpdateExpression": "REMOVE slot_held",
+            "ConditionExpression": "attribute_exists(slot_held) AND #s IN (:t0, :t1)",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {":t0": terminal[0], ":t1": terminal[1]},
+        }
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                self._client.transact_write_items(TransactItems=[{"Update": release}, self._give_back_slot()])
+                return True
+            except self._client.exceptions.TransactionCanceledException as error:
+                if _cancellation_codes(error)[0] == "ConditionalCheckFailed":
+                    return False
+                self._backoff(attempt)
+        return False
+
+    def _status_update(self, run_id: str, status: Status, attrs: Mapping[str, Any]) -> dict[str, Any]:
+        _check_recordable(attrs)
+        stamped = {**attrs, "status": status.value, status.timestamp_attribute: format_time(self._clock())}
+        names, values, sets = _assignments(stamped)
+        allowed = status.predecessors()
+        placeholders = []
+        for i, previous in enumerate(allowed):
+            values[f":from{i}"] = previous.value
+            placeholders.append(f":from{i}")
+        return {
+            "TableName": self._table.name,
+            "Key": {"run_id": run_id},
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ConditionExpression": f"#n_status IN ({', '.join(placeholders)})",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+
+    def _conditional_update(self, update: Mapping[str, Any]) -> bool:
+        kwargs = {k: v for k, v in update.items() if k != "TableName"}
+        try:
+            self._table.update_item(**kwargs)
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+
+def _check_recordable(attrs: Mapping[str, Any]) -> None:
+    unknown = set(attrs) - RECORDABLE
+    if unknown:
+        raise ValueError(f"not a recordable run attribute: {', '.join(sorted(unknown))}")
+
+
+def _assignments(attrs: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, Any], list[str]]:
+    """`SET #n_x = :v_x` pieces for an UpdateExpression."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    sets: list[str] = []
+    for name, value in attrs.items():
+        names[f"#n_{name}"] = name
+        sets.append(f"#n_{name} = :v_{name}")
+        if value is None:
+            raise ValueError(f"{name} must not be None")
+        values[f":v_{name}"] = _to_dynamo(value)
+    return names, values, sets
+
+
+def _cancellation_codes(error: Any) -> list[str]:
+    reasons = error.response.get("CancellationReasons") or []
+    codes = [str(r.get("Code", "None")) for r in reasons]
+    return codes + ["None"] * (2 - len(codes))
