@@ -1,0 +1,147 @@
+"""A fake Kaggle API on 127.0.0.1 speaking the protocol of kaggle 2.2 / kagglesdk, for driving the real client offline.
+
+The real client POSTs `/v1/competitions.CompetitionApiService/DownloadDataFiles` with `{"competitionName": slug}` and
+Basic (username/key) or Bearer (token) auth; Kaggle answers with a 302 to a signed storage URL ending in `.zip`, which
+the client follows and streams. Errors come back as JSON `{"code": N, "message": ...}`, as Kaggle sends them.
+
+kagglesdk has no endpoint variable, so `FakeKaggle.patch_endpoint(monkeypatch)` points its PROD entry of the
+environment-to-endpoint map at this server.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import zipfile
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+DOWNLOAD_PATH = "/v1/competitions.CompetitionApiService/DownloadDataFiles"
+RULES_MESSAGE = "You must accept this competition's rules before you'll be able to download files."
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+@dataclass
+class FakeKaggle:
+    """State of the fake: competitions (slug → zip bytes), valid credentials, scripted refusals, and what it saw."""
+
+    username: str = "alice"
+    key: str = "secret-key"
+    token: str = "KGAT_fake_token"
+    competitions: dict[str, bytes] = field(default_factory=dict)
+    rules_not_accepted: set[str] = field(default_factory=set)
+    closed: set[str] = field(default_factory=set)
+    scripted: dict[str, deque[int]] = field(default_factory=dict)
+    api_calls: Counter[str] = field(default_factory=Counter)
+    file_downloads: Counter[str] = field(default_factory=Counter)
+    url: str = ""
+    _server: ThreadingHTTPServer | None = None
+
+    def add_competition(self, slug: str, files: dict[str, bytes]) -> None:
+        self.competitions[slug] = zip_bytes(files)
+
+    def fail_next(self, slug: str, *statuses: int) -> None:
+        """The next API calls for `slug` answer these statuses, in order, before behaving normally."""
+        self.scripted.setdefault(slug, deque()).extend(statuses)
+
+    def start(self) -> FakeKaggle:
+        fake = self
+
+        class Handler(_Handler):
+            state = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def patch_endpoint(self, monkeypatch: Any) -> None:
+        from kagglesdk.kaggle_env import KaggleEnv, _env_to_endpoint  # noqa: PLC0415 (importing kaggle is lazy)
+
+        monkeypatch.setitem(_env_to_endpoint, KaggleEnv.PROD, self.url)
+
+    def authorized(self, header: str) -> bool:
+        if header == f"Bearer {self.token}":
+            return True
+        basic = base64.b64encode(f"{self.username}:{self.key}".encode()).decode()
+        return header == f"Basic {basic}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: FakeKaggle
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def _json(self, status: int, body: dict[str, Any]) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _error(self, status: int, message: str) -> None:
+        self._json(status, {"code": status, "message": message})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        if self.path.rstrip("/") not in (DOWNLOAD_PATH, "/api" + DOWNLOAD_PATH):
+            self._error(404, f"no handler for {self.path}")
+            return
+        slug = body.get("competitionName", "")
+        state = self.state
+        state.api_calls[slug] += 1
+        if not state.authorized(self.headers.get("Authorization", "")):
+            self._error(401, "Unauthenticated")
+            return
+        queue = state.scripted.get(slug)
+        if queue:
+            status = queue.popleft()
+            self._error(status, "Internal server error" if status >= 500 else f"scripted {status}")
+            return
+        if slug in state.rules_not_accepted:
+            self._error(403, RULES_MESSAGE)
+            return
+        if slug in state.closed:
+            self._error(403, "Permission 'competitions.participate' was denied")
+            return
+        if slug not in state.competitions:
+            self._error(404, "Competition not found")
+            return
+        self.send_response(302)
+        self.send_header("Location", f"{state.url}/storage/bundle/{slug}/archive.zip?X-Goog-Signature=fake")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        parts = self.path.split("?")[0].strip("/").split("/")
+        if len(parts) != 4 or parts[:2] != ["storage", "bundle"] or parts[2] not in self.state.competitions:
+            self._error(404, "No such object")
+            return
+        slug = parts[2]
+        self.state.file_downloads[slug] += 1
+        payload = self.state.competitions[slug]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/zip")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Last-Modified", "Mon, 02 Jan 2023 10:00:00 GMT")
+        self.end_headers()
+        self.wfile.write(payload)
