@@ -31,6 +31,10 @@ OUTBOX = "KAGENT_OUTBOX"
 DATA_MIRROR = "KAGENT_DATA_MIRROR"
 LLM_MODEL = "KAGENT_LLM_MODEL"
 PLAN_MODEL = "KAGENT_PLAN_MODEL"
+SANDBOX_USER = "KAGENT_SANDBOX_USER"  # runner as root: generated code runs as this user
+# Read by chalicelib.llm (the OpenAI SDK's own names, so every OpenAI-compatible server is configured the same way).
+OPENAI_API_KEY = "OPENAI_API_KEY"
+OPENAI_BASE_URL = "OPENAI_BASE_URL"
 
 DEFAULT_LLM_MODEL = "gpt-5-mini"
 EXECUTORS = ("stepfunctions", "local")
