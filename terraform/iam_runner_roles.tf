@@ -1,0 +1,92 @@
+# The runner's two roles. Execution role: what ECS needs to start the container (image pull, logs, the three SSM
+# secrets). Task role: what the runner code uses (its run's S3 prefix, the data cache, its run item) and nothing else.
+data "aws_iam_policy_document" "ecs_tasks_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "runner_execution" {
+  name               = "${local.name}-runner-execution"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+data "aws_iam_policy_document" "runner_execution" {
+  statement {
+    sid = "EcrAuthorizationHasNoResourceLevelPermission"
+    # checkov:skip=CKV_AWS_356: ecr:GetAuthorizationToken supports only Resource "*".
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "PullRunnerImage"
+    actions   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    resources = [aws_ecr_repository.runner.arn]
+  }
+  statement {
+    sid       = "WriteRunnerLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.runner.arn}:log-stream:*"]
+  }
+  statement {
+    # SecureStrings under the default aws/ssm key: its key policy lets SSM decrypt for callers in the account.
+    sid       = "ReadRunnerSecrets"
+    actions   = ["ssm:GetParameters"]
+    resources = values(local.runner_secret_arns)
+  }
+}
+
+resource "aws_iam_role_policy" "runner_execution" {
+  name   = "runner-execution"
+  role   = aws_iam_role.runner_execution.id
+  policy = data.aws_iam_policy_document.runner_execution.json
+}
+
+resource "aws_iam_role" "runner_task" {
+  name               = "${local.name}-runner-task"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+data "aws_iam_policy_document" "runner_task" {
+  statement {
+    # Run ids are not known in advance: the run prefixes <run_id>/ are every top-level prefix except the cache.
+    sid       = "WriteRunArtifacts"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/*"]
+  }
+  statement {
+    sid       = "ReadDataCache"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/${local.cache_prefix}*"]
+  }
+  statement {
+    sid       = "ListDataCache"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.artifacts.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.cache_prefix}*"]
+    }
+  }
+  statement {
+    sid       = "UpdateRunItem"
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
+    resources = [aws_dynamodb_table.runs.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "runner_task" {
+  name   = "runner-task"
+  role   = aws_iam_role.runner_task.id
+  policy = data.aws_iam_policy_document.runner_task.json
+}

@@ -1,0 +1,11 @@
+# Tool and provider versions. State lives in a remote backend (see backend.tf.example), never in git.
+terraform {
+  required_version = ">= 1.5.0"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.0, < 7.0"
+    }
+  }
+}
