@@ -40,6 +40,12 @@ data "aws_iam_policy_document" "lambda" {
     resources = ["${aws_s3_bucket.artifacts.arn}/*"]
   }
   statement {
+    # Without ListBucket a missing submission answers 403 instead of 404 (NoSuchKey).
+    sid       = "MissingKeysAnswerNotFound"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.artifacts.arn]
+  }
+  statement {
     sid       = "NotTheDataCache"
     effect    = "Deny"
     actions   = ["s3:GetObject"]

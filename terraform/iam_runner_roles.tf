@@ -69,14 +69,10 @@ data "aws_iam_policy_document" "runner_task" {
     resources = ["${aws_s3_bucket.artifacts.arn}/${local.cache_prefix}*"]
   }
   statement {
-    sid       = "ListDataCache"
+    # Without ListBucket a missing key answers 403 instead of 404, and a cache miss would look like an access error.
+    sid       = "MissingKeysAnswerNotFound"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.artifacts.arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = ["${local.cache_prefix}*"]
-    }
   }
   statement {
     sid       = "UpdateRunItem"

@@ -41,6 +41,7 @@ locals {
     secret => "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.ssm_parameter_prefix}/${secret}"
   }
 
-  # S3 layout shared with the runner and the app: artifacts under <run_id>/, the data cache under cache/<slug>/.
-  cache_prefix = "cache/"
+  # S3 layout shared with the runner and the app: artifacts under <run_id>/, the data cache under data-cache/<slug>/
+  # (runner/datasource.py CACHE_PREFIX; the wiring test keeps the two equal).
+  cache_prefix = "data-cache/"
 }

@@ -72,7 +72,7 @@ output "runs_table_name" {
 }
 
 output "artifacts_bucket_name" {
-  description = "S3 bucket of run artifacts (<run_id>/) and the data cache (cache/<slug>/)."
+  description = "S3 bucket of run artifacts (<run_id>/) and the data cache (data-cache/<slug>/)."
   value       = aws_s3_bucket.artifacts.bucket
 }
 

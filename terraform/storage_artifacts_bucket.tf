@@ -1,4 +1,4 @@
-# Run artifacts (s3://<bucket>/<run_id>/...) and the competition data cache (s3://<bucket>/cache/<slug>/...).
+# Run artifacts (s3://<bucket>/<run_id>/...) and the competition data cache (s3://<bucket>/data-cache/<slug>/...).
 resource "aws_s3_bucket" "artifacts" {
   # checkov:skip=CKV_AWS_18: Server access logs would need a second bucket per stage; CloudTrail data events are the account's audit choice.
   # checkov:skip=CKV_AWS_144: Run artifacts are short-lived and reproducible by rerunning; cross-region replication is not worth its cost.
