@@ -19,8 +19,6 @@ ALLOWED_MODULES = frozenset(
         "scipy",
         "sklearn",
         "lightgbm",
-        "xgboost",
-        "catboost",
         "math",
         "statistics",
         "random",
