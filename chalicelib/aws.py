@@ -8,12 +8,15 @@ code path.
 from __future__ import annotations
 
 import functools
+import os
 import threading
+import time
 from typing import Any
 
 from chalicelib.config import Settings, load_settings
 
 _lock = threading.Lock()
+PLAN_LLM_BUDGET_S = 60.0
 
 
 @functools.cache
@@ -49,3 +52,61 @@ def reset() -> None:
     settings.cache_clear()
     client.cache_clear()
     resource.cache_clear()
+    service.cache_clear()
+
+
+def kaggle_auth() -> Any:
+    from chalicelib.kaggle_meta import KaggleAuth  # noqa: PLC0415
+
+    return KaggleAuth.from_env(os.environ)
+
+
+def plan_complete() -> Any:
+    """The Plan Lambda's LLM as `complete(messages) -> text`, or None when no LLM is configured."""
+    from chalicelib import llm  # noqa: PLC0415
+
+    if not llm.llm_configured(os.environ):
+        return None
+    client_ = llm.LLMClient(llm.llm_config_from_env(os.environ, settings().plan_model, timeout_s=30.0, max_retries=2))
+
+    def complete(messages: Any) -> str:
+        deadline = time.monotonic() + PLAN_LLM_BUDGET_S
+        return client_.chat(messages, json_object=True, max_output_tokens=800, deadline=deadline).text
+
+    return complete
+
+
+def validate_submission(submission: bytes, sample: bytes | None) -> list[str]:
+    """The runner engine's stdlib validator (chalicelib.submission), problems as one-line strings."""
+    from chalicelib.submission import validate_submission as validate  # noqa: PLC0415
+
+    sample_text = sample.decode("utf-8", "replace") if sample is not None else None
+    return [str(problem) for problem in validate(submission.decode("utf-8", "replace"), sample_text)]
+
+
+@functools.cache
+def service() -> Any:
+    """The Service the handlers call, wired from Settings and the lazily created clients."""
+    from chalicelib import orchestrator  # noqa: PLC0415
+    from chalicelib.kaggle_meta import fetch_meta  # noqa: PLC0415
+    from chalicelib.notify import Mailer, OutboxMailer, SesMailer  # noqa: PLC0415
+    from chalicelib.runs import RunStore  # noqa: PLC0415
+    from chalicelib.service import Service  # noqa: PLC0415
+
+    current = settings()
+    mailer: Mailer = OutboxMailer(current.outbox) if current.outbox else SesMailer(client("ses"), current.ses_sender)
+    auth = kaggle_auth()
+
+    def executor(run: Any, payload: dict[str, Any]) -> str:
+        return orchestrator.choose_executor(current, lambda: client("stepfunctions"))(run, payload)
+
+    return Service(
+        settings=current,
+        store=RunStore(runs_table()),
+        s3=client("s3"),
+        mailer=mailer,
+        executor=executor,
+        validator=validate_submission,
+        complete=plan_complete(),
+        competition_meta=(lambda slug: fetch_meta(slug, auth)) if auth.present else None,
+    )

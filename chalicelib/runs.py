@@ -333,6 +333,21 @@ class RunStore:
             ExpressionAttributeValues=values,
         )
 
+    def claim_notification(self, run_id: str) -> bool:
+        """True exactly once per run: the caller may send its email (sets `notified_at`)."""
+        if not is_run_id(run_id):
+            return False
+        try:
+            self._table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression="SET notified_at = :now",
+                ConditionExpression="attribute_exists(run_id) AND attribute_not_exists(notified_at)",
+                ExpressionAttributeValues={":now": format_time(self._clock())},
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
     def release_slot(self, run_id: str) -> bool:
         """Give a terminal run's slot back if it still holds one; True only the one time it actually happens."""
         if not is_run_id(run_id):

@@ -1,0 +1,101 @@
+"""kagent's Chalice app: the /run API, the step Lambdas of the state machine, and the reconciler.
+
+Each handler parses its input, calls one `chalicelib.service.Service` method and returns; the Service is built lazily
+from Settings (chalicelib.aws.service), so importing this module touches neither boto3 nor the network.
+Deployed stages require IAM (SigV4) authorization on the routes; `chalice local` admits every request.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalice import Chalice, IAMAuthorizer, Response
+from chalice.app import Request
+
+from chalicelib import aws
+from chalicelib.service import Reply
+
+app = Chalice(app_name="kagent")
+iam = IAMAuthorizer()
+
+EXECUTION_STATUS_CHANGE = {
+    "source": ["aws.states"],
+    "detail-type": ["Step Functions Execution Status Change"],
+    "detail": {"status": ["FAILED", "TIMED_OUT", "ABORTED"]},
+}
+
+
+def _response(reply: Reply) -> Response:
+    headers: dict[str, str | list[str]] = {"Content-Type": "application/json", **reply.headers}
+    return Response(body=reply.body, status_code=reply.status, headers=headers)
+
+
+def _current() -> Request:
+    request = app.current_request
+    if request is None:  # only inside a route, where Chalice always sets it
+        raise RuntimeError("no current request")
+    return request
+
+
+def _json_body() -> Any:
+    request = _current()
+    if not request.raw_body:
+        return None
+    try:
+        return json.loads(request.raw_body)
+    except (ValueError, UnicodeDecodeError):
+        return None  # query parameters may still carry the fields; otherwise the 400 names the missing one
+
+
+def _base_url() -> str:
+    request = _current()
+    context = request.context or {}
+    domain = context.get("domainName")
+    if domain and "amazonaws.com" in domain:
+        return f"https://{domain}/{context.get('stage', 'api')}"
+    host = request.headers.get("host")
+    return f"{'https' if domain else 'http'}://{host}" if host else ""
+
+
+# curl -X POST "$API/run?url=...&email=..." sends no body; -d sends a form content type; JSON bodies work too.
+BODY_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded"]
+
+
+@app.route("/run", methods=["POST"], authorizer=iam, content_types=BODY_TYPES)
+def start_run() -> Response:
+    request = _current()
+    reply = aws.service().submit(
+        request.query_params, _json_body(), request.headers.get("idempotency-key"), _base_url()
+    )
+    return _response(reply)
+
+
+@app.route("/runs/{run_id}", methods=["GET"], authorizer=iam)
+def get_run(run_id: str) -> Response:
+    return _response(aws.service().describe(run_id))
+
+
+@app.lambda_function(name="plan")
+def plan(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return aws.service().plan(event)
+
+
+@app.lambda_function(name="validate_output")
+def validate_output(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return aws.service().validate_output(event)
+
+
+@app.lambda_function(name="mark_succeeded")
+def mark_succeeded(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return aws.service().mark_succeeded(event)
+
+
+@app.lambda_function(name="mark_failed")
+def mark_failed(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return aws.service().mark_failed(event)
+
+
+@app.on_cw_event(EXECUTION_STATUS_CHANGE, name="reconcile")
+def reconcile(event: Any) -> dict[str, Any]:
+    return aws.service().reconcile(event.detail)

@@ -1,0 +1,88 @@
+"""Start a run's workflow: a Step Functions execution named by run_id, or the local executor (KAGENT_EXECUTOR=local).
+
+The execution input is the contract between the app, statemachine.asl.json and the local executor:
+`{"run_id", "url", "email", "slug", "network": {"awsvpcConfiguration": {...}}}`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from chalicelib.config import EXECUTOR, Settings
+from chalicelib.runs import Run
+
+# Starts a workflow for the run with this execution input; returns the execution's id (an ARN for Step Functions).
+Executor = Callable[[Run, dict[str, Any]], str]
+LOCAL_EXECUTOR_MODULE = "chalicelib.local_executor"
+
+
+class OrchestrationError(RuntimeError):
+    """The workflow could not be started (the message says why)."""
+
+
+def execution_input(run: Run, settings: Settings) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "url": run.url,
+        "email": run.email,
+        "slug": run.slug,
+        "network": {
+            "awsvpcConfiguration": {
+                "subnets": list(settings.subnets),
+                "securityGroups": [settings.security_group] if settings.security_group else [],
+                "assignPublicIp": "ENABLED",
+            }
+        },
+    }
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
+
+
+def stepfunctions_executor(sfn_client: Any, state_machine_arn: str) -> Executor:
+    """Start the execution named by run_id; a second start of the same run returns the same execution."""
+    if not state_machine_arn:
+        raise OrchestrationError("KAGENT_STATE_MACHINE_ARN is not set: the app cannot start the workflow")
+
+    def start(run: Run, payload: dict[str, Any]) -> str:
+        try:
+            answer = sfn_client.start_execution(
+                stateMachineArn=state_machine_arn, name=run.run_id, input=json.dumps(payload, sort_keys=True)
+            )
+        except sfn_client.exceptions.ExecutionAlreadyExists:
+            return execution_arn(state_machine_arn, run.run_id)
+        return str(answer["executionArn"])
+
+    return start
+
+
+def local_executor(settings: Settings) -> Executor:
+    """The local stage's executor: `chalicelib.local_executor.start(run, execution_input, settings) -> str`."""
+    try:
+        module = importlib.import_module(LOCAL_EXECUTOR_MODULE)
+    except ImportError as error:
+        raise OrchestrationError(f"{EXECUTOR}=local needs {LOCAL_EXECUTOR_MODULE}: {error}") from None
+
+    def start(run: Run, payload: dict[str, Any]) -> str:
+        return str(module.start(run, payload, settings))
+
+    return start
+
+
+def choose_executor(settings: Settings, sfn_client_factory: Callable[[], Any]) -> Executor:
+    if settings.executor == "local":
+        return local_executor(settings)
+    return stepfunctions_executor(sfn_client_factory(), settings.state_machine_arn)
+
+
+def start(run: Run, settings: Settings, executor: Executor | None = None) -> str:
+    """Start `run`'s workflow with the execution input built from `settings`; returns the execution id."""
+    if executor is None:
+        from chalicelib import aws  # noqa: PLC0415 - boto3 only when a workflow really starts
+
+        executor = choose_executor(settings, lambda: aws.client("stepfunctions"))
+    return executor(run, execution_input(run, settings))

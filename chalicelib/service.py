@@ -1,0 +1,285 @@
+"""What the routes and step Lambdas do, as plain functions over injected collaborators (no Chalice, no os.environ).
+
+Failures inside the workflow are raised as named exceptions: Step Functions catches them (`States.ALL`) and hands the
+error to MarkFailed, which stores the reason, gives the slot back and emails — the one terminal path for failures.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib import orchestrator
+from chalicelib.config import Settings
+from chalicelib.kaggle_meta import CompetitionMeta, KaggleUnavailable
+from chalicelib.notify import Mailer, deliver_once, failure_email, success_email
+from chalicelib.plan import Complete, make_plan
+from chalicelib.run_request import InvalidRequest, mask_email, merge_params, parse_idempotency_key, parse_run_request
+from chalicelib.runs import AdmissionRefused, Run, RunStore, Status
+
+RETRY_AFTER_S = 60
+STATUS_LINK_EXPIRY_S = 900  # GET /runs/{id}: a short-lived link; the email's link lives KAGENT_PRESIGN_EXPIRY_S
+MAX_REASON_CHARS = 4000
+ENDED_BADLY = ("FAILED", "TIMED_OUT", "ABORTED")
+
+
+def submission_key(run_id: str) -> str:
+    return f"runs/{run_id}/submission.csv"
+
+
+def sample_key(run_id: str) -> str:
+    return f"runs/{run_id}/sample_submission.csv"
+
+
+def result_key(run_id: str) -> str:
+    return f"runs/{run_id}/result.json"
+
+
+# -- errors the workflow sees (their class names become Step Functions error names) ---------------------------------
+
+
+class RunNotFound(Exception):
+    """The execution names a run the table does not hold."""
+
+
+class RunAlreadyEnded(Exception):
+    """The run reached a terminal status before this step (e.g. the runner or the reconciler failed it)."""
+
+
+class TrainingFailed(Exception):
+    """The training task ended without a usable submission."""
+
+
+class SubmissionInvalid(Exception):
+    """submission.csv failed validation; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+Validator = Callable[[bytes, bytes | None], list[str]]  # (submission, sample) -> problems
+
+
+@dataclass
+class Service:
+    settings: Settings
+    store: RunStore
+    s3: Any
+    mailer: Mailer
+    executor: orchestrator.Executor
+    validator: Validator
+    complete: Complete | None = None
+    competition_meta: Callable[[str], CompetitionMeta] | None = None
+    clock: Callable[[], float] = time.time
+
+    # -- HTTP ------------------------------------------------------------------------------------------------------
+
+    def submit(
+        self, query: Mapping[str, str] | None, body: Any, idempotency_header: str | None, base_url: str
+    ) -> Reply:
+        try:
+            request = parse_run_request(merge_params(query, body))
+            key = parse_idempotency_key(idempotency_header)
+        except InvalidRequest as error:
+            return Reply(400, error.to_json(), {})
+        try:
+            run = self.store.admit(request, self.settings.max_running, idempotency_key=key)
+        except AdmissionRefused as error:
+            return Reply(429, {"error": str(error)}, {"Retry-After": str(RETRY_AFTER_S)})
+        if run.status is Status.QUEUED and not run.execution_arn:
+            try:
+                arn = orchestrator.start(run, self.settings, self.executor)
+            except Exception as error:  # the workflow did not start: the run must not hold its slot
+                reason = f"could not start the run's workflow: {type(error).__name__}: {error}"[:MAX_REASON_CHARS]
+                self.store.fail(run.run_id, reason)
+                return Reply(503, {"error": reason, "run_id": run.run_id}, {"Retry-After": str(RETRY_AFTER_S)})
+            self.store.record(run.run_id, execution_arn=arn)
+        status_url = f"{base_url.rstrip('/')}/runs/{run.run_id}"
+        return Reply(202, {"run_id": run.run_id, "status": run.status.value, "status_url": status_url}, {})
+
+    def describe(self, run_id: str) -> Reply:
+        run = self.store.get(run_id)
+        if run is None:
+            return Reply(404, {"error": f"no run with id {run_id[:80]!r}"}, {})
+        body: dict[str, Any] = {
+            "run_id": run.run_id,
+            "status": run.status.value,
+            "slug": run.slug,
+            "url": run.url,
+            "email": mask_email(run.email),
+            "timestamps": run.timestamps,
+            "plan_summary": run.plan_summary,
+            "plan": run.plan,
+            "cv_score": run.cv_score,
+            "metric": run.metric,
+            "error": run.error,
+            "email_error": run.email_error,
+            "submission_url": None,
+        }
+        if run.status is Status.SUCCEEDED:
+            body["submission_url"] = self.presign(run.s3_key or submission_key(run.run_id), STATUS_LINK_EXPIRY_S)
+            body["submission_url_expires_in_s"] = STATUS_LINK_EXPIRY_S
+        return Reply(200, body, {})
+
+    def presign(self, key: str, expiry_s: int) -> str:
+        return str(
+            self.s3.generate_presigned_url(
+                "get_object", Params={"Bucket": self.settings.artifacts_bucket, "Key": key}, ExpiresIn=expiry_s
+            )
+        )
+
+    # -- step Lambdas ------------------------------------------------------------------------------------------------
+
+    def _live_run(self, event: Mapping[str, Any]) -> Run:
+        run_id = str(event.get("run_id", ""))
+        run = self.store.get(run_id)
+        if run is None:
+            raise RunNotFound(f"no run with id {run_id[:80]!r}")
+        if run.status.is_terminal:
+            raise RunAlreadyEnded(run.error or f"the run is already {run.status.value}")
+        return run
+
+    def plan(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        run = self._live_run(event)
+        meta, note = None, ""
+        if self.competition_meta is not None:
+            try:
+                meta = self.competition_meta(run.slug)
+            except KaggleUnavailable as error:  # metadata is a nicety; the runner downloads the data anyway
+                note = str(error)
+        plan = make_plan(run.slug, meta, self.complete)
+        stored = plan.as_dict() | ({"kaggle_note": note} if note else {})
+        self.store.transition(run.run_id, Status.PLANNED, plan=stored, plan_summary=plan.summary)
+        return {"summary": plan.summary, "task_type": plan.task_type, "metric": plan.metric, "source": plan.source}
+
+    def validate_output(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        run = self._live_run(event)
+        exit_code, stopped = _training_outcome(event.get("training"))
+        if exit_code not in (None, 0):
+            raise TrainingFailed(run.error or f"the training task exited with code {exit_code}{stopped}")
+        sub_key = run.s3_key or submission_key(run.run_id)
+        submission = self._read(sub_key)
+        if submission is None:
+            raise TrainingFailed(run.error or f"the runner stored no submission.csv{stopped}")
+        sample = self._read(run.sample_key or sample_key(run.run_id))
+        problems = self.validator(submission, sample)
+        if problems:
+            listed = "; ".join(problems)
+            raise SubmissionInvalid(f"submission.csv failed validation: {listed}"[:MAX_REASON_CHARS])
+        scores = self._scores(run)
+        self.store.transition(run.run_id, Status.VALIDATED, s3_key=sub_key, **scores)
+        return {"s3_key": sub_key, **scores}
+
+    def _read(self, key: str) -> bytes | None:
+        try:
+            return bytes(self.s3.get_object(Bucket=self.settings.artifacts_bucket, Key=key)["Body"].read())
+        except self.s3.exceptions.NoSuchKey:
+            return None
+
+    def _scores(self, run: Run) -> dict[str, Any]:
+        scores: dict[str, Any] = {}
+        if run.cv_score is not None:
+            scores["cv_score"] = run.cv_score
+        if run.metric:
+            scores["metric"] = run.metric
+        if scores.keys() >= {"cv_score", "metric"}:
+            return scores
+        raw = self._read(run.result_key or result_key(run.run_id))
+        try:
+            result = json.loads(raw) if raw else {}
+        except ValueError:
+            result = {}
+        if isinstance(result, dict):
+            if "cv_score" not in scores and isinstance(result.get("cv_score"), int | float):
+                scores["cv_score"] = float(result["cv_score"])
+            if "metric" not in scores and isinstance(result.get("metric"), str):
+                scores["metric"] = result["metric"]
+        return scores
+
+    def mark_succeeded(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        run_id = str(event.get("run_id", ""))
+        self.store.transition(run_id, Status.SUCCEEDED)
+        self.store.release_slot(run_id)  # a no-op unless an earlier attempt stopped between the two writes
+        run = self.store.get(run_id)
+        if run is None:
+            raise RunNotFound(f"no run with id {run_id[:80]!r}")
+        if run.status is not Status.SUCCEEDED:
+            raise RunAlreadyEnded(run.error or f"the run is {run.status.value}")
+        expiry = self.settings.presign_expiry_s
+        link = self.presign(run.s3_key or submission_key(run_id), expiry)
+        emailed = deliver_once(self.store, run, success_email(run, link, expiry), self.mailer)
+        return {"status": run.status.value, "emailed": emailed}
+
+    def mark_failed(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        run_id = str(event.get("run_id", ""))
+        return self.finish_failed(run_id, reason_from_error(event.get("error")))
+
+    def finish_failed(self, run_id: str, reason: str) -> dict[str, Any]:
+        """FAILED with `reason` (unless already terminal), slot back, one failure email. Safe to repeat."""
+        self.store.fail(run_id, reason[:MAX_REASON_CHARS])
+        self.store.release_slot(run_id)
+        run = self.store.get(run_id)
+        if run is None:
+            return {"status": "UNKNOWN", "emailed": False}
+        emailed = run.status is Status.FAILED and deliver_once(self.store, run, failure_email(run), self.mailer)
+        return {"status": run.status.value, "reason": run.error, "emailed": emailed}
+
+    def reconcile(self, detail: Mapping[str, Any]) -> dict[str, Any]:
+        """An execution ended badly: no run may stay non-terminal (or hold its slot) after its execution ended."""
+        status = str(detail.get("status", ""))
+        machine = self.settings.state_machine_arn
+        if status not in ENDED_BADLY or (machine and detail.get("stateMachineArn") not in (None, machine)):
+            return {"ignored": True}
+        run_id = str(detail.get("name", ""))
+        if self.store.get(run_id) is None:
+            return {"ignored": True}
+        return self.finish_failed(run_id, execution_end_reason(detail))
+
+
+def _training_outcome(training: Any) -> tuple[int | None, str]:
+    """(exit code of the runner container, ", stopped: <reason>" or "") from the ECS task description."""
+    if not isinstance(training, Mapping):
+        return None, ""
+    stopped = training.get("StoppedReason") or ""
+    suffix = f" (ECS: {stopped})" if stopped else ""
+    for container in training.get("Containers") or []:
+        if isinstance(container, Mapping) and container.get("ExitCode") is not None:
+            return int(container["ExitCode"]), suffix
+    return None, suffix
+
+
+def reason_from_error(error: Any) -> str:
+    """A readable reason from the `{"Error", "Cause"}` a Catch hands over (Lambda errors carry JSON causes)."""
+    if not isinstance(error, Mapping):
+        return "the run failed for an unknown reason"
+    name = str(error.get("Error") or "Error")
+    cause = error.get("Cause") or ""
+    try:
+        parsed = json.loads(cause) if isinstance(cause, str) and cause.strip().startswith("{") else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        if parsed.get("errorMessage"):
+            return str(parsed["errorMessage"])
+        if parsed.get("StoppedReason"):
+            return f"the training task stopped: {parsed['StoppedReason']}"
+    if name == "States.Timeout":
+        return "a step of the run timed out" + (f": {cause}" if cause else "")
+    return f"{name}: {cause}" if cause else name
+
+
+def execution_end_reason(detail: Mapping[str, Any]) -> str:
+    status = detail.get("status")
+    if status == "TIMED_OUT":
+        return "the run timed out: the workflow's time limit was reached"
+    if status == "ABORTED":
+        return "the run was aborted (its workflow was stopped)"
+    error, cause = detail.get("error") or "", detail.get("cause") or ""
+    return "the workflow failed" + (f": {reason_from_error({'Error': error, 'Cause': cause})}" if error else "")
