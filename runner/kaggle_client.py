@@ -9,6 +9,7 @@ hand it the credentials read once at start-up, so later scrubbing of os.environ 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import random
 import sys
@@ -144,13 +145,13 @@ def classify(exc: BaseException, slug: str) -> KaggleError:
 
 @contextlib.contextmanager
 def _quiet_import_environment(config_dir: Path):
-    """Environment for importing `kaggle`: a writable config dir, no credentials, prints sent to stderr."""
+    """Environment for importing `kaggle`: a writable config dir, no credentials, its prints (auth help) discarded."""
     saved = {name: os.environ.get(name) for name in (*_SECRET_ENV, CONFIG_DIR_ENV)}
     try:
         for name in _SECRET_ENV:
             os.environ.pop(name, None)
         os.environ[CONFIG_DIR_ENV] = str(config_dir)
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
         for name, value in saved.items():

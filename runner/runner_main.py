@@ -1,0 +1,305 @@
+"""The Fargate entrypoint: one run from RUNNING to artifacts in S3, with the run item kept truthful.
+
+The state machine starts this task with RUN_ID, URL and EMAIL; resource names come from the task definition (the
+names in chalicelib/config.py). Exit 0 only when a submission was uploaded and recorded; otherwise the failure reason is
+on the run (FAILED) before a non-zero exit, so the state machine's Catch and MarkFailed see it. SIGTERM (a Fargate
+stop or timeout; 30 s before SIGKILL) records its reason, uploads what exists and exits 143.
+
+In the image this file is also /app/runner_main.py, the task's command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+from chalicelib.config import ConfigError
+from chalicelib.run_request import InvalidRequest, parse_slug
+from chalicelib.runs import Run, RunStore, Status
+from runner.cloud import LOGS, RESULT, RUN_ARTIFACTS, SAMPLE_NAME, SUBMISSION, ArtifactStore, RunLog, TaskEnv
+from runner.data import CompetitionFiles, locate_competition
+from runner.datasource import DataSource, DataSourceError, S3DataCache
+from runner.errors import InputError, NotConfiguredError
+from runner.kaggle_client import KaggleDownloader, KaggleError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_NOT_RUNNABLE = 3
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. A BaseException so that engine code catching Exception cannot swallow it."""
+
+
+class EngineResult(Protocol):
+    status: str
+    reason: str | None
+    exit_code: int
+    result: Any
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """What the entrypoint asks of the engine: the stored plan, the metric to optimise and the time budget."""
+
+    plan: Mapping[str, Any]
+    metric: str | None
+    time_budget_s: int
+
+
+Engine = Callable[[CompetitionFiles, Path, EngineRequest, Callable[..., None]], EngineResult]
+
+
+@dataclass
+class Outcome:
+    """What the run ended with: a failure reason (None on success) and the uploaded artifact keys."""
+
+    reason: str | None = None
+    exit_code: int = EXIT_OK
+    keys: dict[str, str] = field(default_factory=dict)
+    sample: Path | None = None
+    cv_score: float | None = None
+    metric: str | None = None
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Inside, the first SIGTERM raises Terminated in the main thread; later ones are ignored (we are stopping)."""
+    fired = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal fired
+        if fired:
+            return
+        fired = True
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def engine_request(run: Run, files: CompetitionFiles, time_budget_s: int) -> EngineRequest:
+    """A metric in the competition's metadata.json wins over the plan's guess."""
+    plan = dict(run.plan or {})
+    metric = files.metric or plan.get("metric") or None
+    return EngineRequest(plan=plan, metric=str(metric) if metric else None, time_budget_s=time_budget_s)
+
+
+def default_engine(
+    files: CompetitionFiles, out: Path, request: EngineRequest, log: Callable[..., None]
+) -> EngineResult:
+    from runner.pipeline import RunOptions, run_pipeline  # noqa: PLC0415 - the engine pulls in pandas/sklearn
+
+    options = RunOptions(metric=request.metric, time_budget=request.time_budget_s, plan=dict(request.plan))
+    return run_pipeline(files, out, options, log=log)
+
+
+class TaskRunner:
+    """One run of the task. Collaborators are passed in so tests drive it with moto clients and fake engines."""
+
+    def __init__(
+        self,
+        task: TaskEnv,
+        *,
+        store: RunStore,
+        artifacts: ArtifactStore,
+        source: DataSource,
+        workdir: Path,
+        log: RunLog,
+        engine: Engine = default_engine,
+    ) -> None:
+        self.task = task
+        self.store = store
+        self.artifacts = artifacts
+        self.source = source
+        self.workdir = workdir
+        self.out = workdir / "out"
+        self.log = log
+        self.engine = engine
+        self.phase = "starting"
+
+    def run(self) -> int:
+        run = self._claim()
+        if run is None:
+            return EXIT_NOT_RUNNABLE
+        outcome = Outcome()
+        try:
+            with sigterm_raises():
+                try:
+                    self._work(run, outcome)
+                except Terminated:
+                    outcome.reason = f"stopped by SIGTERM while {self.phase} (the task was stopped or timed out)"
+                    outcome.exit_code = EXIT_TERMINATED
+                except Exception as error:
+                    outcome.reason = self._reason_for(error)
+                    outcome.exit_code = EXIT_FAILED
+                    self.log.error(outcome.reason, traceback=traceback.format_exc(limit=8))
+                self._finish(outcome)
+        except Terminated:  # a SIGTERM during finishing is ignored by the handler; this is for safety only
+            outcome.exit_code = EXIT_TERMINATED
+        return outcome.exit_code
+
+    def _claim(self) -> Run | None:
+        """Set RUNNING; a run already RUNNING (the state machine retried the task) is taken over, others are left."""
+        run_id = self.task.run_id
+        moved = self.store.transition(run_id, Status.RUNNING)
+        run = self.store.get(run_id)
+        if run is None:
+            self.log.error(f"run {run_id} does not exist; nothing to do")
+            return None
+        if not moved and run.status is not Status.RUNNING:
+            self.log.error(f"run {run_id} is {run.status.value}, not runnable; left untouched")
+            return None
+        self.log(f"run {run_id} RUNNING", slug=run.slug, url=self.task.url)
+        return run
+
+    def _work(self, run: Run, outcome: Outcome) -> None:
+        self.phase = "fetching the competition data"
+        slug = run.slug or parse_slug(self.task.url)
+        fetched = self.source.fetch(slug, self.workdir / "fetch")
+        self.phase = "unpacking the competition data"
+        files = locate_competition(fetched.path, self.workdir / "unpacked")
+        outcome.sample = files.sample
+        self.log(f"competition files: train={files.train.name} test={files.test.name} sample={files.sample.name}")
+        self.phase = "training"
+        request = engine_request(run, files, self.task.settings.run_time_budget_s)
+        result = self.engine(files, self.out, request, self.log)
+        self.phase = "finishing"
+        if result.status != "ok" or not (self.out / SUBMISSION).is_file():
+            outcome.reason = result.reason or f"the engine ended with status {result.status} and no submission"
+            outcome.exit_code = EXIT_FAILED
+            return
+        outcome.cv_score, outcome.metric = _score_of(result.result, self.out / RESULT)
+
+    def _finish(self, outcome: Outcome) -> None:
+        self.phase = "uploading artifacts"
+        outcome.keys = self._upload(outcome)
+        if outcome.reason is None and SUBMISSION not in outcome.keys:
+            outcome.reason = "the submission could not be uploaded to S3"
+            outcome.exit_code = EXIT_FAILED
+        self._record(outcome)
+
+    def _upload(self, outcome: Outcome) -> dict[str, str]:
+        if outcome.reason is not None:
+            self.log(f"run failed: {outcome.reason}", level="error")
+        files = [(self.out / name, name) for name in RUN_ARTIFACTS if name != LOGS]
+        if outcome.sample is not None:
+            files.append((outcome.sample, SAMPLE_NAME))
+        keys = self.artifacts.upload_present(files, log=self.log)
+        self.log(f"uploaded {', '.join(sorted(keys)) or 'nothing'} to {self.artifacts.prefix}")
+        # logs.txt last, so it holds every line up to here, the upload report included.
+        keys.update(self.artifacts.upload_present([(self.out / LOGS, LOGS)], log=self.log))
+        return keys
+
+    def _record(self, outcome: Outcome) -> None:
+        keys = outcome.keys
+        attrs: dict[str, Any] = {"s3_prefix": self.artifacts.prefix}
+        for attr, name in (("s3_key", SUBMISSION), ("sample_key", SAMPLE_NAME), ("result_key", RESULT)):
+            if name in keys:
+                attrs[attr] = keys[name]
+        if outcome.cv_score is not None:
+            attrs["cv_score"] = outcome.cv_score
+        if outcome.metric:
+            attrs["metric"] = outcome.metric
+        run_id = self.task.run_id
+        try:
+            self.store.record(run_id, **attrs)
+            if outcome.reason is not None:
+                self.store.fail(run_id, outcome.reason)
+        except Exception as error:  # DynamoDB unreachable: the exit code and the logs still tell the state machine
+            self.log.error(f"could not record the outcome on the run: {type(error).__name__}: {error}")
+            if outcome.exit_code == EXIT_OK:
+                outcome.exit_code = EXIT_FAILED
+            return
+        if outcome.reason is None:
+            self.log("run finished: submission uploaded", cv_score=outcome.cv_score, metric=outcome.metric)
+
+    def _reason_for(self, error: Exception) -> str:
+        if isinstance(error, KaggleError):
+            return error.reason
+        if isinstance(error, DataSourceError | InputError | NotConfiguredError):
+            return str(error)
+        if isinstance(error, InvalidRequest):
+            return f"the run's URL is not a Kaggle competition: {error}"
+        return f"runner error while {self.phase}: {type(error).__name__}: {error}"
+
+
+def _score_of(result: Any, result_json: Path) -> tuple[float | None, str | None]:
+    """The CV score and metric, from the engine's result object or else its result.json."""
+    data: Mapping[str, Any] = {}
+    if isinstance(result, Mapping):
+        data = result
+    elif result is not None and hasattr(result, "__dict__"):
+        data = vars(result)
+    if "cv_score" not in data and result_json.is_file():
+        try:
+            loaded = json.loads(result_json.read_text(encoding="utf-8"))
+            data = loaded if isinstance(loaded, Mapping) else {}
+        except (OSError, ValueError):
+            data = {}
+    score = data.get("cv_score")
+    metric = data.get("metric")
+    return (float(score) if isinstance(score, int | float) else None, str(metric) if metric else None)
+
+
+def build_runner(task: TaskEnv, workdir: Path, *, engine: Engine = default_engine) -> TaskRunner:
+    """Wire the runner to AWS. Clients are created (and their credentials resolved) before anything drops secrets."""
+    from chalicelib import aws  # noqa: PLC0415
+
+    settings = task.settings
+    log = RunLog(task.run_id, file=workdir / "out" / LOGS)
+    s3 = aws.client("s3")
+    table = aws.resource("dynamodb").Table(settings.runs_table)
+    kaggle = KaggleDownloader(task.kaggle, log=log)
+    source = DataSource(
+        mirror=settings.data_mirror,
+        cache=S3DataCache(s3, settings.artifacts_bucket),
+        download=kaggle.download,
+        log=log,
+    )
+    return TaskRunner(
+        task,
+        store=RunStore(table),
+        artifacts=ArtifactStore(s3, settings.artifacts_bucket, task.run_id),
+        source=source,
+        workdir=workdir,
+        log=log,
+        engine=engine,
+    )
+
+
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None, engine: Engine = default_engine) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return EXIT_OK
+    env = os.environ if env is None else env
+    try:
+        task = TaskEnv.from_env(env)
+    except ConfigError as error:
+        print(json.dumps({"level": "error", "message": f"runner configuration: {error}"}), flush=True)
+        return EXIT_CONFIG
+    workdir = Path(tempfile.mkdtemp(prefix=f"kagent-{task.run_id[:8]}-"))
+    try:
+        return build_runner(task, workdir, engine=engine).run()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
