@@ -30,7 +30,7 @@ data "aws_iam_policy_document" "lambda" {
   statement {
     # Run items and the slot counter item; transactions need the per-item actions.
     sid       = "RunStore"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.runs.arn]
   }
   statement {
@@ -52,15 +52,10 @@ data "aws_iam_policy_document" "lambda" {
     resources = ["${aws_s3_bucket.artifacts.arn}/${local.cache_prefix}*"]
   }
   statement {
+    # The reconciler needs nothing more: the EventBridge event carries the execution's status, error and cause.
     sid       = "StartRuns"
     actions   = ["states:StartExecution"]
     resources = [aws_sfn_state_machine.runs.arn]
-  }
-  statement {
-    # The reconciler reads why an execution ended.
-    sid       = "ReconcileExecutions"
-    actions   = ["states:DescribeExecution"]
-    resources = ["arn:${local.partition}:states:${local.region}:${local.account_id}:execution:${local.state_machine_name}:*"]
   }
   statement {
     # In the SES sandbox the recipients' identities are checked too, so the resource is every identity and the

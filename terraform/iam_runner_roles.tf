@@ -76,7 +76,7 @@ data "aws_iam_policy_document" "runner_task" {
   }
   statement {
     sid       = "UpdateRunItem"
-    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.runs.arn]
   }
 }
