@@ -17,8 +17,7 @@ import signal
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -75,23 +74,29 @@ class Outcome:
     metric: str | None = None
 
 
-@contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Inside, the first SIGTERM raises Terminated in the main thread; later ones are ignored (we are stopping)."""
-    fired = False
+class SigtermGuard:
+    """While armed, SIGTERM raises Terminated in the main thread; once disarmed (we are wrapping up: uploads and the
+    record must finish inside ECS's 30 s stop timeout) it is only noted."""
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal fired
-        if fired:
-            return
-        fired = True
-        raise Terminated()
+    def __init__(self) -> None:
+        self.armed = False
+        self.received = False
+        self._previous: Any = None
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = True
+        if self.armed:
+            self.armed = False
+            raise Terminated()
+
+    def __enter__(self) -> SigtermGuard:
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self.armed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.armed = False
+        signal.signal(signal.SIGTERM, self._previous)
 
 
 def engine_request(run: Run, files: CompetitionFiles, time_budget_s: int) -> EngineRequest:
@@ -139,20 +144,22 @@ class TaskRunner:
         if run is None:
             return EXIT_NOT_RUNNABLE
         outcome = Outcome()
-        try:
-            with sigterm_raises():
+        with SigtermGuard() as guard:
+            try:
                 try:
                     self._work(run, outcome)
-                except Terminated:
-                    outcome.reason = f"stopped by SIGTERM while {self.phase} (the task was stopped or timed out)"
-                    outcome.exit_code = EXIT_TERMINATED
-                except Exception as error:
-                    outcome.reason = self._reason_for(error)
-                    outcome.exit_code = EXIT_FAILED
-                    self.log.error(outcome.reason, traceback=traceback.format_exc(limit=8))
-                self._finish(outcome)
-        except Terminated:  # a SIGTERM during finishing is ignored by the handler; this is for safety only
-            outcome.exit_code = EXIT_TERMINATED
+                finally:
+                    guard.armed = False
+            except Terminated:
+                outcome.reason = f"stopped by SIGTERM while {self.phase} (the task was stopped or timed out)"
+                outcome.exit_code = EXIT_TERMINATED
+            except Exception as error:
+                outcome.reason = self._reason_for(error)
+                outcome.exit_code = EXIT_FAILED
+                self.log.error(outcome.reason, traceback=traceback.format_exc(limit=8))
+            self._finish(outcome)
+            if guard.received and outcome.reason is None:
+                self.log("SIGTERM arrived while finishing; the run's outcome was recorded first")
         return outcome.exit_code
 
     def _claim(self) -> Run | None:

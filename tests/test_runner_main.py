@@ -279,3 +279,14 @@ def test_missing_run_id_is_a_one_line_configuration_error(capsys) -> None:
     assert code == runner_main.EXIT_CONFIG
     (line,) = capsys.readouterr().out.splitlines()
     assert json.loads(line)["message"] == "runner configuration: the runner task needs RUN_ID in its environment"
+
+
+def test_a_disarmed_guard_notes_sigterm_without_interrupting_the_wrap_up() -> None:
+    with runner_main.SigtermGuard() as guard:
+        guard.armed = False
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # let the handler run
+        assert guard.received
+    with pytest.raises(runner_main.Terminated), runner_main.SigtermGuard():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
