@@ -46,6 +46,9 @@ class FakeKaggle:
     api_calls: Counter[str] = field(default_factory=Counter)
     file_downloads: Counter[str] = field(default_factory=Counter)
     url: str = ""
+    file_delay_s: float = 0.0  # hold each file response this long (to stop a runner mid-download)
+    download_started: threading.Event = field(default_factory=threading.Event)
+    _stopping: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
 
     def add_competition(self, slug: str, files: dict[str, bytes]) -> None:
@@ -67,6 +70,7 @@ class FakeKaggle:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -138,6 +142,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         slug = parts[2]
         self.state.file_downloads[slug] += 1
+        self.state.download_started.set()
+        if self.state.file_delay_s and self.state._stopping.wait(self.state.file_delay_s):
+            return
         payload = self.state.competitions[slug]
         self.send_response(200)
         self.send_header("Content-Type", "application/zip")
