@@ -59,3 +59,21 @@ check-terraform: install $(CHECKOV_STAMP)
 ## fmt-terraform: rewrite terraform/ in canonical format
 fmt-terraform: install
 	$(TF_FMT)
+
+## bench: the runner against FLAML, same 60 s budget, on the practice and generalisation competitions; one table
+##   (make bench BENCH_ARGS="--competitions titanic,card-fraud --budget 30"; data goes to $KAGENT_BENCH_DIR or ~/kagent-comps)
+BENCH_BUDGET ?= 60
+BENCH_ARGS ?=
+.PHONY: bench-autogluon
+bench: install .venv-flaml/.installed
+	$(PY) scripts/bench.py --budget $(BENCH_BUDGET) --peers flaml $(BENCH_ARGS)
+
+## bench-autogluon: the same with AutoGluon medium_quality as a second peer (its venv pulls torch: a few GB)
+bench-autogluon: install .venv-flaml/.installed .venv-autogluon/.installed
+	$(PY) scripts/bench.py --budget $(BENCH_BUDGET) --peers flaml,autogluon $(BENCH_ARGS)
+
+.venv-%/.installed: requirements-bench-%.txt
+	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install --quiet --upgrade "pip<26.3"
+	.venv-$*/bin/python -m pip install --quiet -r $<
+	touch $@
