@@ -3,6 +3,7 @@
     terraform -chdir=terraform output -json | python scripts/recordresources.py --outputs -
     python scripts/recordresources.py                 # runs `terraform -chdir=terraform output -json` itself
     python scripts/recordresources.py --local-only    # rewrite the offline `local` stage only (no Terraform)
+    python scripts/recordresources.py --forget dev    # drop a torn-down stage (no Terraform)
 
 A deployed stage (the Terraform variable `stage`) gets `environment_variables` from the `chalice_environment` output and
 the Lambda role from `lambda_role_arn` (Chalice: `manage_iam_role` false). The `local` stage, for
@@ -110,14 +111,16 @@ def deployed_stage(values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     }
 
 
-def build_config(existing: Mapping[str, Any] | None, outputs: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The whole file: kept deployed stages, the local stage, and the stage the outputs describe (if any)."""
+def build_config(
+    existing: Mapping[str, Any] | None, outputs: Mapping[str, Any] | None, forget: str | None = None
+) -> dict[str, Any]:
+    """The whole file: kept deployed stages (less `forget`), the local stage, and the stage the outputs describe."""
     stages: dict[str, Any] = {}
     if existing:
         kept = existing.get("stages", {})
         if not isinstance(kept, Mapping):
             raise RecordError(".chalice/config.json: 'stages' must be an object")
-        stages.update({name: stage for name, stage in kept.items() if name != LOCAL_STAGE})
+        stages.update({name: stage for name, stage in kept.items() if name not in {LOCAL_STAGE, forget}})
     if outputs is not None:
         name, stage = deployed_stage(output_values(outputs))
         stages[name] = stage
@@ -170,7 +173,7 @@ def terraform_outputs(terraform_dir: Path) -> dict[str, Any]:
 
 
 def load_outputs(args: argparse.Namespace) -> dict[str, Any] | None:
-    if args.local_only:
+    if args.local_only or args.forget:
         return None
     if args.outputs == "-":
         return parse_outputs(sys.stdin.read(), "stdin")
@@ -187,12 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--outputs", help="a file holding `terraform output -json`, or - for stdin")
     source.add_argument("--local-only", action="store_true", help="rewrite only the local stage; no Terraform")
+    source.add_argument("--forget", metavar="STAGE", help="drop a deployed stage (after teardown); no Terraform")
     parser.add_argument("--terraform-dir", default=str(TERRAFORM_DIR), help="where to run `terraform output -json`")
     parser.add_argument("--config", default=str(CONFIG_PATH), help="the Chalice config to write")
     args = parser.parse_args(argv)
     config_path = Path(args.config)
     try:
-        config = build_config(read_existing(config_path), load_outputs(args))
+        config = build_config(read_existing(config_path), load_outputs(args), forget=args.forget)
     except RecordError as exc:
         print(f"recordresources: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,7 @@ resource "aws_ecr_repository" "runner" {
   # checkov:skip=CKV_AWS_136: Images are encrypted with AES256; no customer-managed KMS key is created (cost and key-policy upkeep).
   name                 = local.ecr_repository_name
   image_tag_mutability = "IMMUTABLE"
-  force_delete         = false
+  force_delete         = var.allow_destroy_with_data
 
   image_scanning_configuration {
     scan_on_push = true

@@ -4,7 +4,8 @@ resource "aws_s3_bucket" "artifacts" {
   # checkov:skip=CKV_AWS_144: Run artifacts are short-lived and reproducible by rerunning; cross-region replication is not worth its cost.
   # checkov:skip=CKV_AWS_145: Encrypted with SSE-S3 (AES256); no customer-managed KMS key is created (cost and key-policy upkeep).
   # checkov:skip=CKV2_AWS_62: Nothing consumes object events; the state machine drives every step.
-  bucket = local.artifacts_bucket_name
+  bucket        = local.artifacts_bucket_name
+  force_destroy = var.allow_destroy_with_data
 }
 
 resource "aws_s3_bucket_public_access_block" "artifacts" {

@@ -198,3 +198,9 @@ variable "ecr_keep_images" {
   description = "Runner images kept in ECR; older ones are expired."
   default     = 20
 }
+
+variable "allow_destroy_with_data" {
+  type        = bool
+  description = "Let terraform destroy remove the artifacts bucket and the ECR repository while they still hold objects and images (teardown only)."
+  default     = false
+}

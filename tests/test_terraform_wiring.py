@@ -634,6 +634,13 @@ def test_recording_a_second_stage_keeps_the_first(tmp_path: Path) -> None:
     assert set(json.loads(config_path.read_text(encoding="utf-8"))["stages"]) == {"dev", "prod", "local"}
 
 
+def test_a_torn_down_stage_can_be_forgotten(tmp_path: Path) -> None:
+    config_path = tmp_path / "config.json"
+    config_path.write_text(recordresources.render(recordresources.build_config(None, FAKE_OUTPUTS)), encoding="utf-8")
+    assert recordresources.main(["--forget", "dev", "--config", str(config_path)]) == 0
+    assert set(json.loads(config_path.read_text(encoding="utf-8"))["stages"]) == {"local"}
+
+
 @pytest.mark.parametrize(
     ("outputs", "message"),
     [
