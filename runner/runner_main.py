@@ -37,6 +37,8 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_NOT_RUNNABLE = 3
 EXIT_TERMINATED = 128 + signal.SIGTERM
+SUCCEEDED = "succeeded"  # RunResult.status of runner.pipeline
+RUNNER_LOG = "runner-logs.txt"  # every line of the task; uploaded as logs.txt (the engine's own logs.txt is a part)
 
 
 class Terminated(BaseException):
@@ -100,19 +102,34 @@ class SigtermGuard:
 
 
 def engine_request(run: Run, files: CompetitionFiles, time_budget_s: int) -> EngineRequest:
-    """A metric in the competition's metadata.json wins over the plan's guess."""
-    plan = dict(run.plan or {})
-    metric = files.metric or plan.get("metric") or None
-    return EngineRequest(plan=plan, metric=str(metric) if metric else None, time_budget_s=time_budget_s)
+    """The metric of the competition's metadata.json, when there is one, wins over the plan's guess."""
+    return EngineRequest(plan=dict(run.plan or {}), metric=files.metric, time_budget_s=time_budget_s)
+
+
+def usable_plan(plan: Mapping[str, Any], log: Callable[..., None]) -> dict[str, Any]:
+    """The plan without a metric the engine does not know (the heuristic plan may say "inferred from the data")."""
+    from runner.metrics import get_metric  # noqa: PLC0415
+
+    usable = dict(plan)
+    metric = usable.get("metric")
+    if metric:
+        try:
+            get_metric(str(metric))
+        except InputError:
+            log(f"the plan's metric {str(metric)[:80]!r} is not one the runner knows; inferring it from the data")
+            usable.pop("metric")
+    return usable
 
 
 def default_engine(
     files: CompetitionFiles, out: Path, request: EngineRequest, log: Callable[..., None]
 ) -> EngineResult:
+    """runner.pipeline on the unpacked files (it finds them again there without unzipping twice)."""
     from runner.pipeline import RunOptions, run_pipeline  # noqa: PLC0415 - the engine pulls in pandas/sklearn
 
-    options = RunOptions(metric=request.metric, time_budget=request.time_budget_s, plan=dict(request.plan))
-    return run_pipeline(files, out, options, log=log)
+    plan = usable_plan(request.plan, log)
+    options = RunOptions(metric=request.metric, time_budget=request.time_budget_s, plan=plan)
+    return run_pipeline(files.root, out, options, log=log)
 
 
 class TaskRunner:
@@ -188,7 +205,7 @@ class TaskRunner:
         request = engine_request(run, files, self.task.settings.run_time_budget_s)
         result = self.engine(files, self.out, request, self.log)
         self.phase = "finishing"
-        if result.status != "ok" or not (self.out / SUBMISSION).is_file():
+        if result.status != SUCCEEDED or not (self.out / SUBMISSION).is_file():
             outcome.reason = result.reason or f"the engine ended with status {result.status} and no submission"
             outcome.exit_code = EXIT_FAILED
             return
@@ -211,7 +228,7 @@ class TaskRunner:
         keys = self.artifacts.upload_present(files, log=self.log)
         self.log(f"uploaded {', '.join(sorted(keys)) or 'nothing'} to {self.artifacts.prefix}")
         # logs.txt last, so it holds every line up to here, the upload report included.
-        keys.update(self.artifacts.upload_present([(self.out / LOGS, LOGS)], log=self.log))
+        keys.update(self.artifacts.upload_present([(self.workdir / RUNNER_LOG, LOGS)], log=self.log))
         return keys
 
     def _record(self, outcome: Outcome) -> None:
@@ -270,7 +287,7 @@ def build_runner(task: TaskEnv, workdir: Path, *, engine: Engine = default_engin
     from chalicelib import aws  # noqa: PLC0415
 
     settings = task.settings
-    log = RunLog(task.run_id, file=workdir / "out" / LOGS)
+    log = RunLog(task.run_id, file=workdir / RUNNER_LOG)
     s3 = aws.client("s3")
     table = aws.resource("dynamodb").Table(settings.runs_table)
     kaggle = KaggleDownloader(task.kaggle, log=log)

@@ -63,11 +63,11 @@ class FakeEngine:
             raise self.raise_
         if self.fail:
             (out / "result.json").write_text(json.dumps({"status": "failed", "reason": self.fail}))
-            return SimpleNamespace(status="failed", reason=self.fail, exit_code=1, result=None)
+            return SimpleNamespace(status="failed", reason=self.fail, exit_code=1, result={})
         (out / "submission.csv").write_bytes(files.sample.read_bytes())
-        result = {"status": "ok", "cv_score": 0.75, "metric": "accuracy"}
+        result = {"status": "succeeded", "cv_score": 0.75, "metric": "accuracy"}
         (out / "result.json").write_text(json.dumps(result))
-        return SimpleNamespace(status="ok", reason=None, exit_code=0, result=result)
+        return SimpleNamespace(status="succeeded", reason="", exit_code=0, result=result)
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ def test_the_engine_gets_the_stored_plan_and_the_time_budget(cloud, tmp_path) ->
 
     (request,) = engine.calls
     assert request.plan == PLAN
-    assert request.metric == "accuracy"
+    assert request.metric is None  # no metadata.json: the engine takes the plan's metric
     assert request.time_budget_s == 30
 
 
@@ -290,3 +290,23 @@ def test_a_disarmed_guard_notes_sigterm_without_interrupting_the_wrap_up() -> No
     with pytest.raises(runner_main.Terminated), runner_main.SigtermGuard():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)
+
+
+def test_a_metric_in_metadata_json_is_passed_to_the_engine(cloud, tmp_path) -> None:
+    run = planned_run(cloud)
+    mirror = mirror_with(tmp_path)
+    (Path(mirror) / "tiny" / "metadata.json").write_text(json.dumps({"metric": "roc_auc"}))
+    engine = FakeEngine()
+
+    runner_main.main(env=task_env(run, KAGENT_DATA_MIRROR=mirror), engine=engine)
+
+    assert engine.calls[0].metric == "roc_auc"
+
+
+def test_a_plan_metric_the_engine_does_not_know_is_left_to_inference() -> None:
+    lines: list[str] = []
+    plan = {"metric": "inferred from the data", "task_type": "unknown"}
+
+    assert runner_main.usable_plan(plan, lines.append) == {"task_type": "unknown"}
+    assert runner_main.usable_plan({"metric": "AUC"}, lines.append) == {"metric": "AUC"}
+    assert len(lines) == 1
