@@ -127,12 +127,12 @@ variable "max_running" {
 
 variable "presign_expiry_s" {
   type        = number
-  description = "Lifetime in seconds of the presigned submission link (KAGENT_PRESIGN_EXPIRY_S)."
-  default     = 86400
+  description = "Lifetime in seconds of the presigned submission link (KAGENT_PRESIGN_EXPIRY_S). A link signed with the Lambda's temporary credentials dies with them anyway, so keep it short; GET /runs/{id} signs a fresh one."
+  default     = 3600
 
   validation {
-    condition     = var.presign_expiry_s >= 60 && var.presign_expiry_s <= 604800
-    error_message = "presign_expiry_s must be between 60 and 604800 (SigV4's limit)."
+    condition     = var.presign_expiry_s >= 60 && var.presign_expiry_s <= 43200
+    error_message = "presign_expiry_s must be between 60 and 43200 (links signed with temporary credentials cannot outlive them)."
   }
 }
 
