@@ -453,6 +453,34 @@ def test_the_state_machine_carries_the_network_configuration_in_the_execution_in
         )
 
 
+def test_the_app_name_is_the_same_in_app_py_terraform_and_the_generated_config() -> None:
+    app_name = next(
+        keyword.value.value
+        for node in ast.walk(parse(require(APP)))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Chalice"
+        for keyword in node.keywords
+        if keyword.arg == "app_name" and isinstance(keyword.value, ast.Constant)
+    )
+    variable = next(
+        body for block in tf_blocks("variable") for name, body in block.items() if unquote(name) == "chalice_app_name"
+    )
+    assert unquote(variable["default"]) == app_name, (
+        f"terraform var.chalice_app_name defaults to {variable['default']}, app.py says {app_name!r}"
+    )
+    assert app_name == recordresources.APP_NAME
+
+
+def test_every_terraform_variable_is_typed_and_described_and_every_output_described() -> None:
+    for block in tf_blocks("variable"):
+        for name, body in block.items():
+            assert "type" in body and body.get("description"), (
+                f"terraform variable {unquote(name)} lacks a type or a description"
+            )
+    for block in tf_blocks("output"):
+        for name, body in block.items():
+            assert body.get("description"), f"terraform output {unquote(name)} lacks a description"
+
+
 # --- environment names ----------------------------------------------------------------------------------------------
 
 
