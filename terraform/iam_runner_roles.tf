@@ -1,6 +1,8 @@
 # The runner's two roles. Execution role: what ECS needs to start the container (image pull, logs, the three SSM
 # secrets). Task role: what the runner code uses (its run's S3 prefix, the data cache, its run item) and nothing else.
-data "aws_iam_policy_document" "ecs_tasks_assume" {
+# The task role trusts ECS tasks of this account only (ECS documents aws:SourceAccount for task roles); the execution
+# role keeps the plain trust ECS documents for it.
+data "aws_iam_policy_document" "ecs_task_role_assume" {
   statement {
     actions = ["sts:AssumeRole"]
     principals {
@@ -15,9 +17,19 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
   }
 }
 
+data "aws_iam_policy_document" "ecs_execution_role_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+  }
+}
+
 resource "aws_iam_role" "runner_execution" {
   name               = "${local.name}-runner-execution"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+  assume_role_policy = data.aws_iam_policy_document.ecs_execution_role_assume.json
 }
 
 data "aws_iam_policy_document" "runner_execution" {
@@ -53,7 +65,7 @@ resource "aws_iam_role_policy" "runner_execution" {
 
 resource "aws_iam_role" "runner_task" {
   name               = "${local.name}-runner-task"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+  assume_role_policy = data.aws_iam_policy_document.ecs_task_role_assume.json
 }
 
 data "aws_iam_policy_document" "runner_task" {
