@@ -47,12 +47,17 @@ def runs_table() -> Any:
     return resource("dynamodb").Table(settings().runs_table)
 
 
-def reset() -> None:
-    """Forget cached settings and clients (tests switch environments and moto backends)."""
+def reset(clients: bool = True) -> None:
+    """Forget cached settings and the service (and, unless `clients=False`, the boto3 clients too).
+
+    Tests switch environments between cases; keeping the clients (`clients=False`) is fine under moto's in-process
+    mock, which intercepts every client, and saves the client creation time.
+    """
     settings.cache_clear()
-    client.cache_clear()
-    resource.cache_clear()
     service.cache_clear()
+    if clients:
+        client.cache_clear()
+        resource.cache_clear()
 
 
 def kaggle_auth() -> Any:
@@ -80,8 +85,10 @@ def validate_submission(submission: bytes, sample: bytes | None) -> list[str]:
     """The runner engine's stdlib validator (chalicelib.submission), problems as one-line strings."""
     from chalicelib.submission import validate_submission as validate  # noqa: PLC0415
 
-    sample_text = sample.decode("utf-8", "replace") if sample is not None else None
-    return [str(problem) for problem in validate(submission.decode("utf-8", "replace"), sample_text)]
+    if sample is None:
+        return ["the runner stored no sample submission to check submission.csv against"]
+    problems = validate(submission.decode("utf-8", "replace"), sample.decode("utf-8", "replace"))
+    return [str(problem) for problem in problems]
 
 
 @functools.cache
@@ -89,12 +96,14 @@ def service() -> Any:
     """The Service the handlers call, wired from Settings and the lazily created clients."""
     from chalicelib import orchestrator  # noqa: PLC0415
     from chalicelib.kaggle_meta import fetch_meta  # noqa: PLC0415
-    from chalicelib.notify import Mailer, OutboxMailer, SesMailer  # noqa: PLC0415
+    from chalicelib.notify import CopyingMailer, Mailer, OutboxMailer, SesMailer  # noqa: PLC0415
     from chalicelib.runs import RunStore  # noqa: PLC0415
     from chalicelib.service import Service  # noqa: PLC0415
 
     current = settings()
-    mailer: Mailer = OutboxMailer(current.outbox) if current.outbox else SesMailer(client("ses"), current.ses_sender)
+    mailer: Mailer = SesMailer(client("ses"), current.ses_sender)
+    if current.outbox:  # the local stack: every email also lands as an .eml file
+        mailer = CopyingMailer(mailer, OutboxMailer(current.outbox, current.ses_sender))
     auth = kaggle_auth()
 
     def executor(run: Any, payload: dict[str, Any]) -> str:

@@ -27,15 +27,15 @@ ENDED_BADLY = ("FAILED", "TIMED_OUT", "ABORTED")
 
 
 def submission_key(run_id: str) -> str:
-    return f"runs/{run_id}/submission.csv"
+    return f"{run_id}/submission.csv"
 
 
 def sample_key(run_id: str) -> str:
-    return f"runs/{run_id}/sample_submission.csv"
+    return f"{run_id}/sample_submission.csv"
 
 
 def result_key(run_id: str) -> str:
-    return f"runs/{run_id}/result.json"
+    return f"{run_id}/result.json"
 
 
 # -- errors the workflow sees (their class names become Step Functions error names) ---------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,24 +24,34 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
 
 
+@functools.cache
+def cached_client(service: str) -> Any:
+    """Clients made once per test process: moto intercepts them in every mock context, and creating them is slow."""
+    return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+
+
+@functools.cache
+def _dynamodb() -> Any:
+    return boto3.resource("dynamodb", region_name=REGION)
+
+
 def create_runs_table(name: str = TABLE) -> Any:
-    dynamodb = boto3.resource("dynamodb", region_name=REGION)
+    dynamodb = _dynamodb()
     table = dynamodb.create_table(
         TableName=name,
         KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    table.wait_until_exists()
     return table
 
 
 def create_bucket(name: str = BUCKET) -> None:
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=name)
+    cached_client("s3").create_bucket(Bucket=name)
 
 
 def verify_sender(address: str = SENDER) -> None:
-    boto3.client("ses", region_name=REGION).verify_email_identity(EmailAddress=address)
+    cached_client("ses").verify_email_identity(EmailAddress=address)
 
 
 @contextmanager
@@ -74,3 +85,49 @@ def serialized_dynamodb() -> Iterator[None]:
     finally:
         for name, original in originals.items():
             setattr(DynamoDBBackend, name, original)
+
+
+STATE_MACHINE_NAME = "kagent-test-runs"
+SERVICE_ENV_NAMES = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "OPENAI_API_KEY", "OPENAI_BASE_URL")
+
+
+def service_environment(monkeypatch: pytest.MonkeyPatch, **overrides: str) -> None:
+    """The KAGENT_* environment a deployed stage gets, pointing at the moto resources created here."""
+    from chalicelib import config  # noqa: PLC0415
+
+    fake_credentials(monkeypatch)
+    for name in SERVICE_ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    values = {
+        config.STAGE: "test",
+        config.RUNS_TABLE: TABLE,
+        config.ARTIFACTS_BUCKET: BUCKET,
+        config.SES_SENDER: SENDER,
+        config.MAX_RUNNING: "2",
+        config.SUBNETS: "subnet-aaa,subnet-bbb",
+        config.SECURITY_GROUP: "sg-123",
+        config.EXECUTOR: "stepfunctions",
+        config.OUTBOX: "",
+        config.STATE_MACHINE_ARN: f"arn:aws:states:{REGION}:123456789012:stateMachine:{STATE_MACHINE_NAME}",
+    }
+    values.update(overrides)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def create_state_machine(definition: str = "", name: str = STATE_MACHINE_NAME) -> str:
+    """A state machine in moto (by default a one-state Pass machine: it records executions, runs nothing real)."""
+    import json  # noqa: PLC0415
+
+    body = definition or json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+    sfn = cached_client("stepfunctions")
+    role = "arn:aws:iam::123456789012:role/kagent-test-state-machine"
+    return str(sfn.create_state_machine(name=name, definition=body, roleArn=role)["stateMachineArn"])
+
+
+def sent_emails() -> list[Any]:
+    """What moto's SES accepted (messages with source, destinations, subject, body)."""
+    from moto.core import DEFAULT_ACCOUNT_ID  # noqa: PLC0415
+    from moto.ses.models import ses_backends  # noqa: PLC0415
+
+    return list(ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages)

@@ -14,6 +14,52 @@ from chalicelib.run_request import (
 
 EMAIL = "me@example.com"
 
+BAD_URLS = [
+    "http://www.kaggle.com/competitions/titanic",
+    "ftp://www.kaggle.com/competitions/titanic",
+    "www.kaggle.com/competitions/titanic",
+    "https://kaggle.com.evil.example/competitions/titanic",
+    "https://evil.example/competitions/titanic",
+    "https://www.kaggle.com:8443/competitions/titanic",
+    "https://user@www.kaggle.com/competitions/titanic",
+    "https://www.kaggle.com/datasets/someone/titanic",
+    "https://www.kaggle.com/code/someone/titanic",
+    "https://www.kaggle.com/competitions",
+    "https://www.kaggle.com/competitions/",
+    "https://www.kaggle.com/",
+    "https://www.kaggle.com/c/-titanic",
+    "https://www.kaggle.com/c/titanic-",
+    "https://www.kaggle.com/c/tita--nic",
+    "https://www.kaggle.com/c/tit_anic",
+    "https://www.kaggle.com/c/tit%20anic",
+    "https://www.kaggle.com/c/" + "a" * 101,
+    "https://www.kaggle.com/c/titanic" + "/x" * 1100,
+    "https://www.kaggle.com/c/titanic extra",
+    "https://www.kaggle.com/c/tita\nnic",
+    "https://www.kaggle.com/c/titanic\x00",
+    "not a url",
+]
+
+BAD_EMAILS = [
+    "plain",
+    "@example.com",
+    "me@",
+    "me@example",
+    "me@@example.com",
+    "me@exa mple.com",
+    "me @example.com",
+    "me@example.c",
+    "me@example.123",
+    "me@-example.com",
+    "me@example..com",
+    ".me@example.com",
+    "m..e@example.com",
+    "me,you@example.com",
+    "me@example.com\r\nBcc: x@example.com",
+    "a" * 65 + "@example.com",
+    "me@" + "a" * 250 + ".com",
+]
+
 
 @pytest.mark.parametrize(
     "url",
@@ -42,34 +88,7 @@ def test_hyphenated_slug_is_kept():
     assert request.slug == "house-prices-advanced-regression-techniques"
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://www.kaggle.com/competitions/titanic",
-        "ftp://www.kaggle.com/competitions/titanic",
-        "www.kaggle.com/competitions/titanic",
-        "https://kaggle.com.evil.example/competitions/titanic",
-        "https://evil.example/competitions/titanic",
-        "https://www.kaggle.com:8443/competitions/titanic",
-        "https://user@www.kaggle.com/competitions/titanic",
-        "https://www.kaggle.com/datasets/someone/titanic",
-        "https://www.kaggle.com/code/someone/titanic",
-        "https://www.kaggle.com/competitions",
-        "https://www.kaggle.com/competitions/",
-        "https://www.kaggle.com/",
-        "https://www.kaggle.com/c/-titanic",
-        "https://www.kaggle.com/c/titanic-",
-        "https://www.kaggle.com/c/tita--nic",
-        "https://www.kaggle.com/c/tit_anic",
-        "https://www.kaggle.com/c/tit%20anic",
-        "https://www.kaggle.com/c/" + "a" * 101,
-        "https://www.kaggle.com/c/titanic" + "/x" * 1100,
-        "https://www.kaggle.com/c/titanic extra",
-        "https://www.kaggle.com/c/tita\nnic",
-        "https://www.kaggle.com/c/titanic\x00",
-        "not a url",
-    ],
-)
+@pytest.mark.parametrize("url", BAD_URLS)
 def test_other_urls_are_rejected_naming_the_url_field(url):
     with pytest.raises(InvalidRequest) as caught:
         parse_run_request({"url": url, "email": EMAIL})
@@ -77,28 +96,7 @@ def test_other_urls_are_rejected_naming_the_url_field(url):
     assert caught.value.to_json()["error"]
 
 
-@pytest.mark.parametrize(
-    "email",
-    [
-        "plain",
-        "@example.com",
-        "me@",
-        "me@example",
-        "me@@example.com",
-        "me@exa mple.com",
-        "me @example.com",
-        "me@example.c",
-        "me@example.123",
-        "me@-example.com",
-        "me@example..com",
-        ".me@example.com",
-        "m..e@example.com",
-        "me,you@example.com",
-        "me@example.com\r\nBcc: x@example.com",
-        "a" * 65 + "@example.com",
-        "me@" + "a" * 250 + ".com",
-    ],
-)
+@pytest.mark.parametrize("email", BAD_EMAILS)
 def test_bad_email_shapes_are_rejected_naming_the_email_field(email):
     with pytest.raises(InvalidRequest) as caught:
         parse_run_request({"url": "https://www.kaggle.com/c/titanic", "email": email})

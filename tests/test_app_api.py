@@ -1,0 +1,185 @@
+"""The HTTP API contract through chalice.test.Client, against moto: POST /run and GET /runs/{run_id}."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from urllib.parse import quote
+
+import pytest
+from chalice import IAMAuthorizer
+from chalice.test import Client
+from moto import mock_aws
+
+from chalicelib import aws
+from chalicelib.runs import RunStore, Status
+from tests.moto_env import (
+    BUCKET,
+    cached_client,
+    create_bucket,
+    create_runs_table,
+    create_state_machine,
+    service_environment,
+    verify_sender,
+)
+
+pytestmark = [pytest.mark.aws, pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")]
+
+TITANIC = "https://www.kaggle.com/competitions/titanic"
+EMAIL = "alice@example.com"
+
+
+@contextmanager
+def api_client(monkeypatch, project_dir):
+    service_environment(monkeypatch)
+    with mock_aws():
+        create_runs_table()
+        create_bucket()
+        verify_sender()
+        create_state_machine()
+        aws.reset(clients=False)
+        from app import app  # noqa: PLC0415
+
+        with Client(app, project_dir=str(project_dir)) as test_client:
+            yield test_client
+    aws.reset(clients=False)
+
+
+@pytest.fixture
+def client(monkeypatch, tmp_path):
+    with api_client(monkeypatch, tmp_path) as test_client:
+        yield test_client
+
+
+def post_run(client, url=TITANIC, email=EMAIL, headers=None):
+    return client.http.post(f"/run?url={quote(url, safe='')}&email={quote(email, safe='')}", headers=headers or {})
+
+
+def executions():
+    sfn = cached_client("stepfunctions")
+    machine = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+    return sfn.list_executions(stateMachineArn=machine)["executions"]
+
+
+def store():
+    return RunStore(aws.runs_table())
+
+
+def test_post_run_admits_a_queued_run_and_starts_its_execution(client):
+    response = post_run(client, headers={"host": "api.example.test"})
+    assert response.status_code == 202
+    body = response.json_body
+    assert body["status"] == "QUEUED"
+    assert body["status_url"] == f"http://api.example.test/runs/{body['run_id']}"
+    [execution] = executions()
+    assert execution["name"] == body["run_id"]
+    sfn = cached_client("stepfunctions")
+    started = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    assert started == {
+        "run_id": body["run_id"],
+        "url": TITANIC,
+        "email": EMAIL,
+        "slug": "titanic",
+        "network": {
+            "awsvpcConfiguration": {
+                "subnets": ["subnet-aaa", "subnet-bbb"],
+                "securityGroups": ["sg-123"],
+                "assignPublicIp": "ENABLED",
+            }
+        },
+    }
+    run = store().get(body["run_id"])
+    assert run.execution_arn == execution["executionArn"]
+
+
+def test_post_run_accepts_the_fields_as_a_json_body(client):
+    response = client.http.post(
+        "/run",
+        headers={"content-type": "application/json"},
+        body=json.dumps({"url": "https://www.kaggle.com/c/titanic/data", "email": EMAIL}),
+    )
+    assert response.status_code == 202
+    assert store().get(response.json_body["run_id"]).url == TITANIC
+
+
+def test_same_idempotency_key_returns_the_same_run_and_starts_nothing_new(client):
+    first = post_run(client, headers={"Idempotency-Key": "retry-me"})
+    second = post_run(client, headers={"Idempotency-Key": "retry-me"})
+    assert first.status_code == second.status_code == 202
+    assert first.json_body["run_id"] == second.json_body["run_id"]
+    assert len(executions()) == 1
+    assert store().in_flight() == 1
+
+
+def test_different_idempotency_keys_make_different_runs(client):
+    first = post_run(client, headers={"Idempotency-Key": "a"})
+    second = post_run(client, headers={"Idempotency-Key": "b"})
+    assert first.json_body["run_id"] != second.json_body["run_id"]
+
+
+def test_oversized_idempotency_key_is_a_400(client):
+    response = post_run(client, headers={"Idempotency-Key": "k" * 300})
+    assert response.status_code == 400
+    assert response.json_body["field"] == "Idempotency-Key"
+
+
+def test_over_max_running_is_429_with_retry_after(client):
+    assert post_run(client).status_code == 202
+    assert post_run(client).status_code == 202
+    refused = post_run(client)
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) > 0
+    assert "retry" in refused.json_body["error"]
+    assert len(executions()) == 2
+
+
+def test_max_running_comes_from_the_environment(client, monkeypatch):
+    monkeypatch.setenv("KAGENT_MAX_RUNNING", "3")
+    aws.reset(clients=False)
+    assert [post_run(client).status_code for _ in range(4)] == [202, 202, 202, 429]
+
+
+def test_a_run_whose_workflow_cannot_start_fails_and_gives_its_slot_back(client, monkeypatch):
+    monkeypatch.setenv("KAGENT_STATE_MACHINE_ARN", "")
+    aws.reset(clients=False)
+    response = post_run(client)
+    assert response.status_code == 503
+    run = store().get(response.json_body["run_id"])
+    assert run.status is Status.FAILED and "KAGENT_STATE_MACHINE_ARN" in run.error
+    assert store().in_flight() == 0
+
+
+def test_get_run_shows_status_timestamps_and_a_masked_email(client):
+    run_id = post_run(client).json_body["run_id"]
+    response = client.http.get(f"/runs/{run_id}")
+    assert response.status_code == 200
+    body = response.json_body
+    assert body["status"] == "QUEUED" and body["slug"] == "titanic"
+    assert body["email"] == "a***@example.com"
+    assert EMAIL not in json.dumps(body)
+    assert set(body["timestamps"]) == {"QUEUED"}
+    assert body["submission_url"] is None
+
+
+def test_get_run_of_a_succeeded_run_has_a_short_lived_presigned_link(client):
+    run_id = post_run(client).json_body["run_id"]
+    runs = store()
+    runs.record(run_id, s3_key=f"{run_id}/submission.csv", cv_score=0.81, metric="accuracy")
+    runs.transition(run_id, Status.PLANNED, plan_summary="binary task scored by accuracy")
+    runs.transition(run_id, Status.VALIDATED)
+    runs.transition(run_id, Status.SUCCEEDED)
+    body = client.http.get(f"/runs/{run_id}").json_body
+    assert body["status"] == "SUCCEEDED"
+    assert body["cv_score"] == pytest.approx(0.81) and body["metric"] == "accuracy"
+    assert body["plan_summary"].startswith("binary")
+    assert f"{BUCKET}" in body["submission_url"] and f"{run_id}/submission.csv" in body["submission_url"]
+    assert "Expires=" in body["submission_url"] or "X-Amz-Expires=900" in body["submission_url"]
+    assert set(body["timestamps"]) == {"QUEUED", "PLANNED", "VALIDATED", "SUCCEEDED"}
+
+
+def test_routes_require_iam_authorization_when_deployed():
+    from app import app  # noqa: PLC0415
+
+    for path, methods in app.routes.items():
+        for entry in methods.values():
+            assert isinstance(entry.authorizer, IAMAuthorizer), path
