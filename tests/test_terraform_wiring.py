@@ -98,7 +98,11 @@ def unquote(value: Any) -> Any:
 
 @functools.cache
 def terraform_files() -> dict[str, dict[str, Any]]:
-    return {path.name: hcl2.load(path.open(encoding="utf-8")) for path in sorted(TERRAFORM.glob("*.tf"))}
+    parsed = {}
+    for path in sorted(TERRAFORM.glob("*.tf")):
+        with path.open(encoding="utf-8") as source:
+            parsed[path.name] = hcl2.load(source)
+    return parsed
 
 
 def tf_blocks(kind: str) -> Iterator[dict[str, Any]]:
