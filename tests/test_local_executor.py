@@ -81,7 +81,8 @@ def test_parameters_take_dollar_keys_from_the_input_at_any_depth() -> None:
     }
     dispatch, calls = fake_dispatch({"a": lambda event: event})
     execution = lx.run_definition(definition, {"inner": {"id": "r1", "items": ["p", "q"]}}, dispatch)
-    expected = {"Literal": "L", "Id": "r1", "List": [{"Name": "RUN_ID", "Value": "r1"}, {"Name": "FIRST", "Value": "p"}]}
+    pairs = [{"Name": "RUN_ID", "Value": "r1"}, {"Name": "FIRST", "Value": "p"}]
+    expected = {"Literal": "L", "Id": "r1", "List": pairs}
     assert calls == [("a", expected)]
     assert execution.output == expected
 
@@ -233,7 +234,7 @@ def test_lambda_results_go_through_json_like_a_real_invocation() -> None:
     assert invoke({"a": [1]}) == {"echo": {"a": [1]}, "tuple": [1, 2]}
 
 
-# -- the real definition ------------------------------------------------------------------------------------------------
+# -- the real definition -----------------------------------------------------------------------------------------------
 
 
 def local_settings() -> Settings:
@@ -297,7 +298,7 @@ def test_a_failed_training_task_goes_to_mark_failed_with_the_error_then_fails_th
     assert (execution.status, execution.error) == ("FAILED", "RunFailed")
 
 
-# -- the runner subprocess ----------------------------------------------------------------------------------------------
+# -- the runner subprocess ---------------------------------------------------------------------------------------------
 
 
 def ecs_parameters(**environment: str) -> dict[str, Any]:
@@ -310,9 +311,9 @@ def python(code: str) -> tuple[str, ...]:
 
 
 def test_the_runner_gets_the_stage_environment_plus_the_container_overrides() -> None:
-    check = "import os, sys; sys.exit(0 if (os.environ['RUN_ID'], os.environ['KAGENT_STAGE']) == ('r1', 'local') else 5)"
+    check = "import os, sys; sys.exit(0 if (os.environ['RUN_ID'], os.environ['KAGENT_STAGE']) == ('r1', 'loc') else 5)"
     description = lx.run_runner(
-        ecs_parameters(RUN_ID="r1"), 30, base_env={"KAGENT_STAGE": "local", "RUN_ID": "old"}, command=python(check)
+        ecs_parameters(RUN_ID="r1"), 30, base_env={"KAGENT_STAGE": "loc", "RUN_ID": "old"}, command=python(check)
     )
     assert description["Containers"][0] == {"Name": "runner", "ExitCode": 0, "LastStatus": "STOPPED"}
 
