@@ -7,9 +7,13 @@ right and the refusal is recorded on the run as `email_error`.
 
 from __future__ import annotations
 
-import json
 import re
+import time
+import uuid
 from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,6 +21,7 @@ from chalicelib.run_request import rules_url
 from chalicelib.runs import Run, RunStore, Status
 
 MAX_REASON_CHARS = 2000
+_EML_POLICY = policy.default.clone(max_line_length=998)  # RFC 5322's limit; presigned links are ~600 characters
 
 
 @dataclass(frozen=True)
@@ -49,16 +54,36 @@ class SesMailer:
 
 
 class OutboxMailer:
-    """The local stage's mailbox: each email becomes a JSON file in a directory (KAGENT_OUTBOX)."""
+    """The local stage's mailbox: each email becomes an `.eml` file in a directory (KAGENT_OUTBOX)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, sender: str = "kagent@example.com") -> None:
         self._directory = directory
+        self._sender = sender
 
     def send(self, email: Email) -> None:
+        message = EmailMessage(policy=_EML_POLICY)
+        message["From"] = self._sender
+        message["To"] = email.to
+        message["Subject"] = email.subject
+        message["Date"] = formatdate(localtime=False)
+        message.set_content(email.body)  # 7bit while lines fit 998 characters: the link stays one clickable line
         self._directory.mkdir(parents=True, exist_ok=True)
-        existing = len(list(self._directory.glob("*.json")))
-        path = self._directory / f"{existing + 1:05d}-{_safe(email.to)}.json"
-        path.write_text(json.dumps(email.__dict__, indent=2), encoding="utf-8")
+        name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}-{_safe(email.to)}.eml"
+        temporary = self._directory / f".{name}.tmp"
+        temporary.write_bytes(bytes(message))
+        temporary.replace(self._directory / name)  # readers never see half a file
+
+
+class CopyingMailer:
+    """Files a copy of every email (the local outbox) and then sends it through the real mailer (SES)."""
+
+    def __init__(self, mailer: Mailer, copy_to: Mailer) -> None:
+        self._mailer = mailer
+        self._copy_to = copy_to
+
+    def send(self, email: Email) -> None:
+        self._copy_to.send(email)
+        self._mailer.send(email)
 
 
 def _safe(text: str) -> str:
