@@ -19,6 +19,7 @@ MAX_SLUG_LENGTH = 100
 MAX_IDEMPOTENCY_KEY = 256
 KAGGLE_HOST = "www.kaggle.com"
 COMPETITION_PREFIXES = ("competitions", "c")
+REQUEST_FIELDS = ("url", "email")
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
@@ -108,7 +109,16 @@ def parse_run_request(params: Mapping[str, Any]) -> RunRequest:
 
 
 def merge_params(query: Mapping[str, str] | None, body: Any) -> dict[str, Any]:
-    """Query parameters win over JSON body fields; a non-object body contributes nothing."""
+    """Query parameters win over JSON body fields; a non-object body contributes nothing.
+
+    A field repeated in the query (`?url=a&url=b`) is refused: a proxy that checked the first copy must not see the
+    app act on the last (Chalice's query mapping keeps the last).
+    """
+    for name in REQUEST_FIELDS:
+        present = query is not None and name in query and hasattr(query, "getlist")
+        copies = query.getlist(name) if present else []  # type: ignore[union-attr]
+        if len(copies) > 1:
+            raise InvalidRequest(name, f"{name} is given {len(copies)} times; give it once")
     merged: dict[str, Any] = dict(body) if isinstance(body, Mapping) else {}
     merged.update({k: v for k, v in (query or {}).items() if v is not None})
     return merged

@@ -1,0 +1,269 @@
+"""Write `openapi.json`: the HTTP API described as OpenAPI 3.0, built from the Chalice app itself.
+
+    python scripts/openapi.py            # rewrite openapi.json
+    python scripts/openapi.py --check    # exit 1 when openapi.json differs from what the app says
+
+Paths, methods, accepted content types, path parameters and the SigV4 security come from Chalice's own
+`SwaggerGenerator` over `app.py`; what Chalice cannot know (query parameters, headers, the answers and their bodies) is
+described per operation in OPERATIONS below, with limits taken from the code that enforces them. A route without an
+entry there, or an entry without a route, is an error, so the file cannot silently drift from the app
+(tests/test_openapi.py runs the check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from chalicelib.run_request import MAX_EMAIL_LENGTH, MAX_IDEMPOTENCY_KEY, MAX_URL_LENGTH  # noqa: E402
+from chalicelib.runs import Status  # noqa: E402
+from chalicelib.service import RETRY_AFTER_S, STATUS_LINK_EXPIRY_S  # noqa: E402
+
+SPEC_PATH = REPO / "openapi.json"
+PLACEHOLDER_LAMBDA = "arn:aws:lambda:us-east-1:123456789012:function:kagent-api_handler"
+RUN_ID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+FIELD_NAMES = ["url", "email", "Idempotency-Key"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema_name: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": _ref(schema_name)}},
+    }
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": f"seconds to wait before retrying ({RETRY_AFTER_S})",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
+URL_PARAM = {
+    "type": "string",
+    "maxLength": MAX_URL_LENGTH,
+    "description": "https://www.kaggle.com/competitions/<slug> or https://www.kaggle.com/c/<slug>",
+    "example": "https://www.kaggle.com/competitions/titanic",
+}
+EMAIL_PARAM = {
+    "type": "string",
+    "maxLength": MAX_EMAIL_LENGTH,
+    "description": "where the result (a link to submission.csv, or the reason it failed) is emailed",
+    "example": "me@example.com",
+}
+UNSUPPORTED_MEDIA = _json("FrameworkError", "the Content-Type is not one the route accepts (Chalice answers)")
+
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/run", "post"): {
+        "operationId": "startRun",
+        "summary": "Start a run: download the competition, train, email a link to submission.csv",
+        "description": 'The fields come as query parameters (`curl -X POST "$API/run?url=...&email=..."`) or as a '
+        "JSON object body; query parameters win. A field given twice is refused. At most KAGENT_MAX_RUNNING "
+        "runs are in flight; more are refused with 429.",
+        "parameters": [
+            {"name": "url", "in": "query", "required": False, "schema": URL_PARAM},
+            {"name": "email", "in": "query", "required": False, "schema": EMAIL_PARAM},
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "the same key always answers with the same run (a retried request starts nothing new)",
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+            },
+        ],
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": _ref("RunFields")}},
+        },
+        "responses": {
+            "202": _json("RunAccepted", "the run was admitted (QUEUED) and its workflow started"),
+            "400": _json("FieldError", "a field is missing or malformed; `field` names it"),
+            "415": UNSUPPORTED_MEDIA,
+            "429": _json("Error", "every run slot is in use", RETRY_AFTER),
+            "503": _json(
+                "StartFailed", "the workflow could not start; the run is FAILED, its slot given back", RETRY_AFTER
+            ),
+        },
+    },
+    ("/runs/{run_id}", "get"): {
+        "operationId": "getRun",
+        "summary": "A run's status, plan, score, failure reason and (once SUCCEEDED) a short-lived download link",
+        "parameters": [],
+        "responses": {
+            "200": _json("RunView", "the run"),
+            "404": _json("Error", "no run with this id (malformed ids included)"),
+        },
+    },
+}
+
+SCHEMAS: dict[str, Any] = {
+    "RunFields": {
+        "type": "object",
+        "properties": {"url": URL_PARAM, "email": EMAIL_PARAM},
+        "description": "non-object JSON bodies contribute no fields",
+    },
+    "RunAccepted": {
+        "type": "object",
+        "required": ["run_id", "status", "status_url"],
+        "properties": {
+            "run_id": {"type": "string", "pattern": RUN_ID_PATTERN},
+            "status": {"type": "string", "enum": [s.value for s in Status]},
+            "status_url": {"type": "string"},
+        },
+    },
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string", "minLength": 1}}},
+    "FieldError": {
+        "type": "object",
+        "required": ["error", "field"],
+        "properties": {
+            "error": {"type": "string", "minLength": 1},
+            "field": {"type": "string", "enum": FIELD_NAMES},
+        },
+    },
+    "StartFailed": {
+        "type": "object",
+        "required": ["error", "run_id"],
+        "properties": {
+            "error": {"type": "string", "minLength": 1},
+            "run_id": {"type": "string", "pattern": RUN_ID_PATTERN},
+        },
+    },
+    "FrameworkError": {
+        "type": "object",
+        "required": ["Code", "Message"],
+        "properties": {"Code": {"type": "string"}, "Message": {"type": "string"}},
+    },
+    "RunView": {
+        "type": "object",
+        "required": ["run_id", "status", "slug", "url", "email", "timestamps", "submission_url"],
+        "properties": {
+            "run_id": {"type": "string", "pattern": RUN_ID_PATTERN},
+            "status": {"type": "string", "enum": [s.value for s in Status]},
+            "slug": {"type": "string"},
+            "url": {"type": "string"},
+            "email": {"type": "string", "description": "masked: m***@example.com"},
+            "timestamps": {
+                "type": "object",
+                "description": "status -> ISO 8601 UTC time it was reached",
+                "additionalProperties": {"type": "string"},
+            },
+            "plan_summary": {"type": "string", "nullable": True},
+            "plan": {"type": "object", "nullable": True},
+            "cv_score": {"type": "number", "nullable": True},
+            "metric": {"type": "string", "nullable": True},
+            "error": {"type": "string", "nullable": True, "description": "why the run FAILED"},
+            "email_error": {"type": "string", "nullable": True, "description": "why the email could not be sent"},
+            "submission_url": {"type": "string", "nullable": True, "description": "presigned; SUCCEEDED runs only"},
+            "submission_url_expires_in_s": {"type": "integer", "enum": [STATUS_LINK_EXPIRY_S]},
+        },
+    },
+}
+
+
+def chalice_swagger() -> dict[str, Any]:
+    """What Chalice itself would publish for app.py (Swagger 2.0)."""
+    from chalice.deploy.swagger import SwaggerGenerator  # noqa: PLC0415
+
+    from app import app  # noqa: PLC0415
+
+    return dict(SwaggerGenerator("us-east-1", {"api_handler_arn": PLACEHOLDER_LAMBDA}).generate_swagger(app))
+
+
+def _operation(path: str, method: str, chalice_op: dict[str, Any]) -> dict[str, Any]:
+    described = OPERATIONS.get((path, method))
+    if described is None:
+        raise SystemExit(f"openapi: route {method.upper()} {path} has no description in scripts/openapi.py OPERATIONS")
+    operation = json.loads(json.dumps(described))
+    path_params = [
+        {"name": p["name"], "in": "path", "required": True, "schema": {"type": p.get("type", "string")}}
+        for p in chalice_op.get("parameters", [])
+        if p.get("in") == "path"
+    ]
+    operation["parameters"] = path_params + operation["parameters"]
+    consumes = chalice_op.get("consumes", [])
+    if "requestBody" in operation:
+        schema = operation["requestBody"]["content"]["application/json"]["schema"]
+        operation["requestBody"]["content"] = {kind: {"schema": schema} for kind in consumes}
+    elif consumes != ["application/json"]:
+        raise SystemExit(f"openapi: {method.upper()} {path} accepts {consumes} but describes no request body")
+    if chalice_op.get("security"):
+        operation["security"] = chalice_op["security"]
+    return operation
+
+
+def build_spec() -> dict[str, Any]:
+    swagger = chalice_swagger()
+    paths: dict[str, Any] = {}
+    for path, methods in swagger["paths"].items():
+        paths[path] = {method: _operation(path, method, op) for method, op in methods.items()}
+    described = {(p, m) for p, methods in paths.items() for m in methods}
+    stale = set(OPERATIONS) - described
+    if stale:
+        raise SystemExit(f"openapi: described operations the app does not have: {sorted(stale)}")
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": swagger["info"]["title"],
+            "version": "1.0",
+            "description": "kagent: send a Kaggle competition URL and an email; get a submission.csv link by email. "
+            "Generated by scripts/openapi.py from app.py; do not edit by hand.",
+        },
+        "servers": [
+            {
+                "url": "https://{api_id}.execute-api.{region}.amazonaws.com/api",
+                "variables": {"api_id": {"default": "example"}, "region": {"default": "us-east-1"}},
+            },
+            {"url": "http://127.0.0.1:8000", "description": "the local stack (make local)"},
+        ],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                name: {
+                    "type": "apiKey",
+                    "in": scheme["in"],
+                    "name": scheme["name"],
+                    "description": "AWS SigV4 (IAM) signed requests; the local stack admits every request",
+                }
+                for name, scheme in swagger.get("securityDefinitions", {}).items()
+            },
+        },
+    }
+
+
+def render(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, indent=2, sort_keys=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="exit 1 when openapi.json is out of date")
+    parser.add_argument("--out", type=Path, default=SPEC_PATH)
+    args = parser.parse_args(argv)
+    text = render(build_spec())
+    if args.check:
+        current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+        if current != text:
+            print(f"{args.out} is out of date: run python scripts/openapi.py", file=sys.stderr)
+            return 1
+        return 0
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
