@@ -33,8 +33,12 @@ def _session() -> Any:
 @functools.cache
 def client(service: str) -> Any:
     """A boto3 client for `service`, created once per process (creation is not thread-safe, hence the lock)."""
+    from botocore.config import Config  # noqa: PLC0415
+
+    # S3 presigned links must be SigV4: SigV2 is retired in newer regions and capped at 7 days everywhere.
+    config = Config(signature_version="s3v4") if service == "s3" else None
     with _lock:
-        return _session().client(service)
+        return _session().client(service, config=config)
 
 
 @functools.cache

@@ -94,7 +94,9 @@ def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "unknown"
     minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+    if not minutes:
+        return f"{secs} s"
+    return f"{minutes} min {secs} s" if secs else f"{minutes} min"
 
 
 def success_email(run: Run, link: str, expiry_s: int) -> Email:

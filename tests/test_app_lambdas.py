@@ -1,0 +1,289 @@
+"""The step Lambdas and the reconciler through chalice.test.Client, against moto (DynamoDB, S3, SES)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from chalicelib import aws
+from chalicelib.kaggle_meta import CompetitionMeta, PlanRefused
+from chalicelib.run_request import RunRequest
+from chalicelib.runs import Run, RunStore, Status
+from tests.moto_env import (
+    BUCKET,
+    SENDER,
+    cached_client,
+    create_bucket,
+    create_runs_table,
+    sent_emails,
+    service_environment,
+    verify_sender,
+)
+
+pytestmark = pytest.mark.aws
+
+REQUEST = RunRequest(url="https://www.kaggle.com/competitions/titanic", slug="titanic", email="alice@example.com")
+SAMPLE = "PassengerId,Survived\n892,0\n893,1\n894,0\n"
+GOOD = "PassengerId,Survived\n892,1\n893,0\n894,1\n"
+BAD = "PassengerId,Survival\n892,1\n893,yes\n"
+
+
+@pytest.fixture
+def client(monkeypatch, tmp_path):
+    service_environment(monkeypatch, KAGENT_MAX_RUNNING="3")
+    with mock_aws():
+        create_runs_table()
+        create_bucket()
+        verify_sender()
+        aws.reset(clients=False)
+        from app import app  # noqa: PLC0415
+
+        with Client(app, project_dir=str(tmp_path)) as test_client:
+            yield test_client
+    aws.reset(clients=False)
+
+
+@pytest.fixture
+def store(client):
+    return RunStore(aws.runs_table())
+
+
+@pytest.fixture
+def run(store) -> Run:
+    return store.admit(REQUEST, max_running=3)
+
+
+def execution_input(run: Run) -> dict:
+    return {"run_id": run.run_id, "url": run.url, "email": run.email, "slug": run.slug, "network": {}}
+
+
+def put(key: str, text: str) -> None:
+    cached_client("s3").put_object(Bucket=BUCKET, Key=key, Body=text.encode())
+
+
+def runner_finished(store: RunStore, run: Run, submission: str = GOOD, cv: float = 0.79) -> None:
+    """What runner_main leaves behind on success: artifacts under <run_id>/ and their keys on the run."""
+    store.transition(run.run_id, Status.RUNNING)
+    put(f"{run.run_id}/submission.csv", submission)
+    put(f"{run.run_id}/sample_submission.csv", SAMPLE)
+    put(f"{run.run_id}/result.json", json.dumps({"status": "succeeded", "cv_score": cv, "metric": "accuracy"}))
+    store.record(
+        run.run_id,
+        s3_key=f"{run.run_id}/submission.csv",
+        sample_key=f"{run.run_id}/sample_submission.csv",
+        result_key=f"{run.run_id}/result.json",
+    )
+
+
+def lambda_error(error: Exception) -> dict:
+    """What a Catch hands MarkFailed after a Lambda raised `error`."""
+    cause = {"errorMessage": str(error), "errorType": type(error).__name__, "stackTrace": []}
+    return {"Error": type(error).__name__, "Cause": json.dumps(cause)}
+
+
+def emails_to(address: str):
+    return [m for m in sent_emails() if address in m.destinations["ToAddresses"]]
+
+
+# -- Plan ----------------------------------------------------------------------------------------------------------
+
+
+def test_plan_without_llm_or_kaggle_stores_a_heuristic_plan(client, store, run):
+    answer = client.lambda_.invoke("plan", execution_input(run)).payload
+    assert answer["source"] == "heuristic"
+    stored = store.get(run.run_id)
+    assert stored.status is Status.PLANNED
+    assert stored.plan["source"] == "heuristic" and stored.plan_summary == answer["summary"]
+
+
+def test_plan_uses_the_llm_answer_when_it_matches_the_schema(client, store, run):
+    seen = []
+
+    def complete(messages):
+        seen.append(messages)
+        return json.dumps(
+            {"task_type": "binary", "metric": "accuracy", "target_hints": ["Survived"], "approach": "LightGBM"}
+        )
+
+    aws.service().complete = complete
+    answer = client.lambda_.invoke("plan", execution_input(run)).payload
+    assert answer["source"] == "llm" and answer["metric"] == "accuracy"
+    assert "titanic" in seen[0][-1]["content"]
+    assert store.get(run.run_id).plan["target_hints"] == ["Survived"]
+
+
+def test_plan_uses_kaggle_metadata_for_the_heuristic_metric(client, store, run):
+    aws.service().competition_meta = lambda slug: CompetitionMeta(
+        slug=slug, evaluation_metric="Categorization Accuracy"
+    )
+    answer = client.lambda_.invoke("plan", execution_input(run)).payload
+    assert answer["task_type"] == "binary" and answer["metric"] == "accuracy"
+
+
+def test_plan_fails_fast_when_kaggle_says_the_rules_are_not_accepted(client, store, run):
+    def refuse(slug):
+        raise PlanRefused(f"accept the rules at https://www.kaggle.com/c/{slug}/rules, then retry")
+
+    aws.service().competition_meta = refuse
+    with pytest.raises(PlanRefused) as caught:
+        client.lambda_.invoke("plan", execution_input(run))
+    assert store.get(run.run_id).status is Status.QUEUED  # MarkFailed (via Catch) takes it from here
+    client.lambda_.invoke("mark_failed", execution_input(run) | {"error": lambda_error(caught.value)})
+    failed = store.get(run.run_id)
+    assert failed.status is Status.FAILED and "https://www.kaggle.com/c/titanic/rules" in failed.error
+    [email] = emails_to(REQUEST.email)
+    assert "https://www.kaggle.com/c/titanic/rules" in email.body and "Accept the competition rules" in email.body
+
+
+def test_plan_of_a_run_that_already_ended_raises_so_the_workflow_stops(client, store, run):
+    store.fail(run.run_id, "the runner failed")
+    with pytest.raises(Exception, match="the runner failed"):
+        client.lambda_.invoke("plan", execution_input(run))
+
+
+# -- ValidateOutput --------------------------------------------------------------------------------------------------
+
+
+def test_validate_output_marks_a_good_submission_validated_with_its_score(client, store, run):
+    runner_finished(store, run)
+    training = {"Containers": [{"Name": "runner", "ExitCode": 0}], "StoppedReason": "Essential container exited"}
+    answer = client.lambda_.invoke("validate_output", execution_input(run) | {"training": training}).payload
+    assert answer["cv_score"] == pytest.approx(0.79) and answer["metric"] == "accuracy"
+    stored = store.get(run.run_id)
+    assert stored.status is Status.VALIDATED and stored.cv_score == pytest.approx(0.79)
+
+
+def test_validate_output_lists_every_problem_of_a_bad_submission(client, store, run):
+    runner_finished(store, run, submission=BAD)
+    with pytest.raises(Exception, match="failed validation") as caught:
+        client.lambda_.invoke("validate_output", execution_input(run))
+    assert type(caught.value).__name__ == "SubmissionInvalid"
+    message = str(caught.value)
+    assert "Survival" in message and "row" in message.lower()
+    client.lambda_.invoke("mark_failed", execution_input(run) | {"error": lambda_error(caught.value)})
+    failed = store.get(run.run_id)
+    assert failed.status is Status.FAILED and failed.error == message
+    [email] = emails_to(REQUEST.email)
+    assert message in email.body
+
+
+def test_validate_output_fails_a_nonzero_exit_with_the_runners_reason(client, store, run):
+    store.transition(run.run_id, Status.RUNNING)
+    training = {"Containers": [{"ExitCode": 1}], "StoppedReason": "Essential container in task exited"}
+    with pytest.raises(Exception, match="exited with code 1"):
+        client.lambda_.invoke("validate_output", execution_input(run) | {"training": training})
+
+
+def test_validate_output_without_a_submission_is_a_training_failure(client, store, run):
+    store.transition(run.run_id, Status.RUNNING)
+    with pytest.raises(Exception, match=r"no submission\.csv") as caught:
+        client.lambda_.invoke("validate_output", execution_input(run))
+    assert type(caught.value).__name__ == "TrainingFailed"
+
+
+# -- MarkSucceeded / MarkFailed ------------------------------------------------------------------------------------
+
+
+def test_mark_succeeded_emails_the_link_and_gives_the_slot_back_once(client, store, run):
+    runner_finished(store, run)
+    client.lambda_.invoke("validate_output", execution_input(run))
+    assert store.in_flight() == 1
+    answer = client.lambda_.invoke("mark_succeeded", execution_input(run)).payload
+    assert answer == {"status": "SUCCEEDED", "emailed": True}
+    assert store.in_flight() == 0
+    [email] = emails_to(REQUEST.email)
+    assert email.source == SENDER
+    assert "titanic" in email.subject and "ready" in email.subject
+    assert f"{run.run_id}/submission.csv" in email.body and "X-Amz-Expires=3600" in email.body
+    assert "accuracy" in email.body and "0.79" in email.body and "Took:" in email.body
+    again = client.lambda_.invoke("mark_succeeded", execution_input(run)).payload
+    assert again["emailed"] is False
+    assert len(emails_to(REQUEST.email)) == 1 and store.in_flight() == 0
+
+
+def test_mark_failed_records_the_reason_emails_advice_and_gives_the_slot_back_once(client, store, run):
+    error = {"Error": "States.Timeout", "Cause": ""}
+    answer = client.lambda_.invoke("mark_failed", execution_input(run) | {"error": error}).payload
+    assert answer["status"] == "FAILED" and answer["emailed"] is True
+    assert store.in_flight() == 0
+    [email] = emails_to(REQUEST.email)
+    assert "failed" in email.subject and "timed out" in email.body and "Retry later" in email.body
+    client.lambda_.invoke("mark_failed", execution_input(run) | {"error": error})
+    assert len(emails_to(REQUEST.email)) == 1 and store.in_flight() == 0
+
+
+def test_mark_failed_after_the_runner_failed_the_run_keeps_the_runners_reason(client, store, run):
+    store.transition(run.run_id, Status.RUNNING)
+    store.fail(run.run_id, "Kaggle credentials rejected (401): check KAGGLE_USERNAME/KAGGLE_KEY")
+    assert store.in_flight() == 0
+    client.lambda_.invoke("mark_failed", execution_input(run) | {"error": {"Error": "RunAlreadyEnded"}})
+    [email] = emails_to(REQUEST.email)
+    assert "401" in email.body and "Credentials were rejected" in email.body
+    assert store.in_flight() == 0
+
+
+def test_an_ses_refusal_is_recorded_on_the_run_and_the_status_stays_right(client, store, run, monkeypatch):
+    monkeypatch.setenv("KAGENT_SES_SENDER", "unverified@example.com")
+    aws.reset(clients=False)
+    runner_finished(store, run)
+    client.lambda_.invoke("validate_output", execution_input(run))
+    answer = client.lambda_.invoke("mark_succeeded", execution_input(run)).payload
+    assert answer["emailed"] is False
+    stored = store.get(run.run_id)
+    assert stored.status is Status.SUCCEEDED and "MessageRejected" in stored.email_error
+    assert store.in_flight() == 0
+
+
+# -- Reconciler ----------------------------------------------------------------------------------------------------
+
+
+def execution_event(client, run_id: str, status: str, **detail) -> dict:
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:kagent-test-runs"
+    body = {"executionArn": f"{machine}:{run_id}", "stateMachineArn": machine, "name": run_id, "status": status}
+    return client.events.generate_cw_event(
+        "aws.states", "Step Functions Execution Status Change", body | detail, [body["executionArn"]]
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        ("TIMED_OUT", "timed out"),
+        ("ABORTED", "aborted"),
+        ("FAILED", "workflow failed: States.Runtime"),
+    ],
+)
+def test_reconciler_fails_a_run_whose_execution_ended_and_gives_the_slot_back(client, store, run, status, reason):
+    store.transition(run.run_id, Status.RUNNING)
+    event = execution_event(client, run.run_id, status, error="States.Runtime", cause="bad path")
+    client.lambda_.invoke("reconcile", event)
+    stored = store.get(run.run_id)
+    assert stored.status is Status.FAILED and reason in stored.error
+    assert store.in_flight() == 0
+    [email] = emails_to(REQUEST.email)
+    assert reason in email.body
+    client.lambda_.invoke("reconcile", event)
+    assert len(emails_to(REQUEST.email)) == 1 and store.in_flight() == 0
+
+
+def test_reconciler_leaves_a_run_that_mark_failed_already_finished(client, store, run):
+    client.lambda_.invoke("mark_failed", execution_input(run) | {"error": {"Error": "TrainingFailed", "Cause": "x"}})
+    client.lambda_.invoke("reconcile", execution_event(client, run.run_id, "FAILED", error="RunFailed"))
+    stored = store.get(run.run_id)
+    assert stored.error == "TrainingFailed: x"
+    assert len(emails_to(REQUEST.email)) == 1
+
+
+def test_reconciler_ignores_other_state_machines_unknown_runs_and_good_endings(client, store, run):
+    other = execution_event(client, run.run_id, "FAILED")
+    other["detail"]["stateMachineArn"] = "arn:aws:states:us-east-1:123456789012:stateMachine:someone-else"
+    for event in (
+        other,
+        execution_event(client, run.run_id, "SUCCEEDED"),
+        execution_event(client, "0b0e7f0c-59f5-4a8e-8f9e-3f1b2c3d4e5f", "FAILED"),
+    ):
+        assert client.lambda_.invoke("reconcile", event).payload == {"ignored": True}
+    assert store.get(run.run_id).status is Status.QUEUED and store.in_flight() == 1
