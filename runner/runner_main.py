@@ -17,7 +17,7 @@ import signal
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -30,7 +30,7 @@ from runner.cloud import LOGS, RESULT, RUN_ARTIFACTS, SAMPLE_NAME, SUBMISSION, A
 from runner.data import CompetitionFiles, locate_competition
 from runner.datasource import DataSource, DataSourceError, S3DataCache
 from runner.errors import InputError, NotConfiguredError
-from runner.kaggle_client import KaggleDownloader, KaggleError
+from runner.kaggle_client import KEY_ENV, TOKEN_ENV, USERNAME_ENV, KaggleDownloader, KaggleError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -38,6 +38,7 @@ EXIT_CONFIG = 2
 EXIT_NOT_RUNNABLE = 3
 EXIT_TERMINATED = 128 + signal.SIGTERM
 SUCCEEDED = "succeeded"  # RunResult.status of runner.pipeline
+KAGGLE_SECRETS = (USERNAME_ENV, KEY_ENV, TOKEN_ENV)
 RUNNER_LOG = "runner-logs.txt"  # every line of the task; uploaded as logs.txt (the engine's own logs.txt is a part)
 
 
@@ -46,10 +47,14 @@ class Terminated(BaseException):
 
 
 class EngineResult(Protocol):
-    status: str
-    reason: str | None
-    exit_code: int
-    result: Any
+    """What the entrypoint reads of runner.pipeline.RunResult."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def result(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -121,15 +126,30 @@ def usable_plan(plan: Mapping[str, Any], log: Callable[..., None]) -> dict[str, 
     return usable
 
 
-def default_engine(
-    files: CompetitionFiles, out: Path, request: EngineRequest, log: Callable[..., None]
-) -> EngineResult:
-    """runner.pipeline on the unpacked files (it finds them again there without unzipping twice)."""
-    from runner.pipeline import RunOptions, run_pipeline  # noqa: PLC0415 - the engine pulls in pandas/sklearn
+class PipelineEngine:
+    """runner.pipeline on the unpacked files, with LLM candidates when OPENAI_* is configured (templates otherwise).
 
-    plan = usable_plan(request.plan, log)
-    options = RunOptions(metric=request.metric, time_budget=request.time_budget_s, plan=plan)
-    return run_pipeline(files.root, out, options, log=log)
+    The LLM provider is built here, before any generated code exists; building it makes this process non-dumpable and
+    drops OPENAI_API_KEY from the environment (runner.codegen.llm_candidates_from_env).
+    """
+
+    def __init__(self, env: MutableMapping[str, str]) -> None:
+        self._env = env
+
+    def __call__(
+        self, files: CompetitionFiles, out: Path, request: EngineRequest, log: Callable[..., None]
+    ) -> EngineResult:
+        from runner.codegen import llm_candidates_from_env  # noqa: PLC0415 - the engine pulls in pandas/sklearn
+        from runner.pipeline import RunOptions, run_pipeline  # noqa: PLC0415
+
+        options = RunOptions(
+            metric=request.metric,
+            time_budget=request.time_budget_s,
+            plan=usable_plan(request.plan, log),
+            extra_candidates=llm_candidates_from_env(self._env),
+        )
+        # The engine finds the files again under their unpacked root without unzipping twice.
+        return run_pipeline(files.root, out, options, log=log)
 
 
 class TaskRunner:
@@ -144,7 +164,7 @@ class TaskRunner:
         source: DataSource,
         workdir: Path,
         log: RunLog,
-        engine: Engine = default_engine,
+        engine: Engine,
     ) -> None:
         self.task = task
         self.store = store
@@ -257,7 +277,7 @@ class TaskRunner:
     def _reason_for(self, error: Exception) -> str:
         if isinstance(error, KaggleError):
             return error.reason
-        if isinstance(error, DataSourceError | InputError | NotConfiguredError):
+        if isinstance(error, DataSourceError | InputError | NotConfiguredError | ConfigError):
             return str(error)
         if isinstance(error, InvalidRequest):
             return f"the run's URL is not a Kaggle competition: {error}"
@@ -282,7 +302,7 @@ def _score_of(result: Any, result_json: Path) -> tuple[float | None, str | None]
     return (float(score) if isinstance(score, int | float) else None, str(metric) if metric else None)
 
 
-def build_runner(task: TaskEnv, workdir: Path, *, engine: Engine = default_engine) -> TaskRunner:
+def build_runner(task: TaskEnv, workdir: Path, *, engine: Engine) -> TaskRunner:
     """Wire the runner to AWS. Clients are created (and their credentials resolved) before anything drops secrets."""
     from chalicelib import aws  # noqa: PLC0415
 
@@ -308,7 +328,9 @@ def build_runner(task: TaskEnv, workdir: Path, *, engine: Engine = default_engin
     )
 
 
-def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None, engine: Engine = default_engine) -> int:
+def main(
+    argv: list[str] | None = None, env: MutableMapping[str, str] | None = None, engine: Engine | None = None
+) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return EXIT_OK
@@ -318,9 +340,14 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None, en
     except ConfigError as error:
         print(json.dumps({"level": "error", "message": f"runner configuration: {error}"}), flush=True)
         return EXIT_CONFIG
+    for name in KAGGLE_SECRETS:  # held by task.kaggle from here on
+        env.pop(name, None)
     workdir = Path(tempfile.mkdtemp(prefix=f"kagent-{task.run_id[:8]}-"))
     try:
-        return build_runner(task, workdir, engine=engine).run()
+        return build_runner(task, workdir, engine=engine or PipelineEngine(env)).run()
+    except Exception as error:  # AWS unreachable before the run could be claimed: one line, no traceback
+        print(json.dumps({"level": "error", "run_id": task.run_id, "message": f"runner: {error}"}), flush=True)
+        return EXIT_FAILED
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -137,10 +137,12 @@ def stored(table: Any, run_id: str) -> Run:
 
 def test_a_good_run_uploads_every_artifact_and_records_score_and_keys(cloud, kaggle, capsys) -> None:
     run = planned_run(cloud)
+    env = task_env(run, kaggle)
 
-    code = runner_main.main(env=task_env(run, kaggle), engine=FakeEngine())
+    code = runner_main.main(env=env, engine=FakeEngine())
 
     assert code == 0
+    assert not {"KAGGLE_USERNAME", "KAGGLE_KEY"} & set(env)  # read once, then dropped from the environment
     after = stored(cloud, run.run_id)
     assert after.status is Status.RUNNING  # ValidateOutput and MarkSucceeded move it on
     assert [s for s in ("QUEUED", "PLANNED", "RUNNING") if s in after.timestamps] == ["QUEUED", "PLANNED", "RUNNING"]
