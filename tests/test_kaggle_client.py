@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from runner.data import locate_competition
 from runner.kaggle_client import (
     KaggleCredentials,
     KaggleDownloader,
@@ -66,14 +67,17 @@ def test_download_with_an_api_token_uses_bearer_auth(fake_kaggle: FakeKaggle, tm
     assert path.is_file()
 
 
-def test_download_keeps_nested_zips_intact_for_the_locator(fake_kaggle: FakeKaggle, tmp_path) -> None:
+def test_a_bundle_with_zips_inside_is_unpacked_by_the_locator(fake_kaggle: FakeKaggle, tmp_path) -> None:
     inner = zip_bytes({"train.csv": TRAIN})
-    fake_kaggle.add_competition("nested", {"train.csv.zip": inner, "test.csv": TEST})
+    fake_kaggle.add_competition("nested", {"train.csv.zip": inner, "test.csv": TEST, "sample_submission.csv": SAMPLE})
 
     path = downloader(fake_kaggle).download("nested", tmp_path / "dl")
+    files = locate_competition(path, tmp_path / "work")
 
     with zipfile.ZipFile(path) as outer, zipfile.ZipFile(io.BytesIO(outer.read("train.csv.zip"))) as nested:
         assert nested.read("train.csv") == TRAIN
+    assert files.train.read_bytes() == TRAIN
+    assert (files.test.read_bytes(), files.sample.name) == (TEST, "sample_submission.csv")
 
 
 def test_rejected_credentials_say_so(fake_kaggle: FakeKaggle, tmp_path) -> None:
