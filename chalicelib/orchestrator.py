@@ -1,7 +1,9 @@
 """Start a run's workflow: a Step Functions execution named by run_id, or the local executor (KAGENT_EXECUTOR=local).
 
 The execution input is the contract between the app, statemachine.asl.json and the local executor:
-`{"run_id", "url", "email", "slug", "network": {"awsvpcConfiguration": {...}}}`.
+`{"run_id", "url", "email", "slug", "network": {"AwsvpcConfiguration": {"Subnets", "SecurityGroups", ...}}}`.
+`network` goes verbatim into RunTraining's `NetworkConfiguration`, and Step Functions wants every key of a service
+integration's Parameters in PascalCase, nested ones included (the ECS API's own camelCase is refused there).
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ def execution_input(run: Run, settings: Settings) -> dict[str, Any]:
         "email": run.email,
         "slug": run.slug,
         "network": {
-            "awsvpcConfiguration": {
-                "subnets": list(settings.subnets),
-                "securityGroups": [settings.security_group] if settings.security_group else [],
-                "assignPublicIp": "ENABLED",
+            "AwsvpcConfiguration": {
+                "Subnets": list(settings.subnets),
+                "SecurityGroups": [settings.security_group] if settings.security_group else [],
+                "AssignPublicIp": "ENABLED",
             }
         },
     }

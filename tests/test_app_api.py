@@ -81,10 +81,10 @@ def test_post_run_admits_a_queued_run_and_starts_its_execution(client):
         "email": EMAIL,
         "slug": "titanic",
         "network": {
-            "awsvpcConfiguration": {
-                "subnets": ["subnet-aaa", "subnet-bbb"],
-                "securityGroups": ["sg-123"],
-                "assignPublicIp": "ENABLED",
+            "AwsvpcConfiguration": {
+                "Subnets": ["subnet-aaa", "subnet-bbb"],
+                "SecurityGroups": ["sg-123"],
+                "AssignPublicIp": "ENABLED",
             }
         },
     }
