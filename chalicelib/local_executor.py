@@ -26,8 +26,10 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -420,6 +422,9 @@ def reconcile_event(run_id: str, execution: Execution, machine_arn: str) -> dict
     """The EventBridge event Step Functions emits when an execution ends badly."""
     return {
         "version": "0",
+        "id": str(uuid.uuid4()),
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "resources": [machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + run_id],
         "source": "aws.states",
         "detail-type": "Step Functions Execution Status Change",
         "region": region(),

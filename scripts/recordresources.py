@@ -34,6 +34,7 @@ GENERATED_BY = (
 
 # `chalice local --stage local`: no Terraform, no AWS. AWS calls go to the local emulator (moto server) through boto3's
 # standard endpoint settings; the fake credentials make a missing emulator fail instead of reaching a real account.
+# chalice local sets these over the shell's environment, so only names a user never tunes belong here.
 LOCAL_ENVIRONMENT: dict[str, str] = {
     "KAGENT_STAGE": "local",
     "KAGENT_APP_NAME": APP_NAME,
@@ -45,18 +46,23 @@ LOCAL_ENVIRONMENT: dict[str, str] = {
     "KAGENT_SUBNETS": "",
     "KAGENT_SECURITY_GROUP": "",
     "KAGENT_SES_SENDER": "kagent@example.com",
-    "KAGENT_MAX_RUNNING": "2",
-    "KAGENT_PRESIGN_EXPIRY_S": "3600",
-    "KAGENT_RUN_TIME_BUDGET_S": "300",
     "KAGENT_EXECUTOR": "local",
-    "KAGENT_OUTBOX": ".local/outbox",
-    "KAGENT_DATA_MIRROR": "examples/mirror",
-    "KAGENT_LLM_MODEL": "gpt-5-mini",
-    "KAGENT_PLAN_MODEL": "gpt-5-mini",
-    "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
+}
+
+# The local stage's tunables: scripts/local_stack.py (`make local`) sets each one the shell does not, so that
+# `KAGENT_MAX_RUNNING=1 make local` works as in the cloud; relative paths are taken from the repository root. It also
+# points AWS_ENDPOINT_URL at the emulator it starts (http://127.0.0.1:${MOTO_PORT}).
+LOCAL_DEFAULTS: dict[str, str] = {
+    "KAGENT_MAX_RUNNING": "2",
+    "KAGENT_PRESIGN_EXPIRY_S": "3600",
+    "KAGENT_RUN_TIME_BUDGET_S": "300",
+    "KAGENT_OUTBOX": ".local/outbox",
+    "KAGENT_DATA_MIRROR": "examples/mirror",
+    "KAGENT_LLM_MODEL": "gpt-5-mini",
+    "KAGENT_PLAN_MODEL": "",  # empty: the same model as KAGENT_LLM_MODEL
 }
 
 # Per-function Lambda settings of deployed stages (Chalice names the functions {app}-{stage}-{name}).
