@@ -10,10 +10,11 @@ REQS := requirements.txt runner/requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
-$(STAMP): $(REQS)
+$(STAMP): $(REQS) package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip<26.3"
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	npm ci --no-audit --no-fund --loglevel=error  # asl-validator for the state machine test
 	touch $(STAMP)
 
 lint: install
