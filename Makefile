@@ -78,3 +78,23 @@ bench-autogluon: install .venv-flaml/.installed .venv-autogluon/.installed
 	.venv-$*/bin/python -m pip install --quiet --upgrade "pip<26.3"
 	.venv-$*/bin/python -m pip install --quiet -r $<
 	touch $@
+
+# --- The whole service on this machine (issue 7): a local AWS (moto server), chalice local, the local executor.
+EXAMPLE_SLUG := breast-cancer-demo
+EXAMPLE := examples/mirror/$(EXAMPLE_SLUG)
+
+.PHONY: local demo examples
+
+## examples: write the bundled example competition into examples/mirror/
+examples: $(EXAMPLE)
+
+$(EXAMPLE): | $(STAMP)
+	$(PY) scripts/make_examples.py
+
+## local: moto server and `chalice local --stage local` on http://127.0.0.1:$${PORT:-8000}, in the foreground; Ctrl-C stops both
+local: install examples
+	$(PY) scripts/local_stack.py
+
+## demo: start the local stack, run the bundled example from curl to the emailed submission, stop the stack
+demo: install examples
+	$(PY) scripts/demo.py --slug $(EXAMPLE_SLUG)
