@@ -1,0 +1,144 @@
+"""The static part of feature preparation: every column becomes numeric or categorical, whatever the data holds.
+
+Roles: numeric (also numbers stored as text), categorical (few distinct values), date-like (expanded to numeric parts),
+free text (length and word counts) and near-unique strings such as names or codes (frequency counts). Ids and targets
+never get here. Categories are the values seen in train, so a value seen only in test becomes NaN.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+MAX_CATEGORIES = 100  # more distinct values than this and the column is encoded by frequency instead
+_DATE_SAMPLE = 200
+
+
+@dataclass
+class ColumnRoles:
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    dates: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    frequency: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{name} {len(cols)}" for name, cols in vars(self).items() if cols]
+        return ", ".join(parts) or "no columns"
+
+
+def build_features(combined: pd.DataFrame, n_train: int) -> tuple[pd.DataFrame, ColumnRoles]:
+    """Turn train+test feature columns (train rows first) into numeric floats and train-vocabulary categories."""
+    roles = ColumnRoles()
+    out: dict[str, pd.Series] = {}
+    for column in combined.columns:
+        series = combined[column].reset_index(drop=True)
+        for name, values in _encode_column(str(column), series, n_train, roles).items():
+            out[name] = values
+    frame = pd.DataFrame(out, index=range(len(combined)))
+    return frame, roles
+
+
+def _encode_column(  # noqa: PLR0911 - one return per column role reads best
+    name: str, series: pd.Series, n_train: int, roles: ColumnRoles
+) -> dict[str, pd.Series]:
+    present = series.dropna()
+    if present.empty or (present.nunique() <= 1 and not series.isna().any()):
+        roles.dropped.append(name)
+        return {}
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        roles.numeric.append(name)
+        return {name: pd.to_numeric(series, errors="coerce").astype("float64")}
+    text = series.astype("string").str.strip().replace("", pd.NA)
+    numbers = pd.to_numeric(text, errors="coerce")
+    if numbers.notna().sum() >= 0.95 * text.notna().sum():
+        roles.numeric.append(name)
+        return {name: numbers.astype("float64")}
+    if _looks_like_dates(text):
+        roles.dates.append(name)
+        return _date_parts(name, text)
+    distinct = text.nunique()
+    if _looks_like_text(text, distinct):
+        roles.text.append(name)
+        return _text_stats(name, text)
+    if distinct > MAX_CATEGORIES:
+        roles.frequency.append(name)
+        counts = text.map(text.value_counts()).astype("float64")
+        return {f"{name}__count": counts}
+    roles.categorical.append(name)
+    return {name: to_category(text, n_train)}
+
+
+def to_category(values: pd.Series, n_train: int) -> pd.Series:
+    """Category dtype whose categories are the train rows' values (so test-only values become NaN)."""
+    as_text = values.astype("string")
+    categories = sorted(as_text.iloc[:n_train].dropna().unique())
+    return pd.Series(pd.Categorical(as_text.astype(object), categories=categories), index=values.index)
+
+
+def _looks_like_dates(text: pd.Series) -> bool:
+    sample = text.dropna().head(_DATE_SAMPLE)
+    if sample.empty or not sample.str.contains(r"\d[-/:.]\d|\d{4}[-/]", regex=True).mean() > 0.9:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() > 0.9)
+
+
+def _date_parts(name: str, text: pd.Series) -> dict[str, pd.Series]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dates = pd.to_datetime(text, errors="coerce", format="mixed")
+    if getattr(dates.dt, "tz", None) is not None:
+        dates = dates.dt.tz_convert(None)
+    days = (dates - pd.Timestamp("1970-01-01")).dt.total_seconds() / 86400.0
+    parts = {
+        f"{name}__year": dates.dt.year,
+        f"{name}__month": dates.dt.month,
+        f"{name}__dayofweek": dates.dt.dayofweek,
+        f"{name}__dayofyear": dates.dt.dayofyear,
+        f"{name}__days": days,
+    }
+    hours = dates.dt.hour
+    if hours.fillna(0).nunique() > 1:
+        parts[f"{name}__hour"] = hours
+    return {k: v.astype("float64") for k, v in parts.items()}
+
+
+def _looks_like_text(text: pd.Series, distinct: int) -> bool:
+    present = text.dropna()
+    if present.empty or distinct < 0.3 * len(present):
+        return False
+    words = present.str.count(r"\s+") + 1
+    return bool(present.str.len().mean() >= 20 and words.mean() >= 3)
+
+
+def _text_stats(name: str, text: pd.Series) -> dict[str, pd.Series]:
+    filled = text.fillna("")
+    return {
+        f"{name}__chars": filled.str.len().astype("float64"),
+        f"{name}__words": (filled.str.count(r"\S+")).astype("float64"),
+        f"{name}__upper": filled.str.count(r"[A-Z]").astype("float64"),
+        f"{name}__digits": filled.str.count(r"\d").astype("float64"),
+    }
+
+
+def normalise_body_output(frame: pd.DataFrame, n_train: int) -> pd.DataFrame:
+    """After a body's add_features: make new columns follow the contract (floats or train-vocabulary categories)."""
+    out: dict[str, pd.Series] = {}
+    for column in frame.columns:
+        series = frame[column].reset_index(drop=True)
+        name = str(column)
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            out[name] = to_category(series.astype(object), n_train)
+        elif pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+            values = pd.to_numeric(series, errors="coerce").astype("float64")
+            out[name] = values.replace([np.inf, -np.inf], np.nan)
+        else:
+            out[name] = to_category(series, n_train)
+    return pd.DataFrame(out, index=range(len(frame)))

@@ -1,0 +1,54 @@
+"""Turn predictions into the submission the sample asks for: same header, same ids in the same order, right kind."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from runner.profile import CLASS_COLUMNS, LABEL, PROBA, VALUE, Profile, class_column_match
+
+
+def submission_rows(profile: Profile, ids: list[str], predictions: np.ndarray) -> list[list[str]]:
+    """Rows (without header) in the sample's id order; `predictions` are in the scaffold's internal form."""
+    predictions = np.asarray(predictions, dtype="float64")
+    if len(predictions) != len(ids):
+        raise ValueError(f"{len(predictions)} predictions for {len(ids)} ids")
+    columns = _prediction_columns(profile, predictions)
+    return [[identifier, *(column[i] for column in columns)] for i, identifier in enumerate(ids)]
+
+
+def _prediction_columns(profile: Profile, predictions: np.ndarray) -> list[list[str]]:
+    kind = profile.submission_kind
+    if kind == VALUE:
+        return [[_number(v) for v in predictions]]
+    if kind == LABEL:
+        return [[profile.classes[i] for i in predictions.argmax(axis=1)]]
+    if kind == PROBA:
+        positive = profile.classes.index(profile.positive_class) if profile.positive_class else 1
+        return [[_probability(v) for v in predictions[:, positive]]]
+    if kind == CLASS_COLUMNS:
+        normalised = predictions / np.clip(predictions.sum(axis=1, keepdims=True), 1e-12, None)
+        columns = []
+        for name in profile.target_columns:
+            label = class_column_match(name, profile.classes)
+            values = normalised[:, profile.classes.index(label)] if label is not None else np.zeros(len(predictions))
+            columns.append([_probability(v) for v in values])
+        return columns
+    raise ValueError(f"unknown submission kind {kind!r}")
+
+
+def _number(value: float) -> str:
+    return repr(float(value))
+
+
+def _probability(value: float) -> str:
+    return repr(float(min(1.0, max(0.0, value))))
+
+
+def write_submission(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)

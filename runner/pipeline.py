@@ -1,0 +1,420 @@
+"""The runner's pipeline: competition files in, OUT written (submission.csv, logs.txt, gpt_code_trace.txt, result.json).
+
+Stages: locate files → read and profile → prepare features → evaluate template bodies (CV within the budget) →
+extra candidates (the LLM codegen seam) → choose the best by the metric (or a blend) → format → validate → write.
+`run_pipeline` never raises for bad input: it returns a RunResult whose reason is one line, and result.json says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import resource
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chalicelib.submission import validate_submission
+from runner.contract import ContractError, ModelBody, load_body_from_source
+from runner.data import CompetitionFiles, locate_competition
+from runner.errors import InputError, NotConfiguredError
+from runner.metrics import Metric, get_metric
+from runner.output import submission_rows, write_submission
+from runner.profile import Profile, profile_competition, read_tables
+from runner.scaffold import CandidateError, Evaluation, PreparedData, blend, evaluate, prepare
+from runner.templates import TEMPLATES, load_template
+
+CODEGEN_MODES = ("template", "llm", "auto")
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
+N_JOBS = 2
+_FALLBACK_SOURCE = '''"""Fallback body: the training prior, used only if every template failed."""
+from sklearn.dummy import DummyClassifier, DummyRegressor
+
+
+def build_model(task):
+    return DummyRegressor() if task.type == "regression" else DummyClassifier(strategy="prior")
+'''
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model body from outside the templates (the LLM), already evaluated (e.g. in the sandbox)."""
+
+    name: str
+    source: str
+    evaluation: Evaluation
+
+
+@dataclass
+class SelectionContext:
+    """What an extra-candidates provider gets: the data, the profile, the best template so far and the clock."""
+
+    data: PreparedData
+    profile: Profile
+    baseline: Evaluation
+    metric: Metric
+    deadline: float  # a time.monotonic() value; candidates must be evaluated by then
+    trace: Callable[[str], None]  # appends to gpt_code_trace.txt
+    log: Callable[[str], None]  # a line in logs.txt (and the terminal)
+    plan: dict[str, Any] | None = None
+    seed: int = 0
+
+
+@dataclass
+class RunOptions:
+    metric: str | None = None
+    time_budget: float = 300
+    codegen: str = "auto"
+    seed: int = 0
+    plan: dict[str, Any] | None = None
+    extra_candidates: Callable[[SelectionContext], Iterable[Candidate]] | None = None
+    started_at: float | None = None  # time.monotonic() when the process started (the budget counts from there)
+    codegen_budget: Any = None  # runner.codegen.CodegenBudget (attempts, tokens, wall time); None: its defaults
+    env: MutableMapping[str, str] | None = None  # where the LLM settings are read (os.environ when None)
+
+
+@dataclass
+class RunResult:
+    status: str  # succeeded | failed
+    reason: str
+    exit_code: int
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CodegenPlan:
+    mode: str  # template | llm
+    baseline_share: float  # fraction of the remaining budget the templates may use
+
+
+def resolve_codegen(requested: str, options: RunOptions) -> CodegenPlan:
+    """Which codegen runs. `llm` needs an LLM (a plugged-in provider, or OPENAI_API_KEY / OPENAI_BASE_URL in the
+    environment) and fails clearly without one; `auto` uses one when configured, else the templates."""
+    if requested not in CODEGEN_MODES:
+        raise InputError(f"unknown --codegen {requested!r}: choose one of {', '.join(CODEGEN_MODES)}")
+    if requested == "template":
+        return CodegenPlan("template", baseline_share=1.0)
+    if options.extra_candidates is None:
+        from runner.codegen import llm_candidates_from_env  # noqa: PLC0415 - only when an LLM may be used
+
+        env = options.env if options.env is not None else os.environ
+        options.extra_candidates = llm_candidates_from_env(env, options.codegen_budget)
+    if options.extra_candidates is None:
+        if requested == "llm":
+            raise NotConfiguredError(
+                "--codegen llm needs an LLM: set OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (a local server)"
+            )
+        return CodegenPlan("template", baseline_share=1.0)
+    return CodegenPlan("llm", baseline_share=0.35)
+
+
+class RunLog:
+    """logs.txt lines with elapsed time, echoed to an optional sink (the terminal, a container log)."""
+
+    def __init__(self, path: Path, started: float, sink: Callable[[str], None] | None) -> None:
+        self._handle = path.open("w", encoding="utf-8")
+        self._started = started
+        self._sink = sink
+        self.stage = "start"
+
+    def __call__(self, message: str) -> None:
+        line = f"[{time.monotonic() - self._started:7.1f}s] {self.stage}: {message}"
+        self._handle.write(line + "\n")
+        self._handle.flush()
+        if self._sink is not None:
+            self._sink(line)
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class Trace:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        path.write_text("", encoding="utf-8")
+
+    def __call__(self, text: str) -> None:
+        with self._path.open("a", encoding="utf-8") as handle:
+            handle.write(text.rstrip("\n") + "\n\n")
+
+
+def run_pipeline(data: Path, out: Path, options: RunOptions, *, log: Callable[[str], None] | None = None) -> RunResult:
+    """Run the whole job; never raises for bad input (see module docstring)."""
+    started = options.started_at if options.started_at is not None else time.monotonic()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("submission.csv", "result.json"):
+        (out / stale).unlink(missing_ok=True)
+    run_log = RunLog(out / "logs.txt", started, log)
+    trace = Trace(out / "gpt_code_trace.txt")
+    result: dict[str, Any] = {"status": "failed", "reason": "", "time_budget_s": options.time_budget}
+    status, reason, code = "failed", "", EXIT_INTERNAL
+    try:
+        _run(Path(data), out, options, started=started, log=run_log, trace=trace, result=result)
+        status, reason, code = "succeeded", "", EXIT_OK
+    except (InputError, NotConfiguredError) as exc:
+        reason, code = str(exc), EXIT_INPUT
+    except Exception as exc:
+        run_log(traceback.format_exc().rstrip())
+        reason = f"internal error: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    if status == "failed":
+        run_log(f"failed: {reason}")
+        (out / "submission.csv").unlink(missing_ok=True)
+    result.update(status=status, reason=reason, elapsed_s=round(time.monotonic() - started, 2))
+    result["peak_memory_mb"] = _peak_memory_mb()
+    run_log.stage = "done"
+    run_log(f"{status} in {result['elapsed_s']}s, peak memory {result['peak_memory_mb']} MB")
+    run_log.close()
+    (out / "result.json").write_text(json.dumps(result, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    return RunResult(status, reason, code, result)
+
+
+def _run(
+    data: Path, out: Path, options: RunOptions, *, started: float, log: RunLog, trace: Trace, result: dict[str, Any]
+) -> None:
+    budget = float(options.time_budget)
+    if not budget > 0:
+        raise InputError(f"--time-budget must be a positive number of seconds, got {options.time_budget}")
+    metric_option = get_metric(options.metric).name if options.metric else None
+    codegen = resolve_codegen(options.codegen, options)
+    result["codegen"] = codegen.mode
+    deadline = started + budget - _reserve(budget)
+    with tempfile.TemporaryDirectory(prefix="kagent-") as work:
+        log.stage = "data"
+        files = locate_competition(data, Path(work))
+        _log_files(files, log)
+        metric_name, source = _choose_metric(metric_option, options.plan, files)
+        log.stage = "profile"
+        tables, id_column, targets = read_tables(files.train, files.test, files.sample)
+        profile = profile_competition(tables, id_column, targets, metric_name, source)
+        _record_profile(profile, result, log)
+        log.stage = "prepare"
+        prepared, roles = prepare(tables, profile, seed=options.seed, n_jobs=N_JOBS)
+        log(f"{len(prepared.X)} train rows, {len(prepared.X_test)} test rows; features: {roles.summary()}")
+        if roles.dropped:
+            log(f"dropped constant or empty columns: {', '.join(roles.dropped[:20])}")
+        sample_text = files.sample.read_text(encoding="utf-8-sig")
+        del tables
+    metric = get_metric(profile.metric)
+    log.stage = "train"
+    trace(_trace_header(codegen.mode))
+    template_deadline = time.monotonic() + codegen.baseline_share * max(0.0, deadline - time.monotonic())
+    evaluations, bodies = _evaluate_templates(prepared, template_deadline, log)
+    best = _best(evaluations, metric)
+    candidates: list[Candidate] = []
+    if codegen.mode == "llm" and options.extra_candidates is not None:
+        log.stage = "codegen"
+        context = SelectionContext(prepared, profile, best, metric, deadline, trace, log, options.plan, options.seed)
+        candidates = list(options.extra_candidates(context))
+        report = getattr(options.extra_candidates, "result_fields", None)
+        if callable(report):
+            result.update(report())
+        for candidate in candidates:
+            log(f"candidate {candidate.name}: CV {metric.name}={candidate.evaluation.cv_score:.5f}")
+        evaluations += [c.evaluation for c in candidates]
+    log.stage = "select"
+    chosen = _select(evaluations, metric, prepared, log)
+    sources = {**{name: body.source for name, body in bodies.items()}, **{c.name: c.source for c in candidates}}
+    _trace_choice(trace, chosen, evaluations, sources, metric)
+    result.update(
+        model=chosen.name,
+        cv_score=_finite(chosen.cv_score),
+        cv_folds=chosen.n_folds,
+        test_predictions_from=chosen.test_source,
+        candidates=[_summary(e) for e in evaluations],
+    )
+    log.stage = "submit"
+    _write_and_validate(out, profile, prepared, chosen, sample_text=sample_text, log=log)
+
+
+def _reserve(budget: float) -> float:
+    """Seconds kept back from training for start-up, formatting, validation and writing."""
+    return min(15.0, 2.0 + 0.08 * budget)
+
+
+def _choose_metric(option: str | None, plan: dict[str, Any] | None, files: CompetitionFiles) -> tuple[str | None, str]:
+    if option:
+        return option, "option"
+    if plan and plan.get("metric"):
+        return get_metric(str(plan["metric"])).name, "plan"
+    if files.metric:
+        return get_metric(files.metric).name, "metadata"
+    return None, "inferred"
+
+
+def _log_files(files: CompetitionFiles, log: RunLog) -> None:
+    log(f"train {files.train.name}, test {files.test.name}, sample submission {files.sample.name}")
+    for extra in files.extra[:20]:
+        log(f"ignoring extra file {extra.name}")
+    if len(files.extra) > 20:
+        log(f"ignoring {len(files.extra) - 20} more extra files")
+
+
+def _record_profile(profile: Profile, result: dict[str, Any], log: RunLog) -> None:
+    result.update(
+        metric=profile.metric,
+        metric_source=profile.metric_source,
+        task_type=profile.task_type,
+        id_column=profile.id_column,
+        target_columns=profile.target_columns,
+        label_column=profile.label_column,
+        submission_kind=profile.submission_kind,
+        positive_class=profile.positive_class,
+        classes=profile.classes[:50],
+        n_train=profile.n_train,
+        n_test=profile.n_test,
+    )
+    log(
+        f"id {profile.id_column!r}, target {profile.label_column!r} → {profile.target_columns}, "
+        f"{profile.task_type}, submission of {profile.submission_kind}, "
+        f"metric {profile.metric} ({profile.metric_source})"
+    )
+    for note in profile.notes:
+        log(note)
+
+
+def _evaluate_templates(
+    data: PreparedData, deadline: float, log: RunLog
+) -> tuple[list[Evaluation], dict[str, ModelBody]]:
+    evaluations: list[Evaluation] = []
+    bodies: dict[str, ModelBody] = {}
+    shares = {"lightgbm_gbdt": 0.55, "linear": 0.35, "hist_gradient_boosting": 1.0}
+    for name in TEMPLATES:
+        now = time.monotonic()
+        if evaluations and now >= deadline - 1:
+            log(f"skipping template {name}: time budget used")
+            continue
+        body = load_template(name)
+        bodies[name] = body
+        own_deadline = now + shares.get(name, 1.0) * max(1.0, deadline - now)
+        evaluation = _try_evaluate(body, data, own_deadline, log)
+        if evaluation is not None:
+            evaluations.append(evaluation)
+    if not evaluations:
+        log("every template failed: falling back to the training prior")
+        body = load_body_from_source(_FALLBACK_SOURCE, "prior")
+        bodies[body.name] = body
+        evaluation = _try_evaluate(body, data, time.monotonic() + 60, log)
+        if evaluation is None:
+            raise RuntimeError("even the prior fallback failed")
+        evaluations.append(evaluation)
+    return evaluations, bodies
+
+
+def _try_evaluate(body: ModelBody, data: PreparedData, deadline: float, log: RunLog) -> Evaluation | None:
+    try:
+        return evaluate(body, data, deadline, log=log)
+    except (CandidateError, ContractError) as exc:
+        log(f"{body.name} failed: {exc}")
+        return None
+
+
+def _best(evaluations: list[Evaluation], metric: Metric) -> Evaluation:
+    best = evaluations[0]
+    for evaluation in evaluations[1:]:
+        if metric.better(evaluation.cv_score, best.cv_score):
+            best = evaluation
+    return best
+
+
+def _select(evaluations: list[Evaluation], metric: Metric, data: PreparedData, log: RunLog) -> Evaluation:
+    best = _best(evaluations, metric)
+    for evaluation in evaluations:
+        log(f"{evaluation.name}: CV {metric.name}={evaluation.cv_score:.5f} ({evaluation.n_folds} folds)")
+    mixed = blend(evaluations, metric, data.y)
+    if mixed is not None:
+        log(f"{mixed.name}: CV {metric.name}={mixed.cv_score:.5f} beats every single model on shared folds")
+        return mixed
+    log(f"chose {best.name} ({metric.direction})")
+    return best
+
+
+def _write_and_validate(
+    out: Path, profile: Profile, data: PreparedData, chosen: Evaluation, *, sample_text: str, log: RunLog
+) -> None:
+    rows = submission_rows(profile, data.test_ids, chosen.test_predictions)
+    header = _sample_header_order(sample_text, [profile.id_column, *profile.target_columns])
+    rows = [_reorder(row, header, [profile.id_column, *profile.target_columns]) for row in rows]
+    path = out / "submission.csv"
+    write_submission(path, header, rows)
+    problems = validate_submission(path, sample_text)
+    if problems:
+        raise RuntimeError(f"submission failed validation: {'; '.join(str(p) for p in problems[:3])}")
+    log(f"wrote {path} ({len(rows)} rows), validated against the sample submission")
+
+
+def _sample_header_order(sample_text: str, fallback: list[str]) -> list[str]:
+    """The sample's own column order (the id is not always first)."""
+    first = next(csv.reader(sample_text.splitlines()[:1]), [])
+    return first if sorted(first) == sorted(fallback) else fallback
+
+
+def _reorder(row: list[str], header: list[str], produced: list[str]) -> list[str]:
+    if header == produced:
+        return row
+    position = {name: i for i, name in enumerate(produced)}
+    return [row[position[name]] for name in header]
+
+
+def _trace_header(mode: str) -> str:
+    if mode == "template":
+        return (
+            "codegen mode: template — no LLM was used. The model bodies below are kagent's built-in templates\n"
+            "(runner/templates/), evaluated by cross-validation; the chosen one (or blend) is marked."
+        )
+    return "codegen mode: llm — LLM candidates and the template baselines, evaluated by cross-validation."
+
+
+def _trace_choice(
+    trace: Trace, chosen: Evaluation, evaluations: list[Evaluation], sources: dict[str, str], metric: Metric
+) -> None:
+    lines = [f"chosen model: {chosen.name} (CV {metric.name} = {chosen.cv_score:.5f}, {metric.direction})"]
+    lines += [f"  candidate {e.name}: CV {metric.name} = {e.cv_score:.5f}" for e in evaluations]
+    trace("\n".join(lines))
+    used = [name for name in sources if name == chosen.name or f"{name}*" in chosen.name]
+    for name in used:
+        trace(f"===== model body used: {name} =====\n{sources[name]}")
+
+
+def _summary(evaluation: Evaluation) -> dict[str, Any]:
+    return {
+        "name": evaluation.name,
+        "cv_score": _finite(evaluation.cv_score),
+        "folds": evaluation.n_folds,
+        "elapsed_s": round(evaluation.elapsed, 2),
+    }
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def _peak_memory_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) / 1024, 1)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+__all__ = [
+    "Candidate",
+    "RunOptions",
+    "RunResult",
+    "SelectionContext",
+    "resolve_codegen",
+    "run_pipeline",
+]

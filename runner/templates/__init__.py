@@ -1,0 +1,23 @@
+"""Template model bodies: plain modules that follow runner.contract, the offline default and the LLM's fallback.
+
+Each file is loaded from its source text (so the code trace shows exactly what ran). `TEMPLATES` lists them in the
+order the pipeline tries them: the quick linear model first (a baseline in seconds), then gradient boosting.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from runner.contract import ModelBody, load_body_from_source
+
+TEMPLATES = ("linear", "lightgbm_gbdt", "hist_gradient_boosting")
+
+
+def template_source(name: str) -> str:
+    if name not in TEMPLATES:
+        raise KeyError(f"unknown template {name!r}; templates: {', '.join(TEMPLATES)}")
+    return resources.files(__package__).joinpath(f"{name}.py").read_text(encoding="utf-8")
+
+
+def load_template(name: str) -> ModelBody:
+    return load_body_from_source(template_source(name), name)
