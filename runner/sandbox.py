@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -191,7 +191,8 @@ class Sandbox:
             "data_dir": str(self.data_dir),
             "output_dir": str(workdir / OUTPUT_DIR),
             "memory_mb": self.limits.memory_mb,
-            "deadline_s": max(1.0, limit - 1.0),  # the scaffold's own budget, inside the hard kill
+            # The scaffold's own budget, counted after the worker's start-up (imports, data) and inside the hard kill.
+            "deadline_s": max(1.0, 0.85 * limit - 3.0),
             **(job or {}),
         }
         (workdir / JOB_FILE).write_text(json.dumps(spec))
@@ -208,7 +209,18 @@ class Sandbox:
         uid = self.user.pw_uid if self.user else None
         gid = self.user.pw_gid if self.user else None
         with (workdir / LOG_FILE).open("wb") as log:
-            proc = subprocess.Popen(
+            proc = self._popen(workdir, log, uid, gid)
+            try:
+                return False, proc.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                return True, None
+            finally:
+                _kill_group(proc)  # also reap anything the body left behind in its session
+
+    def _popen(self, workdir: Path, log: IO[bytes], uid: int | None, gid: int | None) -> subprocess.Popen[bytes]:
+        try:
+            return subprocess.Popen(
                 [self.python, "-m", "runner.sandbox_worker", str(workdir)],
                 cwd=workdir,
                 env=clean_env(workdir, self.threads),
@@ -221,13 +233,9 @@ class Sandbox:
                 group=gid,
                 extra_groups=[] if self.user else None,
             )
-            try:
-                return False, proc.wait(timeout=limit)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                return True, None
-            finally:
-                _kill_group(proc)  # also reap anything the body left behind in its session
+        except OSError as exc:
+            who = f" as {self.user.pw_name}" if self.user else ""
+            raise SandboxError(f"cannot start the sandbox worker{who}: {exc}") from exc
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -1,0 +1,401 @@
+"""Model bodies from an LLM: prompt → extract → AST check → sandboxed CV → repair or improve, within budgets.
+
+The loop never trusts the generated code: a body that fails the check is rejected without running, one that passes runs
+only in runner.sandbox, and its score is the scaffold's CV computed in the sandbox from the scaffold's own code (never
+anything the body reports). The pipeline compares every candidate with the template baseline by the same CV, so a
+run with the LLM can never end worse than the template. Every attempt is written to the code trace.
+"""
+
+from __future__ import annotations
+
+import pwd
+import time
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from chalicelib.config import OPENAI_API_KEY, SANDBOX_USER, load_settings
+from chalicelib.llm import ChatResult, LLMClient, LLMError, LLMPermanentError, llm_config_from_env, llm_configured
+from runner.bodycheck import check_body, extract_code
+from runner.prompting import Attempt, PromptContext, build_messages, data_preview
+from runner.sandbox import (
+    Sandbox,
+    SandboxError,
+    SandboxLimits,
+    SandboxResult,
+    drop_secrets,
+    protect_runner_process,
+    resolve_sandbox_user,
+    trim,
+)
+from runner.scaffold import DEFAULT_FOLDS
+
+if TYPE_CHECKING:
+    from runner.pipeline import Candidate, SelectionContext
+    from runner.scaffold import Evaluation
+
+TRACE_PROMPT_CHARS = 4000
+TRACE_RESPONSE_CHARS = 6000
+
+
+@dataclass(frozen=True)
+class CodegenBudget:
+    """Limits of one codegen run: LLM answers asked for, tokens spent (in + out), wall time of the whole loop."""
+
+    attempts: int = 5
+    tokens: int = 150_000
+    wall_s: float = 900.0
+    max_output_tokens: int = 8000
+    improve: bool = True  # keep asking for improvements of the best body while budget remains
+    min_attempt_s: float = 10.0  # no new attempt with less time than this left
+
+
+@dataclass
+class CodegenReport:
+    """What result.json says about codegen."""
+
+    model: str
+    attempts: int = 0
+    scored: int = 0
+    best_score: float | None = None
+    stopped: str = ""  # why the loop ended
+    failure: str | None = None  # a permanent LLM failure (bad key, unknown model) or a sandbox misconfiguration
+    codegen_s: float = 0.0
+    usage: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "codegen_model": self.model,
+            "codegen_attempts": self.attempts,
+            "codegen_scored": self.scored,
+            "codegen_best_cv": self.best_score,
+            "codegen_stopped": self.stopped,
+            "codegen_failure": self.failure,
+            "codegen_s": round(self.codegen_s, 2),
+            **self.usage,
+        }
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What the loop needs from the engine, in engine-neutral terms (built by the pipeline seam adapter)."""
+
+    prompt: PromptContext
+    better: Callable[[float | None, float | None], bool]  # the metric's strict comparison
+    baseline_score: float | None
+    write_data: Callable[[Path], None]  # writes the prepared data (no pickle) into the sandbox's data dir
+    job: Mapping[str, Any]  # passed to the worker (e.g. seed, fold settings)
+    deadline: float  # time.monotonic() instant by which codegen must be finished
+    load_evaluation: Callable[[Path], Any]  # reads what the worker wrote (JSON + npy, allow_pickle=False)
+    score_of: Callable[[Any], float | None]  # the CV score of a loaded evaluation
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A body that ran in the sandbox and has a CV score; `evaluation` is the scaffold's, loaded by the parent."""
+
+    number: int
+    name: str
+    source: str
+    score: float | None
+    evaluation: Any
+
+
+class LLMCodegen:
+    def __init__(
+        self,
+        client: LLMClient,
+        budget: CodegenBudget | None = None,
+        limits: SandboxLimits | None = None,
+        *,
+        sandbox_factory: Callable[[SandboxLimits], Sandbox] | None = None,
+        log: Callable[[str], None] = lambda line: None,
+        trace: Callable[[str], None] = lambda text: None,
+    ) -> None:
+        self.client = client
+        self.trace_sink = trace
+        self.budget = budget or CodegenBudget()
+        self.limits = limits or SandboxLimits()
+        self.sandbox_factory = sandbox_factory or Sandbox.create
+        self.log = log
+        self.trace: list[str] = []  # also streamed to the sink (gpt_code_trace.txt) as it happens
+        self.report = CodegenReport(model=client.config.model)
+        self.history: list[Attempt] = []
+
+    def generate(self, problem: Problem) -> Iterator[Generated]:
+        """Yield each body that scored, best-effort within the budgets; failures are recorded, never raised."""
+        started = time.monotonic()
+        deadline = min(problem.deadline, started + self.budget.wall_s)
+        try:
+            yield from self._loop(problem, deadline)
+        finally:
+            self.report.codegen_s = time.monotonic() - started
+            self.report.usage = self.client.usage.as_dict()
+            self._trace(f"== codegen ended: {self.report.stopped}")
+
+    def _loop(self, problem: Problem, deadline: float) -> Iterator[Generated]:
+        try:
+            sandbox = self.sandbox_factory(self.limits)
+        except Exception as exc:
+            self._stop(f"sandbox unavailable: {exc}", failure=True)
+            return
+        with sandbox:
+            problem.write_data(sandbox.data_dir)
+            sandbox.seal_data()
+            best: Attempt | None = None  # the best LLM body so far, the one to improve
+            mode, focus = "new", None
+            for number in range(1, self.budget.attempts + 1):
+                reason = self._out_of_budget(deadline)
+                if reason:
+                    self._stop(reason)
+                    return
+                attempt, generated = self._attempt(number, problem, sandbox, deadline, (mode, focus))
+                if attempt is None:  # the LLM failed for good; _attempt recorded why
+                    return
+                self.history.append(attempt)
+                if generated is not None:
+                    if best is None or problem.better(attempt.score, best.score):
+                        best = attempt
+                    yield generated
+                if attempt.score is None:
+                    mode, focus = "repair", attempt
+                elif self.budget.improve and best is not None:
+                    mode, focus = "improve", best
+                else:
+                    mode, focus = "new", None
+            self._stop(f"attempt budget ({self.budget.attempts}) used")
+
+    def _attempt(
+        self, number: int, problem: Problem, sandbox: Sandbox, deadline: float, step: tuple[str, Attempt | None]
+    ) -> tuple[Attempt | None, Generated | None]:
+        mode, focus = step
+        messages = build_messages(problem.prompt, self.history, mode, focus)
+        self.report.attempts = number
+        self._trace(f"== attempt {number} ({mode}{f' of attempt {focus.number}' if focus else ''})")
+        self._trace("-- prompt (trimmed)\n" + trim(messages[-1]["content"], TRACE_PROMPT_CHARS))
+        reply = self._ask(messages, deadline)
+        if reply is None:
+            return None, None
+        self._trace(
+            f"-- response ({reply.prompt_tokens} tokens in, {reply.completion_tokens} out, "
+            f"finish {reply.finish_reason})\n" + trim(reply.text, TRACE_RESPONSE_CHARS)
+        )
+        code = extract_code(reply.text)
+        self._trace("-- extracted code\n" + (code or "(none)"))
+        check = check_body(code)
+        if not check.ok:
+            return self._verdict(Attempt(number, "rejected", check.message, None, code)), None
+        remaining = deadline - time.monotonic()
+        try:
+            run = sandbox.run(code, {**problem.job, "name": f"llm{number}"}, wall_s=min(self.limits.wall_s, remaining))
+        except SandboxError as exc:
+            self._stop(f"sandbox failed: {exc}", failure=True)
+            return None, None
+        return self._scored(number, code, run, problem)
+
+    def _ask(self, messages: list[dict[str, str]], deadline: float) -> ChatResult | None:
+        try:
+            return self.client.chat(messages, max_output_tokens=self.budget.max_output_tokens, deadline=deadline)
+        except LLMError as exc:
+            self._trace(f"-- LLM call failed: {exc.reason}")
+            self._stop(f"LLM failed: {exc.reason}", failure=isinstance(exc, LLMPermanentError))
+            return None
+
+    def _scored(self, number: int, code: str, run: SandboxResult, problem: Problem) -> tuple[Attempt, Generated | None]:
+        if run.log_tail:
+            self._trace("-- sandbox output (trimmed)\n" + run.log_tail)
+        if not run.ok:
+            return self._verdict(Attempt(number, run.verdict, run.detail, None, code)), None
+        try:
+            evaluation = problem.load_evaluation(run.output_dir)
+            score = problem.score_of(evaluation)
+        except Exception as exc:  # unreadable or inconsistent output: the body's fault, never trusted
+            detail = f"the sandbox output could not be used: {type(exc).__name__}: {exc}"
+            return self._verdict(Attempt(number, "bad_output", detail, None, code)), None
+        if score is None:
+            return self._verdict(Attempt(number, "bad_output", "no usable CV score", None, code)), None
+        attempt = self._verdict(Attempt(number, "scored", f"in {run.elapsed_s:.1f} s", score, code))
+        self.report.scored += 1
+        if problem.better(score, self.report.best_score) or self.report.best_score is None:
+            self.report.best_score = score
+        return attempt, Generated(number, f"llm{number}", code, score, evaluation)
+
+    def _verdict(self, attempt: Attempt) -> Attempt:
+        label = f"scored {attempt.score:.6g}" if attempt.score is not None else attempt.verdict.replace("_", " ")
+        detail = trim(attempt.detail, 1500)
+        self._trace(f"-- verdict: {label}" + (f"\n{detail}" if detail else ""))
+        self.log(f"codegen attempt {attempt.number}: {label}" + _first_line(attempt.detail))
+        return attempt
+
+    def _out_of_budget(self, deadline: float) -> str | None:
+        used = self.client.usage.prompt_tokens + self.client.usage.completion_tokens
+        if used >= self.budget.tokens:
+            return f"token budget ({self.budget.tokens}) used: {used} tokens"
+        if deadline - time.monotonic() < self.budget.min_attempt_s:
+            return "codegen time budget used"
+        return None
+
+    def _stop(self, reason: str, failure: bool = False) -> None:
+        self.report.stopped = reason
+        if failure:
+            self.report.failure = reason
+        self.log(f"codegen stopped: {reason}")
+
+    def _trace(self, text: str) -> None:
+        self.trace.append(text)
+        self.trace_sink(text)
+
+    def trace_text(self) -> str:
+        return "\n".join(self.trace) + "\n"
+
+
+def _first_line(detail: str) -> str:
+    lines = [line for line in detail.strip().splitlines() if line.strip()]
+    return f" ({lines[-1].strip()[:160]})" if lines else ""
+
+
+# ---------------------------------------------------------------- the pipeline seam (RunOptions.extra_candidates)
+
+DEFAULT_SANDBOX_LIMITS = SandboxLimits(wall_s=240.0, memory_mb=4096)
+
+
+class LLMCandidates:
+    """`RunOptions.extra_candidates`: LLM bodies evaluated in the sandbox, as pipeline Candidates.
+
+    `result_fields()` gives what result.json records about codegen (tokens, attempts, time, cost, failure reason).
+    """
+
+    def __init__(
+        self,
+        client: LLMClient,
+        budget: CodegenBudget | None = None,
+        limits: SandboxLimits | None = None,
+        sandbox_user: pwd.struct_passwd | None = None,
+        plan_text: str | None = None,
+    ) -> None:
+        self.client = client
+        self.budget = budget or CodegenBudget()
+        self.limits = limits or DEFAULT_SANDBOX_LIMITS
+        self.sandbox_user = sandbox_user
+        self.plan_text = plan_text
+        self.engine: LLMCodegen | None = None
+
+    def __call__(self, context: SelectionContext) -> Iterator[Candidate]:
+        from runner.pipeline import Candidate  # noqa: PLC0415 - the pipeline imports this module lazily too
+
+        self.engine = LLMCodegen(
+            self.client,
+            self.budget,
+            self.limits,
+            sandbox_factory=lambda limits: Sandbox.create(
+                limits, user=self.sandbox_user, threads=context.data.task.n_jobs
+            ),
+            log=context.log,
+            trace=context.trace,
+        )
+        context.log(
+            f"codegen with {self.client.config.model} via {self.client.config.base_url or 'api.openai.com'}: "
+            f"up to {self.budget.attempts} attempts, {self.budget.tokens} tokens, {self.budget.wall_s:.0f} s"
+        )
+        for generated in self.engine.generate(self._problem(context)):
+            yield Candidate(generated.name, generated.source, generated.evaluation)
+
+    def result_fields(self) -> dict[str, Any]:
+        if self.engine is None:
+            return {"codegen_model": self.client.config.model, **self.client.usage.as_dict()}
+        return self.engine.report.as_dict()
+
+    def _problem(self, context: SelectionContext) -> Problem:
+        data, metric = context.data, context.metric
+        plan = self.plan_text or _plan_text(context.plan)
+        prompt = PromptContext(
+            preview=_preview(context),
+            task={k: v for k, v in data.task.to_dict().items() if k != "higher_is_better"},
+            metric=metric.name,
+            direction=metric.direction,
+            baseline_score=_finite(context.baseline.cv_score),
+            baseline_name=f"template ({context.baseline.name})",
+            plan=plan,
+        )
+        return Problem(
+            prompt=prompt,
+            better=metric.better,
+            baseline_score=_finite(context.baseline.cv_score),
+            write_data=data.save,
+            job={"n_folds": DEFAULT_FOLDS},  # the templates' folds: same seed, same split, comparable scores
+            deadline=context.deadline,
+            load_evaluation=lambda directory: load_checked_evaluation(directory, context),
+            score_of=lambda evaluation: _finite(evaluation.cv_score),
+        )
+
+
+def load_checked_evaluation(directory: Path, context: SelectionContext) -> Evaluation:
+    """The worker's evaluation, checked against the data, with the CV score recomputed here from its OOF predictions.
+
+    What the sandbox wrote is data, not truth: shapes and ranges are checked and the score is the parent's own.
+    """
+    from runner.scaffold import Evaluation  # noqa: PLC0415
+
+    evaluation = Evaluation.load(directory)
+    data = context.data
+    classes = data.task.n_classes if data.task.is_classification else 0
+    expected_oof = (len(data.y), classes) if classes else (len(data.y),)
+    expected_test = (len(data.X_test), classes) if classes else (len(data.X_test),)
+    if evaluation.oof.shape != expected_oof or evaluation.test_predictions.shape != expected_test:
+        raise ValueError(f"prediction shapes {evaluation.oof.shape}/{evaluation.test_predictions.shape} are wrong")
+    if not np.isfinite(evaluation.test_predictions).all():
+        raise ValueError("test predictions contain NaN or inf")
+    if classes and not (
+        (evaluation.test_predictions >= -1e-9).all() and (evaluation.test_predictions <= 1 + 1e-9).all()
+    ):
+        raise ValueError("class probabilities outside [0, 1]")
+    done = evaluation.oof_mask
+    if done.sum() < max(2, len(done) // 10):
+        raise ValueError("too few out-of-fold predictions to score")
+    score = context.metric.score(data.y[done], evaluation.oof[done])
+    return replace(evaluation, cv_score=score, metric=context.metric.name)
+
+
+def _preview(context: SelectionContext) -> str:
+    data = context.data
+    frame = data.X.copy()
+    target = f"target:{context.profile.label_column}"
+    frame[target] = data.y
+    if data.classes and data.task.is_classification:
+        mapping = ", ".join(f"{code}={label}" for code, label in enumerate(data.classes[:20]))
+        return data_preview(frame, [target]) + f"\nclass codes: {mapping}"
+    return data_preview(frame, [target])
+
+
+def _plan_text(plan: Mapping[str, Any] | None) -> str | None:
+    if not plan:
+        return None
+    return "\n".join(f"{key}: {value}" for key, value in plan.items() if value not in (None, "", [], {}))
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def llm_candidates_from_env(
+    env: MutableMapping[str, str],
+    budget: CodegenBudget | None = None,
+    plan_text: str | None = None,
+    limits: SandboxLimits | None = None,
+) -> LLMCandidates | None:
+    """The LLM provider when OPENAI_API_KEY or OPENAI_BASE_URL is set, else None.
+
+    Protects this process before any generated code can exist: non-dumpable, and the API key leaves the environment
+    (the client holds it in memory), so neither a child nor /proc/<pid>/environ of a same-uid process shows it.
+    """
+    if not llm_configured(env):
+        return None
+    settings = load_settings(env)
+    config = llm_config_from_env(env, settings.llm_model)
+    user = resolve_sandbox_user(env.get(SANDBOX_USER, "").strip() or None)
+    protect_runner_process()
+    drop_secrets(env, names=[OPENAI_API_KEY])
+    return LLMCandidates(LLMClient(config), budget, limits, user, plan_text)
