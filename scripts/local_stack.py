@@ -58,6 +58,7 @@ def port_from(env: Mapping[str, str], name: str, default: int) -> int:
 
 def check_free(port: int, name: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no obstacle
         try:
             probe.bind((HOST, port))
         except OSError:
