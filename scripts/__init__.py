@@ -1,0 +1,1 @@
+"""Developer and CI scripts; a package so that tests and scripts can import each other (scripts.recordresources)."""
