@@ -266,6 +266,19 @@ def _read_json(path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- the table
 
 
+def _codegen_note() -> str:
+    """Which model bodies "ours" used: the runner's --codegen auto takes the LLM when one is configured."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from chalicelib.config import load_settings  # noqa: PLC0415
+    from chalicelib.llm import llm_configured  # noqa: PLC0415
+
+    if not llm_configured(os.environ):
+        return "Ours: template model bodies (no LLM configured)."
+    where = os.environ.get("OPENAI_BASE_URL") or "api.openai.com"
+    return f"Ours: LLM codegen with {load_settings(os.environ).llm_model} via {where}, templates as the floor."
+
+
 def _score_text(o: Outcome | None) -> str:
     if o is None:
         return "—"
@@ -416,7 +429,8 @@ def main(argv: Sequence[str]) -> int:
     header = (
         f"Budget {args.budget:.0f} s, {os.cpu_count()} cores, {when}; "
         "scores by ../shared/bench's grader (↑ higher is better, ↓ lower); wall = whole CLI process; "
-        f"peak = process-tree memory; ✗ = over {args.budget:.0f}+{WALL_SLACK_S} s or {MEMORY_LIMIT_MB} MB."
+        f"peak = process-tree memory; ✗ = over {args.budget:.0f}+{WALL_SLACK_S} s or {MEMORY_LIMIT_MB} MB. "
+        f"{_codegen_note()}"
     )
     markdown = "\n".join([header, "", table, "", *(f"- {n}" for n in notes), ""])
     print("\n" + markdown)
