@@ -27,8 +27,9 @@ EXECUTION_STATUS_CHANGE = {
 
 
 def _response(reply: Reply) -> Response:
-    headers: dict[str, str | list[str]] = {"Content-Type": "application/json", **reply.headers}
-    return Response(body=reply.body, status_code=reply.status, headers=headers)
+    headers = {"Content-Type": "application/json"}
+    headers.update(reply.headers)
+    return Response(body=reply.body, status_code=reply.status, headers=dict(headers))
 
 
 def _current() -> Request:
@@ -44,7 +45,7 @@ def _json_body() -> Any:
         return None
     try:
         return json.loads(request.raw_body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: '[' * 100000 nests too deep
         return None  # query parameters may still carry the fields; otherwise the 400 names the missing one
 
 
