@@ -77,7 +77,8 @@ def to_category(values: pd.Series, n_train: int) -> pd.Series:
     """Category dtype whose categories are the train rows' values (so test-only values become NaN)."""
     as_text = values.astype("string")
     categories = sorted(as_text.iloc[:n_train].dropna().unique())
-    return pd.Series(pd.Categorical(as_text.astype(object), categories=categories), index=values.index)
+    known = as_text.where(as_text.isin(categories)).astype(object)
+    return pd.Series(pd.Categorical(known, categories=categories), index=values.index)
 
 
 def _looks_like_dates(text: pd.Series) -> bool:
@@ -100,8 +101,8 @@ def _date_parts(name: str, text: pd.Series) -> dict[str, pd.Series]:
     parts = {
         f"{name}__year": dates.dt.year,
         f"{name}__month": dates.dt.month,
-        f"{name}__dayofweek": dates.dt.dayofweek,
-        f"{name}__dayofyear": dates.dt.dayofyear,
+        f"{name}__dayofweek": dates.dt.day_of_week,
+        f"{name}__dayofyear": dates.dt.day_of_year,
         f"{name}__days": days,
     }
     hours = dates.dt.hour

@@ -1,0 +1,139 @@
+"""End to end: the runner on small competitions built by tests/competitions.py, through run_pipeline and the CLI."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chalicelib.submission import validate_submission
+from runner.pipeline import RunOptions, run_pipeline
+from tests import competitions
+
+ROOT = Path(__file__).resolve().parent.parent
+BUDGET = 8
+
+
+def run(data: Path, out: Path, **options) -> dict:
+    outcome = run_pipeline(data, out, RunOptions(time_budget=BUDGET, **options))
+    assert outcome.status == "succeeded", outcome.reason
+    assert outcome.exit_code == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result == outcome.result
+    return result
+
+
+def submission(out: Path) -> list[dict[str, str]]:
+    with (out / "submission.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def assert_valid(folder: Path, out: Path, sample_name: str = "sample_submission.csv") -> None:
+    assert validate_submission(out / "submission.csv", folder / sample_name) == []
+    sample_ids = [row[0] for row in csv.reader((folder / sample_name).open())][1:]
+    assert [row[0] for row in csv.reader((out / "submission.csv").open())][1:] == sample_ids
+
+
+pytestmark = pytest.mark.slow
+
+
+def test_binary_labels_from_gender_submission_via_the_cli(tmp_path: Path):
+    folder = competitions.classification(
+        tmp_path / "titanic-like",
+        id_column="PassengerId",
+        target="Survived",
+        labels={"malignant": "0", "benign": "1"},
+        sample_name="gender_submission.csv",
+        metadata={"metric": "accuracy"},
+    )
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", str(folder), "--out", str(out), "--time-budget", str(BUDGET)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "submission:" in done.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert (result["task_type"], result["submission_kind"], result["metric"]) == ("binary", "label", "accuracy")
+    assert result["metric_source"] == "metadata" and result["cv_score"] > 0.8
+    assert result["elapsed_s"] <= BUDGET + 10
+    assert_valid(folder, out, "gender_submission.csv")
+    assert {row["Survived"] for row in submission(out)} <= {"0", "1"}
+    assert (
+        "template" in (out / "gpt_code_trace.txt").read_text()
+        and "def build_model" in (out / "gpt_code_trace.txt").read_text()
+    )
+    logs = (out / "logs.txt").read_text()
+    assert "profile:" in logs and "fold 1/" in logs
+
+
+def test_binary_probability_with_string_ids_and_yes_no_labels(tmp_path: Path):
+    folder = competitions.classification(
+        tmp_path / "churn-like",
+        kind="proba",
+        id_column="customerID",
+        id_style="string",
+        target="churn",
+        labels={"malignant": "Yes", "benign": "No"},
+    )
+    result = run(folder, tmp_path / "out", metric="roc_auc")
+    assert (result["submission_kind"], result["positive_class"], result["id_column"]) == ("proba", "Yes", "customerID")
+    assert result["cv_score"] > 0.9
+    assert_valid(folder, tmp_path / "out")
+    assert all(0 <= float(row["churn"]) <= 1 for row in submission(tmp_path / "out"))
+
+
+def test_multiclass_labels(tmp_path: Path):
+    folder = competitions.classification(tmp_path / "iris", dataset="iris", target="species", n_features=4)
+    result = run(folder, tmp_path / "out")
+    assert (result["task_type"], result["submission_kind"], result["metric"]) == ("multiclass", "label", "accuracy")
+    assert {row["species"] for row in submission(tmp_path / "out")} <= {"setosa", "versicolor", "virginica"}
+    assert_valid(folder, tmp_path / "out")
+
+
+def test_one_column_per_class(tmp_path: Path):
+    folder = competitions.classification(tmp_path / "wine", dataset="wine", kind="class_columns", n_rows=None)
+    result = run(folder, tmp_path / "out", metric="logloss")
+    assert result["submission_kind"] == "class_columns" and result["target_columns"] == [
+        "class_0",
+        "class_1",
+        "class_2",
+    ]
+    rows = submission(tmp_path / "out")
+    assert all(abs(sum(float(v) for k, v in row.items() if k != "id") - 1) < 1e-6 for row in rows)
+    assert_valid(folder, tmp_path / "out")
+
+
+def test_regression_and_rmsle(tmp_path: Path):
+    folder = competitions.regression(tmp_path / "diabetes")
+    for metric in ("rmse", "rmsle"):
+        out = tmp_path / metric
+        result = run(folder, out, metric=metric)
+        assert (result["task_type"], result["submission_kind"], result["metric"]) == ("regression", "value", metric)
+        assert_valid(folder, out)
+        values = [float(row["y"]) for row in submission(out)]
+        assert min(values) >= 0 and 25 < sum(values) / len(values) < 350
+
+
+def test_a_nested_zip(tmp_path: Path):
+    folder = competitions.classification(tmp_path / "nested", n_rows=150)
+    archive = competitions.zip_folder(folder, tmp_path / "nested.zip", nest=True)
+    run(archive, tmp_path / "out")
+    assert_valid(folder, tmp_path / "out")
+
+
+def test_nan_heavy_columns_free_text_and_categories_unseen_in_train(tmp_path: Path):
+    folder = competitions.classification(
+        tmp_path / "messy", nan_fraction=0.6, text=True, unseen_categories=True, n_rows=200
+    )
+    result = run(folder, tmp_path / "out")
+    assert_valid(folder, tmp_path / "out")
+    logs = (tmp_path / "out" / "logs.txt").read_text()
+    assert "text 1" in logs and "categorical 1" in logs
+    assert result["cv_score"] > 0.6
