@@ -89,7 +89,7 @@ class Problem:
     write_data: Callable[[Path], None]  # writes the prepared data (no pickle) into the sandbox's data dir
     job: Mapping[str, Any]  # passed to the worker (e.g. seed, fold settings)
     deadline: float  # time.monotonic() instant by which codegen must be finished
-    load_evaluation: Callable[[Path], Any]  # reads what the worker wrote (JSON + npy, allow_pickle=False)
+    load_evaluation: Callable[[Path, str], Any]  # reads what the worker wrote (JSON + npy), naming it
     score_of: Callable[[Any], float | None]  # the CV score of a loaded evaluation
 
 
@@ -187,7 +187,9 @@ class LLMCodegen:
         self._trace("-- extracted code\n" + (code or "(none)"))
         check = check_body(code)
         if not check.ok:
-            return self._verdict(Attempt(number, "rejected", check.message, None, code)), None
+            cut = " (the answer was cut at the output token limit: keep the module short)"
+            detail = check.message + (cut if reply.finish_reason == "length" else "")
+            return self._verdict(Attempt(number, "rejected", detail, None, code)), None
         remaining = deadline - time.monotonic()
         try:
             run = sandbox.run(code, {**problem.job, "name": f"llm{number}"}, wall_s=min(self.limits.wall_s, remaining))
@@ -198,7 +200,9 @@ class LLMCodegen:
 
     def _ask(self, messages: list[dict[str, str]], deadline: float) -> ChatResult | None:
         try:
-            return self.client.chat(messages, max_output_tokens=self.budget.max_output_tokens, deadline=deadline)
+            left = self.budget.tokens - self.client.usage.prompt_tokens - self.client.usage.completion_tokens
+            limit = min(self.budget.max_output_tokens, max(1000, left))
+            return self.client.chat(messages, max_output_tokens=limit, deadline=deadline)
         except LLMError as exc:
             self._trace(f"-- LLM call failed: {exc.reason}")
             self._stop(f"LLM failed: {exc.reason}", failure=isinstance(exc, LLMPermanentError))
@@ -210,7 +214,7 @@ class LLMCodegen:
         if not run.ok:
             return self._verdict(Attempt(number, run.verdict, run.detail, None, code)), None
         try:
-            evaluation = problem.load_evaluation(run.output_dir)
+            evaluation = problem.load_evaluation(run.output_dir, f"llm{number}")
             score = problem.score_of(evaluation)
         except Exception as exc:  # unreadable or inconsistent output: the body's fault, never trusted
             detail = f"the sandbox output could not be used: {type(exc).__name__}: {exc}"
@@ -327,12 +331,12 @@ class LLMCandidates:
             write_data=data.save,
             job={"n_folds": DEFAULT_FOLDS},  # the templates' folds: same seed, same split, comparable scores
             deadline=context.deadline,
-            load_evaluation=lambda directory: load_checked_evaluation(directory, context),
+            load_evaluation=lambda directory, name: load_checked_evaluation(directory, context, name),
             score_of=lambda evaluation: _finite(evaluation.cv_score),
         )
 
 
-def load_checked_evaluation(directory: Path, context: SelectionContext) -> Evaluation:
+def load_checked_evaluation(directory: Path, context: SelectionContext, name: str) -> Evaluation:
     """The worker's evaluation, checked against the data, with the CV score recomputed here from its OOF predictions.
 
     What the sandbox wrote is data, not truth: shapes and ranges are checked and the score is the parent's own.
@@ -356,7 +360,18 @@ def load_checked_evaluation(directory: Path, context: SelectionContext) -> Evalu
     if done.sum() < max(2, len(done) // 10):
         raise ValueError("too few out-of-fold predictions to score")
     score = context.metric.score(data.y[done], evaluation.oof[done])
-    return replace(evaluation, cv_score=score, metric=context.metric.name)
+    # Every field is re-derived or coerced: nothing the sandbox wrote reaches result.json unchecked.
+    return replace(
+        evaluation,
+        name=name,
+        cv_score=score,
+        metric=context.metric.name,
+        fold_scores=[float(x) for x in evaluation.fold_scores][:20],
+        elapsed=float(evaluation.elapsed),
+        n_folds=int(evaluation.n_folds),
+        test_source=evaluation.test_source if evaluation.test_source in ("final_fit", "fold_average") else "final_fit",
+        notes=[],
+    )
 
 
 def _preview(context: SelectionContext) -> str:

@@ -31,6 +31,7 @@ class Reply:
     raw: bytes | None = None  # sent as the body as is (garbage that is not JSON)
     delay_s: float = 0.0
     drop: bool = False  # close the connection without answering (a connection reset)
+    finish_reason: str = "stop"  # "length": the answer was cut at the output token limit
 
 
 def ok(content: str, prompt_tokens: int = 120, completion_tokens: int = 60) -> Reply:
@@ -136,7 +137,7 @@ def _payload(reply: Reply, request: dict[str, Any]) -> bytes:
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": reply.content},
-                "finish_reason": "stop",
+                "finish_reason": reply.finish_reason,
             }
         ],
         "usage": {

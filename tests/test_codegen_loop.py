@@ -1,0 +1,166 @@
+"""The codegen loop's decisions (repair, improve, budgets) and the prompts, fast: a scripted sandbox stands in for the
+real one (tests/test_sandbox.py covers that), the fake OpenAI server for the LLM."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from chalicelib.llm import LLMClient, LLMConfig
+from runner.codegen import CodegenBudget, LLMCodegen, Problem
+from runner.prompting import MAX_PREVIEW_CHARS, Attempt, PromptContext, build_messages, data_preview
+from runner.sandbox import SandboxLimits, SandboxResult, trim
+from tests.fake_openai import FakeOpenAI, Reply, error, ok
+
+BODY = "from sklearn.dummy import DummyClassifier\n\n\ndef build_model(task):\n    return DummyClassifier()\n"
+
+
+class ScriptedSandbox:
+    """Answers each run with the next scripted (verdict, score); records the sources it was given."""
+
+    def __init__(self, root: Path, outcomes: list[tuple[str, float | None]]) -> None:
+        self.data_dir = root / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.outcomes = list(outcomes)
+        self.sources: list[str] = []
+        self.closed = False
+
+    def seal_data(self) -> None:
+        return
+
+    def run(self, source: str, job: dict, wall_s: float | None = None) -> SandboxResult:
+        self.sources.append(source)
+        verdict, score = self.outcomes.pop(0)
+        out = self.data_dir.parent / f"out{len(self.sources)}"
+        out.mkdir()
+        (out / "score").write_text("" if score is None else str(score))
+        detail = "" if verdict == "ok" else f"Traceback ...\nValueError: failure {len(self.sources)}"
+        return SandboxResult(verdict, detail, out, 0.1, "")  # type: ignore[arg-type]
+
+    def __enter__(self) -> ScriptedSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed = True
+
+
+def problem(deadline_s: float = 60) -> Problem:
+    context = PromptContext(preview="train: 10 rows", task={"type": "binary"}, metric="roc_auc", direction="higher")
+    return Problem(
+        prompt=context,
+        better=lambda a, b: a is not None and (b is None or a > b),
+        baseline_score=0.80,
+        write_data=lambda directory: None,
+        job={},
+        deadline=time.monotonic() + deadline_s,
+        load_evaluation=lambda directory, name: float((directory / "score").read_text()),
+        score_of=lambda evaluation: evaluation,
+    )
+
+
+def make(server: FakeOpenAI, box: ScriptedSandbox, **budget: object) -> LLMCodegen:
+    config = LLMConfig(model="gpt-5-mini", api_key="k", base_url=server.base_url, max_retries=0)
+    return LLMCodegen(
+        LLMClient(config),
+        CodegenBudget(**{"attempts": 4, "min_attempt_s": 0.0, **budget}),  # type: ignore[arg-type]
+        SandboxLimits(wall_s=5),
+        sandbox_factory=lambda limits: box,  # type: ignore[arg-type, return-value]
+    )
+
+
+def fenced(code: str) -> str:
+    return f"```python\n{code}```"
+
+
+def test_failed_run_is_repaired_then_scored_bodies_are_improved(tmp_path: Path):
+    box = ScriptedSandbox(tmp_path, [("crashed", None), ("ok", 0.85), ("ok", 0.83)])
+    with FakeOpenAI([ok(fenced(BODY))] * 3) as server:
+        codegen = make(server, box, attempts=3)
+        generated = list(codegen.generate(problem()))
+    assert [g.score for g in generated] == [0.85, 0.83]
+    prompts = [r["messages"][1]["content"] for r in server.requests]
+    assert "Attempt 1 crashed" in prompts[1] and "failure 1" in prompts[1]
+    assert "Attempt 2 scored CV 0.85" in prompts[2]  # improve the best
+    assert "attempt 1: crashed" in prompts[2]  # the history travels along
+    assert box.closed
+    assert codegen.report.best_score == 0.85
+    assert codegen.report.stopped == "attempt budget (3) used"
+
+
+def test_rejected_code_never_reaches_the_sandbox(tmp_path: Path):
+    box = ScriptedSandbox(tmp_path, [("ok", 0.9)])
+    with FakeOpenAI([ok(fenced("import os\n" + BODY)), ok("no code, sorry"), ok(fenced(BODY))]) as server:
+        codegen = make(server, box, attempts=3)
+        generated = list(codegen.generate(problem()))
+    assert len(box.sources) == 1
+    assert [g.number for g in generated] == [3]
+    assert "import of 'os' is not allowed" in server.requests[1]["messages"][1]["content"]
+
+
+def test_token_budget_stops_before_the_next_call(tmp_path: Path):
+    box = ScriptedSandbox(tmp_path, [("ok", 0.9)] * 3)
+    with FakeOpenAI([ok(fenced(BODY), prompt_tokens=900, completion_tokens=300)] * 3) as server:
+        codegen = make(server, box, attempts=3, tokens=1000)
+        list(codegen.generate(problem()))
+    assert len(server.requests) == 1
+    assert codegen.report.stopped.startswith("token budget (1000) used")
+
+
+def test_time_budget_stops_the_loop(tmp_path: Path):
+    box = ScriptedSandbox(tmp_path, [])
+    with FakeOpenAI([]) as server:
+        codegen = make(server, box, min_attempt_s=30.0)
+        assert list(codegen.generate(problem(deadline_s=5))) == []
+    assert server.requests == []
+    assert codegen.report.stopped == "codegen time budget used"
+
+
+def test_permanent_llm_error_is_a_failure_with_the_reason(tmp_path: Path):
+    box = ScriptedSandbox(tmp_path, [])
+    with FakeOpenAI([error(404, "The model does not exist")]) as server:
+        codegen = make(server, box)
+        assert list(codegen.generate(problem())) == []
+    assert "not found (404)" in (codegen.report.failure or "")
+    assert "LLM call failed" in codegen.trace_text()
+
+
+def test_truncated_answer_is_named_in_the_repair_prompt(tmp_path: Path):
+    box = ScriptedSandbox(tmp_path, [])
+    cut = Reply(content="```python\ndef build_model(task):\n    return (", finish_reason="length")
+    with FakeOpenAI([cut, ok("no code")]) as server:
+        codegen = make(server, box, attempts=2)
+        list(codegen.generate(problem()))
+    repair = server.requests[1]["messages"][1]["content"]
+    assert "SyntaxError" in repair
+    assert "cut at the output token limit" in repair
+
+
+def test_data_preview_stays_bounded_on_wide_and_wordy_data():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({f"col_{i}_{'x' * 40}": rng.normal(size=50) for i in range(300)})
+    frame["essay"] = ["word " * 2000] * 50
+    frame["y"] = rng.normal(size=50)
+    preview = data_preview(frame, ["y"])
+    assert len(preview) <= MAX_PREVIEW_CHARS + 100
+    assert "more feature columns" in preview
+    assert "word word word" not in preview[-200:] or len(preview) < MAX_PREVIEW_CHARS
+
+
+def test_long_traceback_is_trimmed_to_head_and_tail():
+    text = "Traceback (most recent call last):\n" + "  frame\n" * 5000 + "ValueError: the cause"
+    short = trim(text, 500)
+    assert len(short) < 600
+    assert short.startswith("Traceback") and short.endswith("ValueError: the cause")
+
+
+def test_messages_carry_the_plan_and_a_system_prompt():
+    context = PromptContext(
+        preview="p", task={"type": "regression"}, metric="rmse", direction="lower is better", plan="use log target"
+    )
+    messages = build_messages(context, [Attempt(1, "timed_out", "killed after 60 s")], "new")
+    assert messages[0]["role"] == "system"
+    assert "use log target" in messages[1]["content"]
+    assert "attempt 1: timed_out" in messages[1]["content"]
