@@ -43,7 +43,7 @@ def downloader(fake: FakeKaggle, sleeps: list[float] | None = None, **credential
 
 def download_error(fake: FakeKaggle, slug: str, tmp_path, **credentials: str) -> KaggleError:
     with pytest.raises(KaggleError) as caught:
-        downloader(fake, **credentials).download(slug, tmp_path / "dl")
+        downloader(fake, None, **credentials).download(slug, tmp_path / "dl")
     return caught.value
 
 
