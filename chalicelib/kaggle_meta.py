@@ -132,7 +132,8 @@ def fetch_meta(slug: str, auth: KaggleAuth, endpoint: str = KAGGLE_API, post: Po
     try:
         listing = post(base + "ListCompetitions", {"search": slug}, auth.header())
         found = next((c for c in listing.get("competitions") or [] if _slug_of(str(c.get("ref", ""))) == slug), None)
-        if found is not None and found.get("userHasEntered") is False:
+        # As kagglesdk reads it: JSON omits a false field, so a missing userHasEntered means "not entered".
+        if found is not None and not found.get("userHasEntered", False):
             raise PlanRefused(f"accept the rules at {rules_url(slug)}, then retry (the Kaggle account has not joined)")
         files = post(base + "ListDataFiles", {"competitionName": slug}, auth.header())
     except KaggleHttpError as error:
@@ -146,6 +147,6 @@ def fetch_meta(slug: str, auth: KaggleAuth, endpoint: str = KAGGLE_API, post: Po
         evaluation_metric=str(found.get("evaluationMetric") or ""),
         category=str(found.get("category") or ""),
         deadline=str(found.get("deadline") or ""),
-        user_has_entered=found.get("userHasEntered"),
+        user_has_entered=bool(found.get("userHasEntered", False)) if found else None,
         files=tuple(str(f.get("name", "")) for f in (files.get("files") or [])[:MAX_FILES] if f.get("name")),
     )

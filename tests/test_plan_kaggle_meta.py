@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
 import pytest
 
 from chalicelib.kaggle_meta import (
@@ -50,11 +55,18 @@ def test_metadata_comes_from_the_matching_competition_and_its_files():
     assert AUTH.header().startswith("Basic ") and "secret" not in repr(AUTH)
 
 
-def test_a_competition_the_account_has_not_entered_fails_fast_with_the_rules_link():
-    post, calls = kaggle(competitions=[{"ref": "titanic", "userHasEntered": False}])
+@pytest.mark.parametrize("entry", [{"ref": "titanic", "userHasEntered": False}, {"ref": "titanic"}])
+def test_a_competition_the_account_has_not_entered_fails_fast_with_the_rules_link(entry):
+    post, calls = kaggle(competitions=[entry])  # Kaggle's JSON omits a false userHasEntered
     with pytest.raises(PlanRefused, match=r"https://www\.kaggle\.com/c/titanic/rules"):
         fetch_meta("titanic", AUTH, post=post)
     assert len(calls) == 1
+
+
+def test_a_search_without_the_exact_competition_gives_metadata_without_a_rules_verdict():
+    post, _ = kaggle(competitions=[{"ref": "titanic-2", "userHasEntered": False}], files=[{"name": "train.csv"}])
+    meta = fetch_meta("titanic", AUTH, post=post)
+    assert meta.user_has_entered is None and meta.files == ("train.csv",)
 
 
 @pytest.mark.parametrize(
@@ -89,3 +101,65 @@ def test_credentials_come_from_the_kaggle_names_and_a_token_wins():
     assert KaggleAuth.from_env({"KAGGLE_USERNAME": "a", "KAGGLE_KEY": "b"}).present
     token = KaggleAuth.from_env({"KAGGLE_API_TOKEN": "KGAT_x", "KAGGLE_USERNAME": "a", "KAGGLE_KEY": "b"})
     assert token.header() == "Bearer KGAT_x"
+
+
+class _KaggleApi(BaseHTTPRequestHandler):
+    """Kaggle's JSON API on 127.0.0.1: answers per method name, checks the Basic credentials."""
+
+    answers: ClassVar[dict[str, tuple[int, dict]]] = {}
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        json.loads(self.rfile.read(length) or b"{}")
+        if self.headers.get("Authorization") != AUTH.header():
+            status, body = 401, {"code": 401, "message": "Unauthenticated"}
+        else:
+            status, body = self.answers[self.path.rsplit("/", 1)[-1]]
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def kaggle_api():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _KaggleApi)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_stdlib_client_speaks_kaggles_json_api(kaggle_api, monkeypatch):
+    monkeypatch.setattr(
+        _KaggleApi,
+        "answers",
+        {
+            "ListCompetitions": (200, {"competitions": [{"ref": "titanic", "userHasEntered": True, "title": "T"}]}),
+            "ListDataFiles": (200, {"files": [{"name": "train.csv"}]}),
+        },
+    )
+    meta = fetch_meta("titanic", AUTH, endpoint=kaggle_api)
+    assert meta.title == "T" and meta.files == ("train.csv",)
+    with pytest.raises(PlanRefused, match="401"):
+        fetch_meta("titanic", KaggleAuth(username="alice", key="wrong"), endpoint=kaggle_api)
+
+
+def test_a_rules_refusal_over_http_fails_fast(kaggle_api, monkeypatch):
+    rules = "You must accept this competition's rules before you'll be able to download files."
+    monkeypatch.setattr(
+        _KaggleApi,
+        "answers",
+        {
+            "ListCompetitions": (200, {"competitions": []}),
+            "ListDataFiles": (403, {"code": 403, "message": rules}),
+        },
+    )
+    with pytest.raises(PlanRefused, match=r"c/titanic/rules"):
+        fetch_meta("titanic", AUTH, endpoint=kaggle_api)
