@@ -51,6 +51,7 @@ SUPPORTED_FIELDS = {
 _PATH_STEP = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]")
 
 log = logging.getLogger("kagent.local_executor")
+log.setLevel(logging.INFO)  # under Chalice's app logger, which shows only errors; here each state is the point
 
 
 class DefinitionError(ValueError):
@@ -357,6 +358,8 @@ def run_runner(
         raise StatesError(
             "States.Timeout", f"the runner task ran longer than its TimeoutSeconds ({timeout_s:g} s)"
         ) from None
+    run_id = env.get("RUN_ID", "?")
+    log.info("run %s: runner task exited with code %s after %.2f s", run_id, exit_code, time.time() - started)
     description = {
         "LastStatus": "STOPPED",
         "StopCode": "EssentialContainerExited",
