@@ -363,6 +363,20 @@ def summary(rows: Sequence[Row], solvers: Sequence[str], budget: float) -> list[
 # ---------------------------------------------------------------- main
 
 
+def _git(*args: str) -> str:
+    try:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+    except OSError:
+        return ""
+    return done.stdout.strip()
+
+
+def code_version() -> str:
+    """The commit benchmarked, and whether runner/ had uncommitted changes (the bench runs the working tree)."""
+    commit = _git("rev-parse", "--short", "HEAD") or "unknown commit"
+    return commit + (" + uncommitted runner/ changes" if _git("status", "--porcelain", "runner") else "")
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budget", type=float, default=60.0, help="--time-budget for the runner and every peer (s)")
@@ -427,7 +441,7 @@ def main(argv: Sequence[str]) -> int:
     notes = summary(rows, solvers, args.budget)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     header = (
-        f"Budget {args.budget:.0f} s, {os.cpu_count()} cores, {when}; "
+        f"Budget {args.budget:.0f} s, {os.cpu_count()} cores, {when}, code {code_version()}; "
         "scores by ../shared/bench's grader (↑ higher is better, ↓ lower); wall = whole CLI process; "
         f"peak = process-tree memory; ✗ = over {args.budget:.0f}+{WALL_SLACK_S} s or {MEMORY_LIMIT_MB} MB. "
         f"{_codegen_note()}"
