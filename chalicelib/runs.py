@@ -291,9 +291,10 @@ class RunStore:
 
         A terminal transition gives the run's slot back in the same transaction.
         """
-        if not is_run_id(run_id):
+        status = Status(status)
+        if not is_run_id(run_id) or not status.predecessors():  # nothing moves to QUEUED
             return False
-        update = self._status_update(run_id, Status(status), attrs)
+        update = self._status_update(run_id, status, attrs)
         if not status.is_terminal:
             return self._conditional_update(update)
         holding = dict(update)

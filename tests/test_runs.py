@@ -189,3 +189,31 @@ def test_fifty_concurrent_admissions_with_ten_slots_admit_exactly_ten(table):
     assert len(admitted) == 10 and len(refused) == 40
     assert store.in_flight() == 10
     assert len({r.run_id for r in admitted}) == 10
+
+
+@pytest.mark.aws
+def test_any_sequence_of_transitions_and_releases_keeps_order_and_the_slot_count(table):
+    from hypothesis import HealthCheck, given, settings  # noqa: PLC0415
+    from hypothesis import strategies as st  # noqa: PLC0415
+
+    store = RunStore(table, sleep=lambda _s: None)
+    steps = st.lists(st.one_of(st.sampled_from(list(Status)), st.just("release")), max_size=8)
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(steps)
+    def check(sequence):
+        run = store.admit(Request(), max_running=1000)
+        model = Status.QUEUED  # what the store must hold: only forward, never out of a terminal status
+        for step in sequence:
+            if step == "release":
+                assert store.release_slot(run.run_id) is False  # a terminal transition already gave it back
+            else:
+                assert store.transition(run.run_id, step) == model.can_move_to(step)
+                model = step if model.can_move_to(step) else model
+        stored = store.get(run.run_id)
+        assert stored.status is model
+        assert stored.slot_held == (not model.is_terminal)
+        assert set(stored.timestamps) <= {s.value for s in Status}
+        assert store.in_flight() == sum(1 for r in table.scan()["Items"] if r.get("slot_held"))
+
+    check()
