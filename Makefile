@@ -98,3 +98,28 @@ local: install examples
 ## demo: start the local stack, run the bundled example from curl to the emailed submission, stop the stack
 demo: install examples
 	$(PY) scripts/demo.py --slug $(EXAMPLE_SLUG)
+
+# --- Load, faults and bad input (issue 8). Loopback only; bounded in requests and time.
+## loadtest: full load figures against a fresh local stack: POST /run + GET /runs/{id} at 10, 25, 50 req/s, 20 s each
+##   (make loadtest LOAD_ARGS="--stage-seconds 10 --max-running 3"); JSON in .local/loadtest.json
+LOAD_ARGS ?=
+.PHONY: loadtest loadtest-short
+loadtest: install
+	mkdir -p .local
+	$(PY) loadtest/fanout.py --start-stack --stage-seconds 20 --max-running 2 --json-out .local/loadtest.json $(LOAD_ARGS)
+
+## loadtest-short: the bounded CI mode (2 s per rate, about 40 s), also part of make test as tests/test_loadtest.py
+loadtest-short: install
+	$(PY) -m pytest -q tests/test_loadtest.py
+
+# --- The runner alone (issue 2): the engine on the bundled example, offline, no service around it.
+.PHONY: demo-runner
+## demo-runner: the runner CLI on the bundled example; prints where the submission and the CV score are
+demo-runner: install examples
+	$(PY) -m runner $(EXAMPLE) --out out/demo --time-budget 60
+	@echo "submission: out/demo/submission.csv   score and details: out/demo/result.json   log: out/demo/logs.txt"
+
+## bench-api: the API budgets — `import app` cold, POST /run median vs moto, `chalice package` zip size (README, api)
+.PHONY: bench-api
+bench-api: install
+	$(PY) scripts/bench_api.py --package

@@ -22,11 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 from moto import mock_aws
 
 from chalicelib.statemachine import load_definition, placeholder_values, render
-from tests.moto_env import REGION
+from tests.moto_env import REGION, cached_client
 
 ACCOUNT = "123456789012"
 APP = "kagent"
@@ -48,14 +47,14 @@ class Harness:
     task_envs: list[dict[str, str]] = field(default_factory=list)
 
     def start(self, name: str, execution_input: Mapping[str, Any]) -> str:
-        sfn = boto3.client("stepfunctions", region_name=REGION)
+        sfn = cached_client("stepfunctions")
         answer = sfn.start_execution(
             stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(execution_input)
         )
         return str(answer["executionArn"])
 
-    def wait(self, execution_arn: str, timeout_s: float = 30.0) -> dict[str, Any]:
-        sfn = boto3.client("stepfunctions", region_name=REGION)
+    def wait(self, execution_arn: str, timeout_s: float = 60.0) -> dict[str, Any]:
+        sfn = cached_client("stepfunctions")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             described = sfn.describe_execution(executionArn=execution_arn)
@@ -65,7 +64,7 @@ class Harness:
         raise TimeoutError(f"execution {execution_arn} still RUNNING after {timeout_s} s")
 
     def states_entered(self, execution_arn: str) -> list[str]:
-        sfn = boto3.client("stepfunctions", region_name=REGION)
+        sfn = cached_client("stepfunctions")
         events = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
         return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
 
@@ -182,8 +181,8 @@ def state_machine(lambdas: dict[str, Handler], runner: Runner) -> Iterator[Harne
         _patched(StateTaskServiceEcs, "_normalise_parameters", _normalise_parameters),
         _patched(StateTaskServiceEcs, "_normalise_response", _normalise_response),
     ):
-        cluster, task_definition = _create_ecs(boto3.client("ecs", region_name=REGION))
-        sfn = boto3.client("stepfunctions", region_name=REGION)
+        cluster, task_definition = _create_ecs(cached_client("ecs"))
+        sfn = cached_client("stepfunctions")
         harness.state_machine_arn = sfn.create_state_machine(
             name=f"{APP}-{STAGE}-runs",
             definition=rendered_definition(cluster, task_definition),

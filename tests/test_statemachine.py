@@ -7,7 +7,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import boto3
 import pytest
 
 from chalicelib import aws
@@ -16,7 +15,7 @@ from chalicelib.runs import RunStore, Status
 from chalicelib.statemachine import PLACEHOLDERS, RenderError, load_definition, render
 from tests.moto_env import (
     BUCKET,
-    REGION,
+    cached_client,
     create_bucket,
     create_runs_table,
     sent_emails,
@@ -129,7 +128,7 @@ class FakeRunner:
         self.fail = fail
 
     def __call__(self, env: dict[str, str]) -> int:
-        store, s3, run_id = RunStore(aws.runs_table()), boto3.client("s3", region_name=REGION), env["RUN_ID"]
+        store, s3, run_id = RunStore(aws.runs_table()), cached_client("s3"), env["RUN_ID"]
         store.transition(run_id, Status.RUNNING)
         if self.fail:
             store.fail(run_id, self.fail)
@@ -157,7 +156,7 @@ def run_workflow(runner: FakeRunner, handlers: dict | None = None):
         store = RunStore(aws.runs_table())
         run = store.admit(REQUEST, max_running=2)
         payload = {"run_id": run.run_id, "url": run.url, "email": run.email, "slug": run.slug}
-        payload["network"] = network(boto3.client("ec2", region_name=REGION))
+        payload["network"] = network(cached_client("ec2"))
         arn = harness.start(run.run_id, payload)
         described = harness.wait(arn)
         yield harness, store, store.get(run.run_id), described, harness.states_entered(arn)
