@@ -252,6 +252,8 @@ def test_the_local_stack_serves_the_whole_flow_and_stops_without_leftovers(stack
         assert time.monotonic() < deadline, "the last run never started"
         time.sleep(0.1)
     time.sleep(1.0)
+    if not Path("/proc").is_dir():
+        pytest.skip("no /proc here to look for leftover processes")
     assert len(processes_of(stack.moto_port)) >= 3, processes_of(stack.moto_port)  # stack, chalice, runner
     assert stop(stack) == 0
     assert processes_of(stack.moto_port) == []
