@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -77,3 +78,12 @@ def test_the_copy_is_filed_before_the_real_mailer_sends() -> None:
     log: list[str] = []
     CopyingMailer(Recorder(log, "ses"), Recorder(log, "outbox")).send(Email("me@example.com", "s", "b"))
     assert log == ["outbox", "ses"]
+
+
+def test_a_port_in_use_is_reported_naming_the_variable_to_change() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(local_stack.StackError, match=f"port {port} on 127.0.0.1 is in use: .* set MOTO_PORT"):
+            local_stack.check_free(port, "MOTO_PORT")
