@@ -191,8 +191,9 @@ class LLMCodegen:
             detail = check.message + (cut if reply.finish_reason == "length" else "")
             return self._verdict(Attempt(number, "rejected", detail, None, code)), None
         remaining = deadline - time.monotonic()
+        job = {**problem.job, "name": f"llm{number}"}
         try:
-            run = sandbox.run(code, {**problem.job, "name": f"llm{number}"}, wall_s=min(self.limits.wall_s, remaining))
+            run = sandbox.run(code, job, wall_s=min(self.limits.wall_s, remaining), hard_s=max(remaining, 1.0))
         except SandboxError as exc:
             self._stop(f"sandbox failed: {exc}", failure=True)
             return None, None

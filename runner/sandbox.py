@@ -42,6 +42,8 @@ STATUS_FILE = "status.json"
 JOB_FILE = "job.json"
 BODY_FILE = "body.py"
 LOG_FILE = "worker.log"
+READY_FILE = "ready"
+NOT_READY_FILE = "killed-before-ready"
 OUTPUT_DIR = "evaluation"
 MAX_STATUS_BYTES = 200_000
 
@@ -56,8 +58,9 @@ class SandboxError(RuntimeError):
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    wall_s: float = 120.0
+    wall_s: float = 120.0  # the body's time, from when the worker is ready
     memory_mb: int = 4096
+    startup_s: float = 30.0  # allowance for the worker's own start-up (imports, loading the data)
     log_tail_chars: int = 2000
 
 
@@ -180,41 +183,51 @@ class Sandbox:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run(self, source: str, job: Mapping[str, object] | None = None, wall_s: float | None = None) -> SandboxResult:
-        """Run one body: write it and the job, start the worker, enforce the wall time, read the verdict."""
+    def run(
+        self,
+        source: str,
+        job: Mapping[str, object] | None = None,
+        wall_s: float | None = None,
+        hard_s: float | None = None,
+    ) -> SandboxResult:
+        """Run one body: write it and the job, start the worker, enforce the time limits, read the verdict.
+
+        `wall_s` is the body's time, counted from when the worker is ready (imports and data loaded), so a slow
+        start on a busy machine does not count against the body; `hard_s` caps the whole process (default: wall_s
+        plus the start-up allowance).
+        """
         self._counter += 1
         workdir = self.root / f"run{self._counter:03d}"
         workdir.mkdir(mode=0o700)
         (workdir / BODY_FILE).write_text(source)
         limit = float(wall_s if wall_s is not None else self.limits.wall_s)
+        hard = float(hard_s if hard_s is not None else limit + self.limits.startup_s)
         spec = {
             "data_dir": str(self.data_dir),
             "output_dir": str(workdir / OUTPUT_DIR),
+            "ready_file": str(workdir / READY_FILE),
             "memory_mb": self.limits.memory_mb,
-            # The scaffold's own budget, counted after the worker's start-up (imports, data) and inside the hard kill.
-            "deadline_s": max(1.0, 0.85 * limit - 3.0),
+            # The scaffold's own budget, counted from ready like `limit`, ending safely before the kill.
+            "deadline_s": max(1.0, 0.9 * limit - 1.0),
             **(job or {}),
         }
         (workdir / JOB_FILE).write_text(json.dumps(spec))
         if self.user is not None:
             _chown_tree(workdir, self.user)
         started = time.monotonic()
-        timed_out, returncode = self._spawn(workdir, limit)
+        timed_out, returncode = self._spawn(workdir, limit, hard)
         elapsed = time.monotonic() - started
         log_tail = trim(_read_text(workdir / LOG_FILE), self.limits.log_tail_chars)
         verdict, detail = _verdict(workdir, timed_out, returncode, limit)
         return SandboxResult(verdict, detail, workdir / OUTPUT_DIR, round(elapsed, 2), log_tail)
 
-    def _spawn(self, workdir: Path, limit: float) -> tuple[bool, int | None]:
+    def _spawn(self, workdir: Path, limit: float, hard: float) -> tuple[bool, int | None]:
         uid = self.user.pw_uid if self.user else None
         gid = self.user.pw_gid if self.user else None
         with (workdir / LOG_FILE).open("wb") as log:
             proc = self._popen(workdir, log, uid, gid)
             try:
-                return False, proc.wait(timeout=limit)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                return True, None
+                return _wait(proc, workdir / READY_FILE, limit, hard)
             finally:
                 _kill_group(proc)  # also reap anything the body left behind in its session
 
@@ -238,6 +251,27 @@ class Sandbox:
             raise SandboxError(f"cannot start the sandbox worker{who}: {exc}") from exc
 
 
+def _wait(proc: subprocess.Popen[bytes], ready_file: Path, limit: float, hard: float) -> tuple[bool, int | None]:
+    """(timed_out, returncode): `limit` seconds from ready, never more than `hard` seconds in all."""
+    started = time.monotonic()
+    kill_at = started + hard
+    ready = False
+    while True:
+        returncode = proc.poll()
+        if returncode is not None:
+            return False, returncode
+        now = time.monotonic()
+        if not ready and ready_file.exists():
+            ready = True
+            kill_at = min(kill_at, now + limit)
+        if now >= kill_at:
+            _kill_group(proc)
+            if not ready:
+                (ready_file.parent / NOT_READY_FILE).touch()
+            return True, None
+        time.sleep(0.05)
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -246,6 +280,8 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _verdict(workdir: Path, timed_out: bool, returncode: int | None, limit: float) -> tuple[Verdict, str]:
+    if timed_out and (workdir / NOT_READY_FILE).exists():
+        return "timed_out", "the sandbox worker did not even start the body in time (the machine is overloaded?)"
     if timed_out:
         return "timed_out", f"the body did not finish within {limit:.0f} s and was killed"
     status = _read_status(workdir / STATUS_FILE)

@@ -75,8 +75,10 @@ def run_job(job: dict[str, Any], source: str) -> dict[str, Any]:
     from runner.scaffold import PreparedData, evaluate  # noqa: PLC0415
 
     data = PreparedData.load(Path(job["data_dir"]))
-    body = load_body_from_source(source, str(job.get("name", "candidate")))
     deadline = time.monotonic() + float(job["deadline_s"])
+    if job.get("ready_file"):
+        Path(job["ready_file"]).touch()  # the body's time starts now (runner.sandbox counts from here)
+    body = load_body_from_source(source, str(job.get("name", "candidate")))
     evaluation = evaluate(body, data, deadline, n_folds=int(job.get("n_folds", 5)), log=_say)
     evaluation.save(Path(job["output_dir"]))
     return {"cv_score": evaluation.cv_score if evaluation.cv_score == evaluation.cv_score else None}

@@ -194,7 +194,7 @@ def test_story_of_repairs_garbage_forbidden_syntax_error_crash_then_a_fix(compet
 
 def test_hanging_and_memory_hungry_bodies_are_killed_and_the_template_wins(competition: Path, tmp_path: Path):
     with FakeOpenAI([ok(fenced(HANGS)), ok(fenced(EATS_MEMORY))]) as server:
-        result = run(competition, tmp_path, provider(server, attempts=2, wall_s=7), budget=35)
+        result = run(competition, tmp_path, provider(server, attempts=2, wall_s=4), budget=35)
     trace = trace_of(tmp_path)
     assert "-- verdict: timed out" in trace
     assert "-- verdict: out of memory" in trace

@@ -31,7 +31,7 @@ class ScriptedSandbox:
     def seal_data(self) -> None:
         return
 
-    def run(self, source: str, job: dict, wall_s: float | None = None) -> SandboxResult:
+    def run(self, source: str, job: dict, wall_s: float | None = None, hard_s: float | None = None) -> SandboxResult:
         self.sources.append(source)
         verdict, score = self.outcomes.pop(0)
         out = self.data_dir.parent / f"out{len(self.sources)}"
