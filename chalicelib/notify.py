@@ -129,7 +129,10 @@ _ADVICE: tuple[tuple[tuple[str, ...], str], ...] = (
         ("timed out", "timeout", "time budget", "aborted"),
         "The run ran out of time or was stopped. Retry later; a smaller competition may fit the time budget better.",
     ),
-    (("unavailable", "throttl", "capacity", "429", "503", "try again"), "A service was busy. Retry in a few minutes."),
+    (
+        ("unavailable", "throttl", "throughput", "rate exceeded", "capacity", "429", "503", "try again"),
+        "A service was busy. Retry in a few minutes.",
+    ),
     (("submission",), "The agent's submission did not pass the checks listed above. Retry, or report the run id."),
 )
 

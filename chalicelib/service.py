@@ -64,6 +64,24 @@ class Reply:
     headers: dict[str, str]
 
 
+# DynamoDB answers that mean "not now" once boto3's own retries are spent: a 503 to retry, never a 500.
+STORE_BUSY_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "InternalServerError"}
+)
+STORE_RETRY_AFTER_S = 5
+
+
+def store_busy(error: Exception) -> Reply | None:
+    """The 503 for a throttled or briefly unavailable run store, or None for any other error."""
+    response = getattr(error, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, Mapping) else None
+    if code not in STORE_BUSY_CODES:
+        return None
+    return Reply(
+        503, {"error": f"the run store is busy ({code}); retry shortly"}, {"Retry-After": str(STORE_RETRY_AFTER_S)}
+    )
+
+
 Validator = Callable[[bytes, bytes | None], list[str]]  # (submission, sample) -> problems
 
 
@@ -93,6 +111,10 @@ class Service:
             run = self.store.admit(request, self.settings.max_running, idempotency_key=key)
         except AdmissionRefused as error:
             return Reply(429, {"error": str(error)}, {"Retry-After": str(RETRY_AFTER_S)})
+        except Exception as error:
+            if (busy := store_busy(error)) is None:
+                raise
+            return busy
         if run.status is Status.QUEUED and not run.execution_arn:
             try:
                 arn = orchestrator.start(run, self.settings, self.executor)
@@ -105,7 +127,12 @@ class Service:
         return Reply(202, {"run_id": run.run_id, "status": run.status.value, "status_url": status_url}, {})
 
     def describe(self, run_id: str) -> Reply:
-        run = self.store.get(run_id)
+        try:
+            run = self.store.get(run_id)
+        except Exception as error:
+            if (busy := store_busy(error)) is None:
+                raise
+            return busy
         if run is None:
             return Reply(404, {"error": f"no run with id {run_id[:80]!r}"}, {})
         body: dict[str, Any] = {
@@ -255,6 +282,27 @@ def _training_outcome(training: Any) -> tuple[int | None, str]:
     return None, suffix
 
 
+# Exit codes a killed container reports: 128 + signal on ECS, -signal from a local subprocess.
+_KILLED = {
+    137: "killed by SIGKILL: out of memory or a forced stop",
+    -9: "killed by SIGKILL: out of memory or a forced stop",
+}
+_KILLED |= {143: "stopped by SIGTERM", -15: "stopped by SIGTERM"}
+
+
+def _container_note(task: Mapping[str, Any]) -> str:
+    """ " (runner exit code 137: killed by SIGKILL ...; <container reason>)" from an ECS task description, or ""."""
+    for container in task.get("Containers") or []:
+        if not isinstance(container, Mapping) or container.get("ExitCode") is None:
+            continue
+        code = container["ExitCode"]
+        notes = [f"runner exit code {code}" + (f": {_KILLED[code]}" if code in _KILLED else "")]
+        if container.get("Reason"):
+            notes.append(str(container["Reason"]))
+        return f" ({'; '.join(notes)})"
+    return ""
+
+
 def reason_from_error(error: Any) -> str:
     """A readable reason from the `{"Error", "Cause"}` a Catch hands over (Lambda errors carry JSON causes)."""
     if not isinstance(error, Mapping):
@@ -269,7 +317,7 @@ def reason_from_error(error: Any) -> str:
         if parsed.get("errorMessage"):
             return str(parsed["errorMessage"])
         if parsed.get("StoppedReason"):
-            return f"the training task stopped: {parsed['StoppedReason']}"
+            return f"the training task stopped: {parsed['StoppedReason']}{_container_note(parsed)}"
     if name == "States.Timeout":
         return "a step of the run timed out" + (f": {cause}" if cause else "")
     return f"{name}: {cause}" if cause else name

@@ -94,7 +94,10 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "415": UNSUPPORTED_MEDIA,
             "429": _json("Error", "every run slot is in use", RETRY_AFTER),
             "503": _json(
-                "StartFailed", "the workflow could not start; the run is FAILED, its slot given back", RETRY_AFTER
+                "Unavailable",
+                "the run store is busy (nothing was admitted), or the workflow could not start (the run, named by "
+                "run_id, is FAILED and its slot given back)",
+                RETRY_AFTER,
             ),
         },
     },
@@ -105,6 +108,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {
             "200": _json("RunView", "the run"),
             "404": _json("Error", "no run with this id (malformed ids included)"),
+            "503": _json("Unavailable", "the run store is busy", RETRY_AFTER),
         },
     },
 }
@@ -133,9 +137,9 @@ SCHEMAS: dict[str, Any] = {
             "field": {"type": "string", "enum": FIELD_NAMES},
         },
     },
-    "StartFailed": {
+    "Unavailable": {
         "type": "object",
-        "required": ["error", "run_id"],
+        "required": ["error"],
         "properties": {
             "error": {"type": "string", "minLength": 1},
             "run_id": {"type": "string", "pattern": RUN_ID_PATTERN},
