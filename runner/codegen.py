@@ -8,7 +8,6 @@ run with the LLM can never end worse than the template. Every attempt is written
 
 from __future__ import annotations
 
-import pwd
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
@@ -278,9 +277,11 @@ class LLMCandidates:
         client: LLMClient,
         budget: CodegenBudget | None = None,
         limits: SandboxLimits | None = None,
-        sandbox_user: pwd.struct_passwd | None = None,
+        sandbox_user: str | None = None,
         plan_text: str | None = None,
     ) -> None:
+        """`sandbox_user`: the KAGENT_SANDBOX_USER name; resolved when codegen starts, so a bad name fails codegen
+        (with the reason in the trace and result.json), not the run."""
         self.client = client
         self.budget = budget or CodegenBudget()
         self.limits = limits or DEFAULT_SANDBOX_LIMITS
@@ -296,7 +297,7 @@ class LLMCandidates:
             self.budget,
             self.limits,
             sandbox_factory=lambda limits: Sandbox.create(
-                limits, user=self.sandbox_user, threads=context.data.task.n_jobs
+                limits, user=resolve_sandbox_user(self.sandbox_user), threads=context.data.task.n_jobs
             ),
             log=context.log,
             trace=context.trace,
@@ -411,7 +412,7 @@ def llm_candidates_from_env(
         return None
     settings = load_settings(env)
     config = llm_config_from_env(env, settings.llm_model)
-    user = resolve_sandbox_user(env.get(SANDBOX_USER, "").strip() or None)
+    user = env.get(SANDBOX_USER, "").strip() or None
     protect_runner_process()
     drop_secrets(env, names=[OPENAI_API_KEY])
     return LLMCandidates(LLMClient(config), budget, limits, user, plan_text)

@@ -3,6 +3,10 @@ real one (tests/test_sandbox.py covers that), the fake OpenAI server for the LLM
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +16,7 @@ import pandas as pd
 from chalicelib.llm import LLMClient, LLMConfig
 from runner.codegen import CodegenBudget, LLMCodegen, Problem
 from runner.prompting import MAX_PREVIEW_CHARS, Attempt, PromptContext, build_messages, data_preview
-from runner.sandbox import SandboxLimits, SandboxResult, trim
+from runner.sandbox import SandboxError, SandboxLimits, SandboxResult, trim
 from tests.fake_openai import FakeOpenAI, Reply, error, ok
 
 BODY = "from sklearn.dummy import DummyClassifier\n\n\ndef build_model(task):\n    return DummyClassifier()\n"
@@ -164,3 +168,52 @@ def test_messages_carry_the_plan_and_a_system_prompt():
     assert messages[0]["role"] == "system"
     assert "use log target" in messages[1]["content"]
     assert "attempt 1: timed_out" in messages[1]["content"]
+
+
+def test_unusable_sandbox_fails_codegen_not_the_run(tmp_path: Path):
+    def broken(limits: SandboxLimits) -> ScriptedSandbox:
+        raise SandboxError("KAGENT_SANDBOX_USER names an unknown user: 'nobody-here'")
+
+    with FakeOpenAI([]) as server:
+        config = LLMConfig(model="m", api_key="k", base_url=server.base_url)
+        codegen = LLMCodegen(LLMClient(config), CodegenBudget(min_attempt_s=0), sandbox_factory=broken)  # type: ignore[arg-type]
+        assert list(codegen.generate(problem())) == []
+    assert "unknown user" in (codegen.report.failure or "")
+    assert server.requests == []
+
+
+PROVIDER_PROBE = """\
+import json, os
+from runner.codegen import llm_candidates_from_env
+env = dict(os.environ)
+provider = llm_candidates_from_env(env)
+print(json.dumps({
+    "model": provider.client.config.model,
+    "base_url": provider.client.config.base_url,
+    "key_in_env": "OPENAI_API_KEY" in env,
+    "key_held": provider.client.config.api_key,
+    "user": provider.sandbox_user,
+    "none_without_llm": llm_candidates_from_env({}) is None,
+}))
+"""
+
+
+def test_provider_from_env_holds_the_key_drops_it_from_the_env_and_reads_the_model():
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "OPENAI_API_KEY": "sk-held",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "KAGENT_LLM_MODEL": "qwen2.5-coder:7b",
+        "KAGENT_SANDBOX_USER": "sandbox",
+    }
+    done = subprocess.run([sys.executable, "-c", PROVIDER_PROBE], env=env, capture_output=True, text=True, check=True)
+    seen = json.loads(done.stdout)
+    assert seen == {
+        "model": "qwen2.5-coder:7b",
+        "base_url": "http://127.0.0.1:9/v1",
+        "key_in_env": False,
+        "key_held": "sk-held",
+        "user": "sandbox",
+        "none_without_llm": True,
+    }
