@@ -174,6 +174,28 @@ def check_definition(definition: Mapping[str, Any]) -> None:
                 raise DefinitionError(f"state {name}: Next {target!r} is not a state")
         if kind in ("Task", "Pass") and "Next" not in state and not state.get("End"):
             raise DefinitionError(f"state {name}: needs Next or End")
+        try:
+            _check_paths(state)
+        except DefinitionError as error:
+            raise DefinitionError(f"state {name}: {error}") from None
+
+
+def _check_paths(state: Mapping[str, Any]) -> None:
+    """Every path and `.$` value the state holds must be one this executor follows."""
+    paths = [state.get(name) for name in ("InputPath", "ResultPath", "OutputPath")]
+    paths += [catcher.get("ResultPath") for catcher in state.get("Catch", [])]
+    for path in paths:
+        if isinstance(path, str):
+            _steps(path)
+    for template in (state.get("Parameters"), state.get("ResultSelector")):
+        apply_template(template, _AnyInput())
+
+
+class _AnyInput(dict[str, Any]):
+    """An input in which every path exists: lets apply_template check a template's paths without data."""
+
+    def __getitem__(self, key: Any) -> Any:
+        return self
 
 
 def _matches(error: str, names: list[str]) -> bool:

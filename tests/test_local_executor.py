@@ -329,3 +329,13 @@ def test_a_runner_past_its_timeout_is_stopped_and_times_the_task_out() -> None:
     with pytest.raises(lx.StatesError) as raised:
         lx.run_runner(ecs_parameters(RUN_ID="r1"), 0.5, base_env={}, command=python("import time; time.sleep(60)"))
     assert raised.value.error == "States.Timeout"
+
+
+def test_a_template_or_path_that_is_not_followed_is_refused_before_anything_runs() -> None:
+    parameters = {"Nested": [{"Value.$": "States.Format('{}', $.a)"}]}
+    intrinsic = {"Type": "Pass", "Parameters": parameters, "End": True}
+    with pytest.raises(lx.DefinitionError, match=r"state A: .*reference paths"):
+        lx.check_definition({"StartAt": "A", "States": {"A": intrinsic}})
+    context = {"Type": "Pass", "InputPath": "$$.Execution", "End": True}
+    with pytest.raises(lx.DefinitionError, match=r"state A: .*context object"):
+        lx.check_definition({"StartAt": "A", "States": {"A": context}})
