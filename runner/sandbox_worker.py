@@ -7,6 +7,7 @@ the untrusted body through the contract and runs the scaffold's evaluation. It w
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -42,6 +43,10 @@ def harden(memory_mb: int) -> None:
         return
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the runner dies → so do we
+    # RLIMIT_AS bounds address space, not resident memory: if the container runs short, the kernel's OOM killer must
+    # pick this process, never the runner that still has to write the template's submission.
+    with contextlib.suppress(OSError):
+        Path("/proc/self/oom_score_adj").write_text("1000")
     if os.geteuid() == 0:
         _drop_all_capabilities(libc)
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)

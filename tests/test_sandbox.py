@@ -53,7 +53,7 @@ CANARIES = {
 CANARY_BODY = """\
 import os
 
-found = {"environ": dict(os.environ)}
+found = {"oom_score_adj": open("/proc/self/oom_score_adj").read().strip(), "environ": dict(os.environ)}
 for path in ("/proc/self/environ", f"/proc/{os.getppid()}/environ", f"/proc/{os.getppid()}/cmdline", "/proc/1/environ"):
     try:
         with open(path, "rb") as handle:
@@ -199,6 +199,7 @@ def test_canaries_in_the_runner_environment_never_reach_anything_written(tmp_pat
     assert outcome["verdict"] == "ok", outcome["detail"]
     assert "CANARY-PROBE" in outcome["log"], "the probe did not run, so the test proves nothing"
     assert "PermissionError" in outcome["log"]  # /proc/<runner>/environ refused
+    assert "'oom_score_adj': '1000'" in outcome["log"]  # short of memory, the kernel kills the body, not the runner
     written = [proc.stdout, proc.stderr]
     written += [p.read_bytes().decode("utf-8", "replace") for p in (tmp_path / "workdir").rglob("*") if p.is_file()]
     leaks = [name for name, value in CANARIES.items() if any(value in text for text in written)]
