@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -303,7 +304,7 @@ class LLMCandidates:
             trace=context.trace,
         )
         context.log(
-            f"codegen with {self.client.config.model} via {self.client.config.base_url or 'api.openai.com'}: "
+            f"codegen with {self.client.config.model} via {_where(self.client.config.base_url)}: "
             f"up to {self.budget.attempts} attempts, {self.budget.tokens} tokens, {self.budget.wall_s:.0f} s"
         )
         for generated in self.engine.generate(self._problem(context)):
@@ -391,6 +392,15 @@ def _plan_text(plan: Mapping[str, Any] | None) -> str | None:
     if not plan:
         return None
     return "\n".join(f"{key}: {value}" for key, value in plan.items() if value not in (None, "", [], {}))
+
+
+def _where(base_url: str | None) -> str:
+    """The server, for logs: without any user:password a URL might carry."""
+    if not base_url:
+        return "api.openai.com"
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
 def _finite(value: float | None) -> float | None:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from chalicelib.llm import LLMClient, LLMConfig
-from runner.codegen import CodegenBudget, LLMCodegen, Problem
+from runner.codegen import CodegenBudget, LLMCodegen, Problem, _where
 from runner.prompting import MAX_PREVIEW_CHARS, Attempt, PromptContext, build_messages, data_preview
 from runner.sandbox import SandboxError, SandboxLimits, SandboxResult, trim
 from tests.fake_openai import FakeOpenAI, Reply, error, ok
@@ -217,3 +217,8 @@ def test_provider_from_env_holds_the_key_drops_it_from_the_env_and_reads_the_mod
         "user": "sandbox",
         "none_without_llm": True,
     }
+
+
+def test_logged_server_address_never_carries_credentials():
+    assert _where("http://user:s3cret@llm.internal:8000/v1") == "http://llm.internal:8000/v1"
+    assert _where(None) == "api.openai.com"
