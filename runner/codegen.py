@@ -131,6 +131,8 @@ class LLMCodegen:
         deadline = min(problem.deadline, started + self.budget.wall_s)
         try:
             yield from self._loop(problem, deadline)
+        except Exception as exc:  # codegen may fail; it must never take the run (and the template's submission) down
+            self._stop(f"codegen error: {type(exc).__name__}: {trim(str(exc), 300)}", failure=True)
         finally:
             self.report.codegen_s = time.monotonic() - started
             self.report.usage = self.client.usage.as_dict()

@@ -222,3 +222,16 @@ def test_provider_from_env_holds_the_key_drops_it_from_the_env_and_reads_the_mod
 def test_logged_server_address_never_carries_credentials():
     assert _where("http://user:s3cret@llm.internal:8000/v1") == "http://llm.internal:8000/v1"
     assert _where(None) == "api.openai.com"
+
+
+def test_an_unexpected_error_in_codegen_is_recorded_not_raised(tmp_path: Path):
+    box = ScriptedSandbox(tmp_path, [])
+
+    def disk_full(directory: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    with FakeOpenAI([]) as server:
+        codegen = make(server, box)
+        broken = Problem(**{**problem().__dict__, "write_data": disk_full})
+        assert list(codegen.generate(broken)) == []
+    assert "No space left on device" in (codegen.report.failure or "")
