@@ -17,6 +17,7 @@ from chalicelib.config import Settings, load_settings
 
 _lock = threading.Lock()
 PLAN_LLM_BUDGET_S = 60.0
+MAX_POOL_CONNECTIONS = 64
 
 
 @functools.cache
@@ -36,7 +37,7 @@ def client(service: str) -> Any:
     from botocore.config import Config  # noqa: PLC0415
 
     # S3 presigned links must be SigV4: SigV2 is retired in newer regions and capped at 7 days everywhere.
-    config = Config(signature_version="s3v4") if service == "s3" else None
+    config = _config().merge(Config(signature_version="s3v4")) if service == "s3" else _config()
     with _lock:
         return _session().client(service, config=config)
 
@@ -44,7 +45,15 @@ def client(service: str) -> Any:
 @functools.cache
 def resource(service: str) -> Any:
     with _lock:
-        return _session().resource(service)
+        return _session().resource(service, config=_config())
+
+
+def _config() -> Any:
+    """chalice local serves requests in threads that share these clients: more than botocore's 10 pooled connections
+    (past 10 it drops connections and reconnects per call). A Lambda serves one request at a time either way."""
+    from botocore.config import Config  # noqa: PLC0415
+
+    return Config(max_pool_connections=MAX_POOL_CONNECTIONS)
 
 
 def runs_table() -> Any:

@@ -28,6 +28,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a file: make `scripts` importable
@@ -105,6 +106,41 @@ def create_resources(endpoint: str) -> None:
     session.client("ses", endpoint_url=endpoint).verify_email_identity(
         EmailAddress=LOCAL_ENVIRONMENT["KAGENT_SES_SENDER"]
     )
+
+
+EMULATOR_DYNAMODB_CALLS = (
+    "transact_write_items",
+    "update_item",
+    "put_item",
+    "delete_item",
+    "get_item",
+    "scan",
+    "query",
+)
+
+
+def serialize_emulator_dynamodb() -> None:
+    """One lock around each call of moto's DynamoDB backend, as DynamoDB serializes conditional writes per item.
+
+    moto applies a transaction item by item and, when a condition fails (every 429 of POST /run), restores a deep copy
+    of the whole table taken at its start: under concurrent requests that copy raises "dictionary changed size during
+    iteration" (a 500 from the emulator) or silently undoes other requests' writes, such as a slot given back.
+    """
+    import threading  # noqa: PLC0415
+
+    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
+
+    lock = threading.RLock()
+
+    def locked(original: Any) -> Any:
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return original(self, *args, **kwargs)
+
+        return call
+
+    for name in EMULATOR_DYNAMODB_CALLS:
+        setattr(DynamoDBBackend, name, locked(getattr(DynamoDBBackend, name)))
 
 
 def chalice_command(port: int) -> list[str]:
@@ -213,6 +249,7 @@ def run(env: Mapping[str, str]) -> int:
     child_env = stack_environment(env, moto_port)
     previous = {signum: signal.signal(signum, _raise_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not one line per AWS call
+    serialize_emulator_dynamodb()
     moto = ThreadedMotoServer(ip_address=HOST, port=moto_port, verbose=False)
     chalice: subprocess.Popen[bytes] | None = None
     try:
