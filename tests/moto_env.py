@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,15 +25,24 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
 
 
-@functools.cache
 def cached_client(service: str) -> Any:
-    """Clients made once per test process: moto intercepts them in every mock context, and creating them is slow."""
-    return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+    """Clients made once per test process and endpoint: moto's in-process mock intercepts them in every mock context,
+    and creating them is slow. Keyed on AWS_ENDPOINT_URL so a test against moto server gets clients that go there."""
+    return _client(service, os.environ.get("AWS_ENDPOINT_URL", ""))
 
 
 @functools.cache
+def _client(service: str, endpoint: str) -> Any:
+    return boto3.client(service, region_name=REGION, endpoint_url=endpoint or None)  # type: ignore[call-overload]
+
+
 def _dynamodb() -> Any:
-    return boto3.resource("dynamodb", region_name=REGION)
+    return _dynamodb_for(os.environ.get("AWS_ENDPOINT_URL", ""))
+
+
+@functools.cache
+def _dynamodb_for(endpoint: str) -> Any:
+    return boto3.resource("dynamodb", region_name=REGION, endpoint_url=endpoint or None)
 
 
 def create_runs_table(name: str = TABLE) -> Any:
@@ -131,3 +141,13 @@ def sent_emails() -> list[Any]:
     from moto.ses.models import ses_backends  # noqa: PLC0415
 
     return list(ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages)
+
+
+def reset_service() -> None:
+    """`chalicelib.aws.reset`, keeping its boto3 clients (slow to make) unless one is bound to another endpoint:
+    a test against moto server leaves clients that point at its (stopped) server."""
+    from chalicelib import aws  # noqa: PLC0415
+
+    endpoints = [aws.client(name).meta.endpoint_url for name in ("s3", "ses", "stepfunctions", "ecs")]
+    endpoints.append(aws.resource("dynamodb").meta.client.meta.endpoint_url)
+    aws.reset(clients=not all(url.endswith(".amazonaws.com") for url in endpoints))

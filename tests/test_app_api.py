@@ -19,6 +19,7 @@ from tests.moto_env import (
     create_bucket,
     create_runs_table,
     create_state_machine,
+    reset_service,
     service_environment,
     verify_sender,
 )
@@ -37,12 +38,12 @@ def api_client(monkeypatch, project_dir):
         create_bucket()
         verify_sender()
         create_state_machine()
-        aws.reset(clients=False)
+        reset_service()
         from app import app  # noqa: PLC0415
 
         with Client(app, project_dir=str(project_dir)) as test_client:
             yield test_client
-    aws.reset(clients=False)
+    reset_service()
 
 
 @pytest.fixture
@@ -135,13 +136,13 @@ def test_over_max_running_is_429_with_retry_after(client):
 
 def test_max_running_comes_from_the_environment(client, monkeypatch):
     monkeypatch.setenv("KAGENT_MAX_RUNNING", "3")
-    aws.reset(clients=False)
+    reset_service()
     assert [post_run(client).status_code for _ in range(4)] == [202, 202, 202, 429]
 
 
 def test_a_run_whose_workflow_cannot_start_fails_and_gives_its_slot_back(client, monkeypatch):
     monkeypatch.setenv("KAGENT_STATE_MACHINE_ARN", "")
-    aws.reset(clients=False)
+    reset_service()
     response = post_run(client)
     assert response.status_code == 503
     run = store().get(response.json_body["run_id"])

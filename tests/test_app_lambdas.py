@@ -18,6 +18,7 @@ from tests.moto_env import (
     cached_client,
     create_bucket,
     create_runs_table,
+    reset_service,
     sent_emails,
     service_environment,
     verify_sender,
@@ -38,12 +39,12 @@ def client(monkeypatch, tmp_path):
         create_runs_table()
         create_bucket()
         verify_sender()
-        aws.reset(clients=False)
+        reset_service()
         from app import app  # noqa: PLC0415
 
         with Client(app, project_dir=str(tmp_path)) as test_client:
             yield test_client
-    aws.reset(clients=False)
+    reset_service()
 
 
 @pytest.fixture
@@ -227,7 +228,7 @@ def test_mark_failed_after_the_runner_failed_the_run_keeps_the_runners_reason(cl
 
 def test_an_ses_refusal_is_recorded_on_the_run_and_the_status_stays_right(client, store, run, monkeypatch):
     monkeypatch.setenv("KAGENT_SES_SENDER", "unverified@example.com")
-    aws.reset(clients=False)
+    reset_service()
     runner_finished(store, run)
     client.lambda_.invoke("validate_output", execution_input(run))
     answer = client.lambda_.invoke("mark_succeeded", execution_input(run)).payload

@@ -18,6 +18,7 @@ from tests.moto_env import (
     cached_client,
     create_bucket,
     create_runs_table,
+    reset_service,
     sent_emails,
     service_environment,
     verify_sender,
@@ -143,9 +144,9 @@ class FakeRunner:
 @pytest.fixture
 def env(monkeypatch):
     service_environment(monkeypatch)
-    aws.reset(clients=False)
+    reset_service()
     yield
-    aws.reset(clients=False)
+    reset_service()
 
 
 def run_workflow(runner: FakeRunner, handlers: dict | None = None):
