@@ -47,8 +47,11 @@ def sigv4_headers(method: str, url: str) -> dict[str, str]:
     from botocore.awsrequest import AWSRequest  # noqa: PLC0415
 
     session = botocore.session.get_session()
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise SystemExit("KAGENT_LOAD_AUTH=sigv4 needs AWS credentials (AWS_PROFILE or AWS_ACCESS_KEY_ID/...)")
     request = AWSRequest(method=method, url=url, data=b"")
-    SigV4Auth(session.get_credentials(), "execute-api", session.get_config_variable("region")).add_auth(request)
+    SigV4Auth(credentials, "execute-api", session.get_config_variable("region")).add_auth(request)
     return dict(request.headers.items())
 
 
