@@ -22,6 +22,8 @@ PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
 MAX_FILE_BYTES = 2 * 1024**3
 
 
@@ -50,6 +52,14 @@ def harden(memory_mb: int) -> None:
     if os.geteuid() == 0:
         _drop_all_capabilities(libc)
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    print(f"sandbox: network {'cut' if _cut_network(libc) else 'still reachable (no user namespaces here)'}")
+
+
+def _cut_network(libc: ctypes.CDLL) -> bool:
+    """Best effort: a new user + network namespace leaves the body no network at all (no exfiltration, no metadata
+    endpoints). Needs a single-threaded process (we are, before numpy) and a kernel that allows user namespaces;
+    the capabilities a new user namespace grants apply only to that empty namespace."""
+    return bool(libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0)
 
 
 def _drop_all_capabilities(libc: ctypes.CDLL) -> None:

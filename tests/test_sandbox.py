@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -210,3 +211,31 @@ def test_protecting_the_runner_makes_it_non_dumpable():
     code = "from runner.sandbox import protect_runner_process as p; import ctypes; print(p())"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ("True" if sys.platform.startswith("linux") else "False")
+
+
+def test_network_claim_in_the_log_matches_what_the_body_can_reach(sandbox: Sandbox):
+    """Where user namespaces exist the worker cuts the network; either way its log line must tell the truth."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    body = textwrap.dedent(
+        f"""\
+        import socket
+        try:
+            socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
+            print("PROBE reached the runner's listener")
+        except OSError as exc:
+            print("PROBE no network:", type(exc).__name__)
+        from sklearn.dummy import DummyClassifier
+        def build_model(task):
+            return DummyClassifier()
+        """
+    )
+    try:
+        result = sandbox.run(body, {"n_folds": 2})
+    finally:
+        listener.close()
+    assert result.verdict == "ok", result.detail
+    if "sandbox: network cut" in result.log_tail:
+        assert "PROBE no network" in result.log_tail
+    else:
+        assert "PROBE reached the runner's listener" in result.log_tail
