@@ -82,7 +82,11 @@ def test_garbage_text_is_rejected():
         ("eval('1')", "'eval'"),
         ("exec('x=1')", "'exec'"),
         ("__import__('os')", "'__import__'"),
-        ("getattr(object, 'mro')", "'getattr'"),
+        ("getattr(object, name)", "'getattr'"),
+        ("getattr(object, '__class__')", "not allowed"),
+        ("import pandas as pd\ngetattr(pd, 'read_csv')('x')", "'getattr'"),
+        ("from sklearn.datasets import load_svmlight_file", "sklearn.datasets"),
+        ("import scipy.io", "scipy.io"),
         ("x = ().__class__.__bases__", "'__class__'"),
         ("x = build_model.__globals__", "'__globals__'"),
         ("import pandas as pd\nx = pd.read_csv('/etc/passwd')", "read_csv"),
@@ -96,6 +100,12 @@ def test_escapes_are_rejected_with_the_reason(snippet: str, named: str):
     check = check_body(f"{snippet}\n\n{GOOD}")
     assert not check.ok
     assert named in check.message
+
+
+def test_getattr_with_a_plain_literal_name_is_allowed():
+    source = GOOD.replace("random_state=task.seed", "random_state=getattr(task, 'seed', 0)")
+    check = check_body(source)
+    assert check.ok, check.message
 
 
 def test_super_init_in_a_custom_estimator_is_allowed():
