@@ -128,7 +128,39 @@ OPTIONAL_FUNCTIONS = ("add_features",)
 
 _FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
-_DUNDER_TEXT = re.compile(r"__\w+__")
+_FORMAT_DUNDER = re.compile(r"[.\[]__\w+__")  # "{0.__class__}", "{0[__builtins__]}"
+INTROSPECTION_DUNDERS = frozenset(
+    {
+        "__class__",
+        "__bases__",
+        "__base__",
+        "__mro__",
+        "__subclasses__",
+        "__globals__",
+        "__builtins__",
+        "__import__",
+        "__dict__",
+        "__code__",
+        "__closure__",
+        "__func__",
+        "__self__",
+        "__getattribute__",
+        "__getattr__",
+        "__setattr__",
+        "__delattr__",
+        "__reduce__",
+        "__reduce_ex__",
+        "__loader__",
+        "__spec__",
+        "__init_subclass__",
+        "__new__",
+        "__call__",
+        "__module__",
+        "__qualname__",
+        "__defaults__",
+        "__kwdefaults__",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -252,9 +284,17 @@ def _allowed(module: str) -> bool:
 
 
 def _names_escape(text: str) -> bool:
-    """Strings that name an escape, for APIs that look names up (df.apply("..."), str.format fields)."""
+    """Strings that name an escape, for APIs that look names up (df.apply("..."), str.format fields).
+
+    A dunder-looking fill value such as "__missing__" is fine; "{0.__class__}" and "__globals__" are not.
+    """
     word = text.strip()
-    return bool(_DUNDER_TEXT.search(text)) or word in FORBIDDEN_ATTRIBUTES or word in FORBIDDEN_NAMES
+    return (
+        bool(_FORMAT_DUNDER.search(text))
+        or word in INTROSPECTION_DUNDERS
+        or word in FORBIDDEN_ATTRIBUTES
+        or word in FORBIDDEN_NAMES
+    )
 
 
 def _short(text: str) -> str:

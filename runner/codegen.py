@@ -327,6 +327,7 @@ class LLMCandidates:
             direction=metric.direction,
             baseline_score=_finite(context.baseline.cv_score),
             baseline_name=f"template ({context.baseline.name})",
+            baseline_code=_template_source(context.baseline.name),
             plan=plan,
         )
         return Problem(
@@ -388,6 +389,12 @@ def _preview(context: SelectionContext) -> str:
         mapping = ", ".join(f"{code}={label}" for code, label in enumerate(data.classes[:20]))
         return data_preview(frame, [target]) + f"\nclass codes: {mapping}"
     return data_preview(frame, [target])
+
+
+def _template_source(name: str) -> str | None:
+    from runner.templates import TEMPLATES, template_source  # noqa: PLC0415
+
+    return template_source(name) if name in TEMPLATES else None
 
 
 def _plan_text(plan: Mapping[str, Any] | None) -> str | None:

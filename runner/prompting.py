@@ -77,6 +77,7 @@ class PromptContext:
     direction: str  # "higher is better" | "lower is better"
     baseline_score: float | None = None
     baseline_name: str = "template"
+    baseline_code: str | None = None  # the best template's source: a working start the LLM may improve on
     plan: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -183,4 +184,13 @@ def _instruction(context: PromptContext, mode: str, focus: Attempt | None) -> st
             "Propose one concrete improvement (model choice, hyperparameters, features, a blend) and answer with the "
             "whole improved module in one ```python block."
         )
-    return "Write the module now: one ```python block defining build_model(task) (and add_features(df) if useful)."
+    start = ""
+    if context.baseline_code:
+        start = (
+            f"The {context.baseline_name} body, a working start you may build on:\n"
+            f"```python\n{trim(context.baseline_code, MAX_CODE_CHARS)}\n```\n"
+        )
+    return (
+        f"{start}Write the module now: one ```python block defining build_model(task) "
+        "(and add_features(df) if useful) that beats the baseline."
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runner.bodycheck import check_body, extract_code
+from runner.templates import TEMPLATES, template_source
 
 GOOD = """\
 import numpy as np
@@ -100,6 +101,13 @@ def test_escapes_are_rejected_with_the_reason(snippet: str, named: str):
     check = check_body(f"{snippet}\n\n{GOOD}")
     assert not check.ok
     assert named in check.message
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_every_template_body_passes_the_check(name: str):
+    """The LLM is shown the best template to start from: copying it must never be rejected."""
+    check = check_body(template_source(name))
+    assert check.ok, check.message
 
 
 def test_getattr_with_a_plain_literal_name_is_allowed():
