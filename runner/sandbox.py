@@ -46,6 +46,7 @@ READY_FILE = "ready"
 NOT_READY_FILE = "killed-before-ready"
 OUTPUT_DIR = "evaluation"
 MAX_STATUS_BYTES = 200_000
+MAX_OUTPUT_BYTES = 1024**3
 
 PR_SET_DUMPABLE = 4
 
@@ -172,7 +173,8 @@ class Sandbox:
             path.chmod(0o555 if path.is_dir() else 0o444)
 
     def close(self) -> None:
-        for path in [self.root, *self.root.rglob("*")]:
+        # chmod follows links: a body could plant one pointing anywhere, so links are never touched (rmtree unlinks).
+        for path in _tree_without_links(self.root):
             with contextlib.suppress(OSError):
                 path.chmod(0o700 if path.is_dir() else 0o600)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -219,6 +221,10 @@ class Sandbox:
         elapsed = time.monotonic() - started
         log_tail = trim(_read_text(workdir / LOG_FILE), self.limits.log_tail_chars)
         verdict, detail = _verdict(workdir, timed_out, returncode, limit)
+        if verdict == "ok":
+            problem = _unsafe_output(workdir / OUTPUT_DIR)
+            if problem:
+                verdict, detail = "bad_output", problem
         return SandboxResult(verdict, detail, workdir / OUTPUT_DIR, round(elapsed, 2), log_tail)
 
     def _spawn(self, workdir: Path, limit: float, hard: float) -> tuple[bool, int | None]:
@@ -272,6 +278,32 @@ def _wait(proc: subprocess.Popen[bytes], ready_file: Path, limit: float, hard: f
         time.sleep(0.05)
 
 
+def _tree_without_links(root: Path) -> list[Path]:
+    found = [root]
+    for folder, dirs, files in os.walk(root):  # followlinks=False
+        for name in [*dirs, *files]:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                found.append(path)
+    return found
+
+
+def _unsafe_output(output_dir: Path) -> str | None:
+    """The parent reads the output only if it is plain files of a sane size: no links planted by the body."""
+    if output_dir.is_symlink() or not output_dir.is_dir():
+        return "the sandbox wrote no output directory"
+    total = 0
+    for folder, dirs, files in os.walk(output_dir):
+        for name in [*dirs, *files]:
+            path = Path(folder) / name
+            if path.is_symlink():
+                return f"the sandbox output holds a link ({name}): refused"
+            total += path.stat().st_size if path.is_file() else 0
+    if total > MAX_OUTPUT_BYTES:
+        return f"the sandbox output is {total // 2**20} MB, over the {MAX_OUTPUT_BYTES // 2**20} MB limit"
+    return None
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -304,6 +336,8 @@ def _verdict_without_status(returncode: int | None) -> tuple[Verdict, str]:
 
 
 def _read_status(path: Path) -> dict[str, object] | None:
+    if path.is_symlink():
+        return {"status": "error", "error": "the worker's status file is a link: refused"}
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_STATUS_BYTES + 1)

@@ -239,3 +239,28 @@ def test_network_claim_in_the_log_matches_what_the_body_can_reach(sandbox: Sandb
         assert "PROBE no network" in result.log_tail
     else:
         assert "PROBE reached the runner's listener" in result.log_tail
+
+
+def test_links_planted_by_a_body_are_refused_and_never_followed_on_cleanup(tmp_path: Path):
+    target = tmp_path / "runner-file.txt"
+    target.write_text("the runner's own file")
+    target.chmod(0o644)
+    body = textwrap.dedent(
+        f"""\
+        import os
+        os.makedirs("evaluation", exist_ok=True)
+        os.symlink({str(target)!r}, "evaluation/planted")
+        os.symlink({str(target)!r}, "cleanup-trap")
+        from sklearn.dummy import DummyClassifier
+        def build_model(task):
+            return DummyClassifier()
+        """
+    )
+    with Sandbox.create(SandboxLimits(wall_s=30, memory_mb=2048)) as box:
+        tiny_data().save(box.data_dir)
+        box.seal_data()
+        result = box.run(body, {"n_folds": 2})
+    assert result.verdict == "bad_output"
+    assert "link" in result.detail
+    assert (target.stat().st_mode & 0o777) == 0o644
+    assert target.read_text() == "the runner's own file"
