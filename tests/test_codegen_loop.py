@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from chalicelib.llm import LLMClient, LLMConfig
 from runner.codegen import CodegenBudget, LLMCodegen, Problem, _where
@@ -198,6 +199,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow  # a subprocess: building the provider makes the process non-dumpable
 def test_provider_from_env_holds_the_key_drops_it_from_the_env_and_reads_the_model():
     env = {
         "PATH": os.environ.get("PATH", ""),
