@@ -285,7 +285,7 @@ def _evaluate_templates(
 ) -> tuple[list[Evaluation], dict[str, ModelBody]]:
     evaluations: list[Evaluation] = []
     bodies: dict[str, ModelBody] = {}
-    shares = {"lightgbm_gbdt": 0.55, "linear": 0.35, "hist_gradient_boosting": 1.0}
+    shares = {"linear": 0.25, "lightgbm_gbdt": 0.45, "kernel_svm": 0.35, "hist_gradient_boosting": 0.6}
     for name in TEMPLATES:
         now = time.monotonic()
         if evaluations and now >= deadline - 1:

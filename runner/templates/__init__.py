@@ -10,7 +10,7 @@ from importlib import resources
 
 from runner.contract import ModelBody, load_body_from_source
 
-TEMPLATES = ("linear", "lightgbm_gbdt", "hist_gradient_boosting")
+TEMPLATES = ("linear", "lightgbm_gbdt", "kernel_svm", "hist_gradient_boosting", "extra_trees")
 
 
 def template_source(name: str) -> str:

@@ -11,13 +11,14 @@ def build_model(task):
     n = task.n_rows
     params = dict(
         learning_rate=0.08,
-        max_iter=1000,
+        max_iter=min(1000, max(200, n)),
         max_leaf_nodes=15 if n < 2000 else 31,
         min_samples_leaf=10 if n < 1000 else 20,
         l2_regularization=1.0,
         early_stopping=True,
         validation_fraction=0.15,
         n_iter_no_change=30,
+        tol=1e-4,
         categorical_features="from_dtype",
         random_state=task.seed,
     )

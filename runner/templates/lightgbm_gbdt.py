@@ -1,8 +1,8 @@
 """Template model body: LightGBM gradient boosting with native categoricals and early-stopped rounds.
 
-The estimator finds the number of boosting rounds on a stratified holdout of its training rows (early stopping), then
-refits on all of them with that many rounds scaled up for the extra data. Tree size and regularisation follow the row
-count, so small competitions do not overfit and large ones are not underfit.
+The estimator finds the number of boosting rounds on a stratified holdout of its training rows (early stopping); below
+10,000 rows it then refits on all of them with that many rounds scaled up for the extra data. Tree size, learning rate
+and regularisation follow the row count, so small competitions do not overfit and large ones fit in the time budget.
 """
 
 import time
@@ -27,7 +27,17 @@ def _time_limit(seconds):
 
 class EarlyStoppedLGBM(BaseEstimator):
     def __init__(
-        self, task_type="regression", params=None, *, max_rounds=2000, holdout=0.15, patience=50, seed=0, fit_seconds=60
+        self,
+        task_type="regression",
+        params=None,
+        *,
+        max_rounds=1500,
+        holdout=0.15,
+        patience=50,
+        seed=0,
+        fit_seconds=60,
+        min_delta=0.0,
+        refit=True,
     ):
         self.task_type = task_type
         self.params = params
@@ -36,6 +46,8 @@ class EarlyStoppedLGBM(BaseEstimator):
         self.patience = patience
         self.seed = seed
         self.fit_seconds = fit_seconds
+        self.min_delta = min_delta
+        self.refit = refit
 
     def _make(self, rounds):
         params = dict(self.params or {})
@@ -58,12 +70,18 @@ class EarlyStoppedLGBM(BaseEstimator):
             y_fit,
             eval_X=(X_stop,),
             eval_y=(y_stop,),
-            callbacks=[lgb.early_stopping(self.patience, verbose=False), _time_limit(self.fit_seconds * 0.5)],
+            callbacks=[
+                lgb.early_stopping(self.patience, verbose=False, min_delta=self.min_delta),
+                _time_limit(self.fit_seconds * 0.5),
+            ],
         )
         best = probe.best_iteration_ or probe.n_estimators_
-        self.rounds_ = max(20, int(best / (1 - self.holdout)))
-        self.model_ = self._make(self.rounds_)
-        self.model_.fit(X, y, callbacks=[_time_limit(self.fit_seconds * 0.5)])
+        if not self.refit:
+            self.rounds_, self.model_ = best, probe
+        else:
+            self.rounds_ = max(20, int(best / (1 - self.holdout)))
+            self.model_ = self._make(self.rounds_)
+            self.model_.fit(X, y, callbacks=[_time_limit(self.fit_seconds * 0.5)])
         if self.task_type != "regression":
             self.classes_ = self.model_.classes_
         return self
@@ -79,12 +97,12 @@ def build_model(task):
     n = task.n_rows
     small = n < 2000
     params = dict(
-        learning_rate=0.05,
-        num_leaves=15 if small else (31 if n < 50000 else 63),
+        learning_rate=0.05 if n < 10000 else 0.1,
+        num_leaves=8 if small else (31 if n < 50000 else 63),
         min_child_samples=10 if n < 500 else 20,
         subsample=0.8,
         subsample_freq=1,
-        colsample_bytree=0.7,
+        colsample_bytree=0.5 if small else 0.7,
         reg_lambda=1.0 if small else 0.5,
         min_data_per_group=20 if small else 50,
         cat_smooth=10.0,
@@ -98,9 +116,13 @@ def build_model(task):
     return EarlyStoppedLGBM(
         task_type=task.type,
         params=params,
-        max_rounds=2000,
-        holdout=0.15 if n >= 1000 else 0.2,
+        max_rounds=min(1500, max(300, n)),  # small data needs (and can validate) fewer rounds
+        holdout=0.2 if n < 1000 else (0.15 if n < 10000 else 0.1),
+        # large data: the model trained on 90% is nearly as good as a refit, at half the cost
+        refit=n < 10000,
         patience=50,
         seed=task.seed,
         fit_seconds=task.fit_seconds,
+        # near-separable classes keep shaving tiny amounts off the logloss for thousands of rounds: stop there
+        min_delta=0.0 if task.type == "regression" else 1e-4,
     )
