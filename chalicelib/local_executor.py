@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chalicelib import orchestrator
 from chalicelib.config import Settings
 from chalicelib.runs import Run
 from chalicelib.statemachine import RUNNER_CONTAINER_NAME, load_definition, placeholder_values, render
@@ -443,6 +444,13 @@ def app_handlers(app_module: Any, settings: Settings) -> dict[str, Handler]:
     return handlers
 
 
+def state_machine_arn(settings: Settings) -> str:
+    """The machine the local executor's executions belong to: the configured one, else a local stand-in. The
+    reconciler accepts events of this stage's machine only (chalicelib.orchestrator.is_own_state_machine)."""
+    name = orchestrator.local_state_machine_name(settings)
+    return settings.state_machine_arn or f"arn:aws:states:{region()}:{ACCOUNT}:stateMachine:{name}"
+
+
 def reconcile_event(run_id: str, execution: Execution, machine_arn: str) -> dict[str, Any]:
     """The EventBridge event Step Functions emits when an execution ends badly."""
     return {
@@ -496,7 +504,7 @@ def start(run: Run, payload: dict[str, Any], settings: Settings) -> str:
     definition = rendered_definition(settings)
     app_module = importlib.import_module("app")
     handlers = app_handlers(app_module, settings)
-    machine = f"arn:aws:states:{region()}:{ACCOUNT}:stateMachine:{settings.app_name}-{settings.stage}-runs"
+    machine = state_machine_arn(settings)
     reconcile = next((h for arn, h in handlers.items() if arn.endswith(f"-{settings.stage}-reconcile")), None)
     thread = threading.Thread(
         target=_execute,

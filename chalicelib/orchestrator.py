@@ -45,6 +45,25 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
     return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
 
 
+def local_state_machine_name(settings: Settings) -> str:
+    """The state machine the local executor plays when no real one is configured (Terraform's name, plus -runs)."""
+    return f"{settings.app_name}-{settings.stage}-runs"
+
+
+def is_own_state_machine(machine_arn: object, settings: Settings) -> bool:
+    """Whether an execution of `machine_arn` is one of this stage's runs: the configured state machine, or, with the
+    local executor and none configured, the one the local executor plays. Never a missing or foreign ARN."""
+    if not isinstance(machine_arn, str) or not machine_arn:
+        return False
+    if settings.state_machine_arn:
+        return machine_arn == settings.state_machine_arn
+    if settings.executor != "local":
+        return False
+    return machine_arn.startswith("arn:aws:states:") and machine_arn.endswith(
+        f":stateMachine:{local_state_machine_name(settings)}"
+    )
+
+
 def stepfunctions_executor(sfn_client: Any, state_machine_arn: str) -> Executor:
     """Start the execution named by run_id; a second start of the same run returns the same execution."""
     if not state_machine_arn:

@@ -261,8 +261,10 @@ class Service:
     def reconcile(self, detail: Mapping[str, Any]) -> dict[str, Any]:
         """An execution ended badly: no run may stay non-terminal (or hold its slot) after its execution ended."""
         status = str(detail.get("status", ""))
-        machine = self.settings.state_machine_arn
-        if status not in ENDED_BADLY or (machine and detail.get("stateMachineArn") not in (None, machine)):
+        # EventBridge hands over every state machine's executions in the account: only ours may fail a run.
+        if status not in ENDED_BADLY or not orchestrator.is_own_state_machine(
+            detail.get("stateMachineArn"), self.settings
+        ):
             return {"ignored": True}
         run_id = str(detail.get("name", ""))
         if self.store.get(run_id) is None:

@@ -288,3 +288,39 @@ def test_reconciler_ignores_other_state_machines_unknown_runs_and_good_endings(c
     ):
         assert client.lambda_.invoke("reconcile", event).payload == {"ignored": True}
     assert store.get(run.run_id).status is Status.QUEUED and store.in_flight() == 1
+
+
+def test_reconciler_never_fails_a_run_from_an_event_without_our_state_machine(client, store, run):
+    unnamed = execution_event(client, run.run_id, "FAILED")
+    del unnamed["detail"]["stateMachineArn"]
+    empty = execution_event(client, run.run_id, "ABORTED")
+    empty["detail"]["stateMachineArn"] = ""
+    for event in (unnamed, empty):
+        assert client.lambda_.invoke("reconcile", event).payload == {"ignored": True}
+    assert store.get(run.run_id).status is Status.QUEUED and store.in_flight() == 1
+
+
+def test_a_deployed_stage_without_its_state_machine_arn_reconciles_nothing(client, store, run, monkeypatch):
+    monkeypatch.setenv("KAGENT_STATE_MACHINE_ARN", "")
+    aws.reset(clients=False)
+    for name in ("kagent-test-runs", "someone-else"):
+        event = execution_event(client, run.run_id, "FAILED")
+        event["detail"]["stateMachineArn"] = f"arn:aws:states:us-east-1:123456789012:stateMachine:{name}"
+        assert client.lambda_.invoke("reconcile", event).payload == {"ignored": True}
+    assert store.get(run.run_id).status is Status.QUEUED
+
+
+def test_the_local_stage_reconciles_the_local_executors_executions_only(client, store, run, monkeypatch):
+    from chalicelib import local_executor  # noqa: PLC0415
+
+    monkeypatch.setenv("KAGENT_STAGE", "local")
+    monkeypatch.setenv("KAGENT_EXECUTOR", "local")
+    monkeypatch.setenv("KAGENT_STATE_MACHINE_ARN", "")
+    aws.reset(clients=False)
+    ended = local_executor.Execution(status="FAILED", error="States.Runtime", cause="bad path")
+    machine = local_executor.state_machine_arn(aws.settings())
+    foreign = local_executor.reconcile_event(run.run_id, ended, machine.replace("kagent-local-runs", "other-runs"))
+    assert client.lambda_.invoke("reconcile", foreign).payload == {"ignored": True}
+    assert store.get(run.run_id).status is Status.QUEUED
+    client.lambda_.invoke("reconcile", local_executor.reconcile_event(run.run_id, ended, machine))
+    assert store.get(run.run_id).status is Status.FAILED and store.in_flight() == 0
