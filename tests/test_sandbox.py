@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -264,3 +267,58 @@ def test_links_planted_by_a_body_are_refused_and_never_followed_on_cleanup(tmp_p
     assert "link" in result.detail
     assert (target.stat().st_mode & 0o777) == 0o644
     assert target.read_text() == "the runner's own file"
+
+
+def _world_can_run(executable: str) -> bool:
+    path = Path(os.path.realpath(executable))
+    return all(p.stat().st_mode & 0o001 for p in [path, *path.parents])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root runner switches the body to another user")
+def test_sandbox_user_runs_the_body_as_that_uid_or_fails_clearly():
+    nobody = pwd.getpwnam("nobody")
+    with Sandbox.create(SandboxLimits(wall_s=30, memory_mb=2048), user=nobody) as box:
+        tiny_data().save(box.data_dir)
+        box.seal_data()
+        if not _world_can_run(sys.executable):  # e.g. a pyenv under /root: the user cannot even start Python
+            with pytest.raises(SandboxError, match="cannot start the sandbox worker as nobody"):
+                box.run(GOOD_BODY, {"n_folds": 2})
+            return
+        result = box.run(GOOD_BODY, {"n_folds": 2})
+        assert result.verdict == "ok", result.detail
+        assert (result.output_dir / "evaluation.json").stat().st_uid == nobody.pw_uid
+
+
+SYSTEM_PYTHON = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not SYSTEM_PYTHON.exists() or not _world_can_run(str(SYSTEM_PYTHON)),
+    reason="needs a root runner and a system Python of the same version that another user can start",
+)
+def test_body_runs_as_the_sandbox_user_and_still_cannot_read_the_runner():
+    """A world-readable venv over the same site-packages stands in for the image's /usr/local Python."""
+    venv_root = Path(tempfile.mkdtemp(prefix="kagent-test-venv-"))  # under /tmp: other users can traverse it
+    try:
+        venv_root.chmod(0o755)
+        python = _world_readable_venv(venv_root / "venv")
+        nobody = pwd.getpwnam("nobody")
+        with Sandbox.create(SandboxLimits(wall_s=60, memory_mb=2048), user=nobody, python=python) as box:
+            tiny_data().save(box.data_dir)
+            box.seal_data()
+            result = box.run(CANARY_BODY, {"n_folds": 2})
+            assert result.verdict == "ok", result.detail + result.log_tail
+            assert (result.output_dir / "evaluation.json").stat().st_uid == nobody.pw_uid
+    finally:
+        shutil.rmtree(venv_root, ignore_errors=True)
+    assert f"'/proc/{os.getpid()}/environ': 'PermissionError'" in result.log_tail
+
+
+def _world_readable_venv(venv: Path) -> str:
+    subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(Path(p) for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
+    (next(venv.glob("lib/python*/site-packages")) / "kagent.pth").write_text(f"{site}\n")
+    for path in [venv, *venv.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o005)
+    return str(venv / "bin" / "python")
