@@ -85,6 +85,9 @@ class Metric:
     # The scaffold fits regression models on transform(y) and maps predictions back with inverse (log space for rmsle).
     transform: Callable[[np.ndarray], np.ndarray] = _identity
     inverse: Callable[[np.ndarray], np.ndarray] = _identity
+    # Scores hard labels whose best cut-off depends on class balance (f1): tune the binary decision threshold on
+    # out-of-fold predictions instead of cutting at 0.5.
+    tunes_threshold: bool = False
 
     def score(self, y_true: np.ndarray, prediction: np.ndarray) -> float:
         return self._score(np.asarray(y_true), np.asarray(prediction))
@@ -115,11 +118,28 @@ METRICS: dict[str, Metric] = {
         Metric("roc_auc", True, CLASSIFICATION, True, _roc_auc),
         Metric("logloss", False, CLASSIFICATION, True, _logloss),
         Metric("accuracy", True, CLASSIFICATION, False, _accuracy),
-        Metric("f1", True, CLASSIFICATION, False, _f1),
+        Metric("f1", True, CLASSIFICATION, False, _f1, tunes_threshold=True),
     )
 }
 METRIC_NAMES = tuple(METRICS)
 _ALIASES = {"auc": "roc_auc", "log_loss": "logloss", "acc": "accuracy", "f1_score": "f1", "rmsle_": "rmsle"}
+
+
+def binary_decisions(positive_proba: np.ndarray, threshold: float) -> np.ndarray:
+    """Hard binary decisions at `threshold` in the internal (n, 2) form, so any metric can score them."""
+    positive = (np.asarray(positive_proba) >= threshold).astype(float)
+    return np.column_stack([1 - positive, positive])
+
+
+def best_threshold(metric: Metric, y: np.ndarray, positive_proba: np.ndarray) -> tuple[float, float]:
+    """The cut-off on out-of-fold P(positive) that scores best (and that score); candidates are the data's quantiles."""
+    candidates = np.unique(np.quantile(positive_proba, np.linspace(0.01, 0.99, 99)))
+    best, best_score = 0.5, metric.score(y, binary_decisions(positive_proba, 0.5))
+    for threshold in candidates:
+        score = metric.score(y, binary_decisions(positive_proba, float(threshold)))
+        if metric.better(score, best_score):
+            best, best_score = float(threshold), score
+    return best, best_score
 
 
 def get_metric(name: str) -> Metric:

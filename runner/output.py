@@ -7,14 +7,22 @@ from pathlib import Path
 
 import numpy as np
 
+from runner.metrics import binary_decisions
 from runner.profile import CLASS_COLUMNS, LABEL, PROBA, VALUE, Profile, class_column_match
 
 
-def submission_rows(profile: Profile, ids: list[str], predictions: np.ndarray) -> list[list[str]]:
-    """Rows (without header) in the sample's id order; `predictions` are in the scaffold's internal form."""
+def submission_rows(
+    profile: Profile, ids: list[str], predictions: np.ndarray, *, threshold: float | None = None
+) -> list[list[str]]:
+    """Rows (without header) in the sample's id order; `predictions` are in the scaffold's internal form.
+
+    `threshold`: for binary labels, the P(positive) cut-off (None: the most probable class).
+    """
     predictions = np.asarray(predictions, dtype="float64")
     if len(predictions) != len(ids):
         raise ValueError(f"{len(predictions)} predictions for {len(ids)} ids")
+    if threshold is not None and profile.submission_kind == LABEL and predictions.shape[1] == 2:
+        predictions = binary_decisions(predictions[:, 1], threshold)
     columns = _prediction_columns(profile, predictions)
     return [[identifier, *(column[i] for column in columns)] for i, identifier in enumerate(ids)]
 

@@ -25,9 +25,9 @@ from chalicelib.submission import validate_submission
 from runner.contract import ContractError, ModelBody, load_body_from_source
 from runner.data import CompetitionFiles, locate_competition
 from runner.errors import InputError, NotConfiguredError
-from runner.metrics import Metric, get_metric
+from runner.metrics import Metric, best_threshold, get_metric
 from runner.output import submission_rows, write_submission
-from runner.profile import Profile, profile_competition, read_tables
+from runner.profile import LABEL, Profile, profile_competition, read_tables
 from runner.scaffold import CandidateError, Evaluation, PreparedData, blend, evaluate, prepare
 from runner.templates import TEMPLATES, load_template
 
@@ -230,8 +230,11 @@ def _run(
         test_predictions_from=chosen.test_source,
         candidates=[_summary(e) for e in evaluations],
     )
+    threshold = _decision_threshold(profile, metric, prepared, chosen, log)
+    if threshold is not None:
+        result["decision_threshold"] = round(threshold, 6)
     log.stage = "submit"
-    _write_and_validate(out, profile, prepared, chosen, sample_text=sample_text, log=log)
+    _write_and_validate(out, profile, prepared, chosen, threshold, sample_text=sample_text, log=log)
 
 
 def _reserve(budget: float) -> float:
@@ -288,8 +291,8 @@ def _evaluate_templates(
     shares = {"linear": 0.25, "lightgbm_gbdt": 0.45, "kernel_svm": 0.35, "hist_gradient_boosting": 0.6}
     for name in TEMPLATES:
         now = time.monotonic()
-        if evaluations and now >= deadline - 1:
-            log(f"skipping template {name}: time budget used")
+        if evaluations and now + _slowest_fit(evaluations) > deadline:
+            log(f"skipping template {name}: not enough time left for one fold")
             continue
         body = load_template(name)
         bodies[name] = body
@@ -306,6 +309,11 @@ def _evaluate_templates(
             raise RuntimeError("even the prior fallback failed")
         evaluations.append(evaluation)
     return evaluations, bodies
+
+
+def _slowest_fit(evaluations: list[Evaluation]) -> float:
+    """Seconds the slowest template so far took per fit: a floor for what the next one needs."""
+    return max(1.0, *(e.elapsed / (e.n_folds + 1) for e in evaluations))
 
 
 def _try_evaluate(body: ModelBody, data: PreparedData, deadline: float, log: RunLog) -> Evaluation | None:
@@ -336,10 +344,28 @@ def _select(evaluations: list[Evaluation], metric: Metric, data: PreparedData, l
     return best
 
 
+def _decision_threshold(
+    profile: Profile, metric: Metric, data: PreparedData, chosen: Evaluation, log: RunLog
+) -> float | None:
+    if not (metric.tunes_threshold and profile.task_type == "binary" and profile.submission_kind == LABEL):
+        return None
+    done = chosen.oof_mask
+    threshold, score = best_threshold(metric, data.y[done], chosen.oof[done][:, 1])
+    log(f"decision threshold P({profile.positive_class!r}) >= {threshold:.4f}: out-of-fold {metric.name}={score:.5f}")
+    return threshold
+
+
 def _write_and_validate(
-    out: Path, profile: Profile, data: PreparedData, chosen: Evaluation, *, sample_text: str, log: RunLog
+    out: Path,
+    profile: Profile,
+    data: PreparedData,
+    chosen: Evaluation,
+    threshold: float | None,
+    *,
+    sample_text: str,
+    log: RunLog,
 ) -> None:
-    rows = submission_rows(profile, data.test_ids, chosen.test_predictions)
+    rows = submission_rows(profile, data.test_ids, chosen.test_predictions, threshold=threshold)
     header = _sample_header_order(sample_text, [profile.id_column, *profile.target_columns])
     rows = [_reorder(row, header, [profile.id_column, *profile.target_columns]) for row in rows]
     path = out / "submission.csv"

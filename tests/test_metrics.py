@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from runner.errors import InputError
-from runner.metrics import METRIC_NAMES, get_metric
+from runner.metrics import METRIC_NAMES, best_threshold, get_metric
 
 
 def test_every_cli_metric_exists():
@@ -64,3 +64,13 @@ def test_names_are_case_insensitive_and_aliases_work():
 def test_an_unknown_metric_is_an_input_error_listing_the_choices():
     with pytest.raises(InputError, match="unknown metric 'mape': choose one of rmse, rmsle"):
         get_metric("mape")
+
+
+def test_f1_tunes_its_binary_threshold_on_imbalanced_scores():
+    y = np.array([0] * 90 + [1] * 10)
+    positive = np.concatenate([np.linspace(0.0, 0.3, 90), np.linspace(0.25, 0.45, 10)])
+    metric = get_metric("f1")
+    assert metric.tunes_threshold and not get_metric("accuracy").tunes_threshold
+    threshold, score = best_threshold(metric, y, positive)
+    assert threshold < 0.5 and score > 0.8
+    assert metric.score(y, np.column_stack([1 - positive, positive])) == 0

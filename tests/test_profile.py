@@ -172,3 +172,14 @@ def test_regression_values_are_plain_numbers():
         ["11", "2.0"],
         ["12", "180733.15"],
     ]
+
+
+def test_a_decision_threshold_moves_binary_labels():
+    p = profile(
+        {"id": list("1234"), "x": [1, 2, 3, 4], "Survived": ["0", "1", "0", "1"]},
+        TEST,
+        {"id": TEST["id"], "Survived": ["0", "0", "0"]},
+    )
+    proba = np.array([[0.7, 0.3], [0.9, 0.1], [0.4, 0.6]])
+    assert [r[1] for r in submission_rows(p, TEST["id"], proba)] == ["0", "0", "1"]
+    assert [r[1] for r in submission_rows(p, TEST["id"], proba, threshold=0.2)] == ["1", "0", "1"]

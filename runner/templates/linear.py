@@ -29,7 +29,7 @@ def build_model(task):
     )
     categorical = make_pipeline(
         FunctionTransformer(_as_text, feature_names_out="one-to-one"),
-        OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=3, sparse_output=False),
+        OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=3),
     )
     encode = ColumnTransformer(
         [("numeric", numeric, list(task.numeric)), ("categorical", categorical, list(task.categorical))],
