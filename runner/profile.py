@@ -7,7 +7,6 @@ names are the values of a train column).
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -286,8 +285,3 @@ def _infer_metric(task_type: str, kind: str) -> str:
     if kind == CLASS_COLUMNS:
         return "logloss"
     return "accuracy"
-
-
-def sample_header(sample: Path) -> list[str]:
-    with sample.open(newline="", encoding="utf-8-sig") as handle:
-        return next(csv.reader(handle), [])
