@@ -17,6 +17,11 @@ from chalicelib.kaggle_meta import CompetitionMeta
 Complete = Callable[[Sequence[Mapping[str, str]]], str]
 
 TASK_TYPES = ("binary", "multiclass", "regression", "unknown")
+# The runner's metric names (runner.metrics.METRIC_NAMES; chalicelib cannot import the runner, tests keep them equal).
+# A plan's metric is one of these or None: the runner then infers it from the data.
+METRIC_NAMES = ("rmse", "rmsle", "mae", "roc_auc", "logloss", "accuracy", "f1")
+_METRIC_ALIASES = {"auc": "roc_auc", "log_loss": "logloss", "acc": "accuracy", "f1_score": "f1"}
+METRIC_INFERRED = "the runner infers the metric from the data"
 MAX_TEXT = 300
 MAX_HINTS = 5
 PLAN_SCHEMA: dict[str, Any] = {
@@ -24,7 +29,7 @@ PLAN_SCHEMA: dict[str, Any] = {
     "required": ["task_type", "metric", "target_hints", "approach"],
     "properties": {
         "task_type": {"enum": list(TASK_TYPES)},
-        "metric": {"type": "string", "maxLength": MAX_TEXT},
+        "metric": {"type": ["string", "null"], "maxLength": MAX_TEXT},  # normalised to METRIC_NAMES or None
         "target_hints": {"type": "array", "items": {"type": "string", "maxLength": 80}, "maxItems": MAX_HINTS},
         "approach": {"type": "string", "maxLength": MAX_TEXT},
     },
@@ -32,12 +37,12 @@ PLAN_SCHEMA: dict[str, Any] = {
 
 # Kaggle evaluation metric names (lowercased substrings) -> (task type, metric name the runner knows).
 _METRICS: tuple[tuple[str, str, str], ...] = (
-    ("multiclass", "multiclass", "log_loss"),
+    ("multiclass", "multiclass", "logloss"),
     ("categorization accuracy", "binary", "accuracy"),
     ("accuracy", "binary", "accuracy"),
     ("auc", "binary", "roc_auc"),
-    ("log loss", "binary", "log_loss"),
-    ("logloss", "binary", "log_loss"),
+    ("log loss", "binary", "logloss"),
+    ("logloss", "binary", "logloss"),
     ("f1", "binary", "f1"),
     ("rmsle", "regression", "rmsle"),
     ("root mean squared logarithmic", "regression", "rmsle"),
@@ -52,10 +57,26 @@ class PlanError(ValueError):
     """The LLM's answer is not a plan (the message says why)."""
 
 
+def metric_name(text: str | None) -> str | None:
+    """The runner's name for the metric `text` names (a name, an alias or Kaggle's wording), or None if none fits."""
+    if not text or not text.strip():
+        return None
+    key = re.sub(r"[\s-]+", "_", text.strip().lower())
+    key = _METRIC_ALIASES.get(key, key)
+    if key in METRIC_NAMES:
+        return key
+    lowered = text.lower()
+    return next((name for needle, _, name in _METRICS if needle in lowered), None)
+
+
+def _noted(*notes: str) -> str:
+    return "; ".join(note for note in notes if note)
+
+
 @dataclass(frozen=True)
 class Plan:
     task_type: str
-    metric: str
+    metric: str | None  # one of METRIC_NAMES, or None: the runner infers it
     target_hints: tuple[str, ...]
     approach: str
     source: str  # "llm" or "heuristic"
@@ -64,7 +85,8 @@ class Plan:
     @property
     def summary(self) -> str:
         hints = f", target {'/'.join(self.target_hints)}" if self.target_hints else ""
-        return f"{self.task_type} task scored by {self.metric}{hints}: {self.approach} ({self.source})"[:MAX_TEXT]
+        metric = self.metric or "a metric inferred from the data"
+        return f"{self.task_type} task scored by {metric}{hints}: {self.approach} ({self.source})"[:MAX_TEXT]
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -74,13 +96,16 @@ class Plan:
 
 def heuristic_plan(slug: str, meta: CompetitionMeta | None, note: str = "") -> Plan:
     metric_text = (meta.evaluation_metric if meta else "").lower()
-    task_type, metric = "unknown", metric_text or "inferred from the data"
+    task_type = "unknown"
+    metric: str | None = None
     for needle, kind, name in _METRICS:
         if needle in metric_text:
             task_type, metric = kind, name
             break
     files = ", ".join(meta.files[:5]) if meta and meta.files else "train/test CSVs"
     approach = f"profile {files}; cross-validated gradient boosting (LightGBM) with a linear baseline"
+    if metric is None:
+        note = _noted(note, f"no metric the runner knows from Kaggle: {METRIC_INFERRED}")
     return Plan(task_type, metric, (), approach, "heuristic", note)
 
 
@@ -91,7 +116,8 @@ def _messages(slug: str, meta: CompetitionMeta | None) -> list[dict[str, str]]:
             "role": "system",
             "content": (
                 "You plan tabular Kaggle competition runs. Answer with one JSON object only, with keys: "
-                f"task_type (one of {', '.join(TASK_TYPES)}), metric (string), target_hints (up to {MAX_HINTS} "
+                f"task_type (one of {', '.join(TASK_TYPES)}), metric (one of {', '.join(METRIC_NAMES)}, or null "
+                f"when unsure), target_hints (up to {MAX_HINTS} "
                 "likely target column names), approach (one sentence, at most 300 characters)."
             ),
         },
@@ -115,14 +141,19 @@ def parse_plan(text: str) -> Plan:
         raise PlanError(f"the answer lacks {', '.join(missing)}")
     if data["task_type"] not in TASK_TYPES:
         raise PlanError(f"task_type must be one of {', '.join(TASK_TYPES)}, got {data['task_type']!r}")
-    for key in ("metric", "approach"):
-        if not isinstance(data[key], str) or not data[key].strip() or len(data[key]) > MAX_TEXT:
-            raise PlanError(f"{key} must be a non-empty string of at most {MAX_TEXT} characters")
+    approach = data["approach"]
+    if not isinstance(approach, str) or not approach.strip() or len(approach) > MAX_TEXT:
+        raise PlanError(f"approach must be a non-empty string of at most {MAX_TEXT} characters")
+    said = data["metric"]
+    if said is not None and (not isinstance(said, str) or len(said) > MAX_TEXT):
+        raise PlanError(f"metric must be null or a string of at most {MAX_TEXT} characters")
     hints = data["target_hints"]
     if not isinstance(hints, list) or len(hints) > MAX_HINTS or not all(isinstance(h, str) and h for h in hints):
         raise PlanError(f"target_hints must be a list of at most {MAX_HINTS} names")
     hints_kept = tuple(h[:80] for h in hints)
-    return Plan(data["task_type"], data["metric"].strip(), hints_kept, data["approach"].strip(), "llm")
+    metric = metric_name(said)
+    note = "" if metric else f"the LLM named no metric the runner knows ({str(said)[:80]!r}): {METRIC_INFERRED}"
+    return Plan(data["task_type"], metric, hints_kept, approach.strip(), "llm", note)
 
 
 def make_plan(slug: str, meta: CompetitionMeta | None, complete: Complete | None) -> Plan:

@@ -111,21 +111,6 @@ def engine_request(run: Run, files: CompetitionFiles, time_budget_s: int) -> Eng
     return EngineRequest(plan=dict(run.plan or {}), metric=files.metric, time_budget_s=time_budget_s)
 
 
-def usable_plan(plan: Mapping[str, Any], log: Callable[..., None]) -> dict[str, Any]:
-    """The plan without a metric the engine does not know (the heuristic plan may say "inferred from the data")."""
-    from runner.metrics import get_metric  # noqa: PLC0415
-
-    usable = dict(plan)
-    metric = usable.get("metric")
-    if metric:
-        try:
-            get_metric(str(metric))
-        except InputError:
-            log(f"the plan's metric {str(metric)[:80]!r} is not one the runner knows; inferring it from the data")
-            usable.pop("metric")
-    return usable
-
-
 class PipelineEngine:
     """runner.pipeline on the unpacked files, with LLM candidates when OPENAI_* is configured (templates otherwise).
 
@@ -145,7 +130,7 @@ class PipelineEngine:
         options = RunOptions(
             metric=request.metric,
             time_budget=request.time_budget_s,
-            plan=usable_plan(request.plan, log),
+            plan=dict(request.plan),  # its metric is a runner metric name, or None: the engine infers it
             extra_candidates=llm_candidates_from_env(self._env),
         )
         # The engine finds the files again under their unpacked root without unzipping twice.

@@ -7,14 +7,14 @@ import json
 import pytest
 
 from chalicelib.kaggle_meta import CompetitionMeta
-from chalicelib.plan import PlanError, heuristic_plan, make_plan, parse_plan
+from chalicelib.plan import METRIC_NAMES, PlanError, heuristic_plan, make_plan, metric_name, parse_plan
 
 GOOD = {"task_type": "binary", "metric": "accuracy", "target_hints": ["Survived"], "approach": "LightGBM with CV"}
 
 
 def test_without_an_llm_the_plan_is_heuristic_and_says_so():
     plan = make_plan("titanic", None, None)
-    assert plan.source == "heuristic" and plan.note == "no LLM configured"
+    assert plan.source == "heuristic" and plan.note.startswith("no LLM configured")
     assert plan.task_type == "unknown"
 
 
@@ -25,7 +25,8 @@ def test_without_an_llm_the_plan_is_heuristic_and_says_so():
         ("Area Under Receiver Operating Characteristic Curve (AUC)", "binary", "roc_auc"),
         ("Root Mean Squared Logarithmic Error", "regression", "rmsle"),
         ("RMSE", "regression", "rmse"),
-        ("Multiclass Loss", "multiclass", "log_loss"),
+        ("Multiclass Loss", "multiclass", "logloss"),
+        ("Log Loss", "binary", "logloss"),
         ("Mean Absolute Error", "regression", "mae"),
     ],
 )
@@ -33,6 +34,54 @@ def test_heuristic_plan_reads_the_kaggle_metric(metric, task_type, name):
     plan = heuristic_plan("x", CompetitionMeta(slug="x", evaluation_metric=metric, files=("train.csv", "test.csv")))
     assert (plan.task_type, plan.metric) == (task_type, name)
     assert "train.csv" in plan.approach
+
+
+def test_the_metric_names_are_the_runners():
+    from runner.metrics import METRIC_NAMES as RUNNER_METRIC_NAMES  # noqa: PLC0415
+
+    assert METRIC_NAMES == RUNNER_METRIC_NAMES
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [None, CompetitionMeta(slug="x"), CompetitionMeta(slug="x", evaluation_metric="Quadratic Weighted Kappa")],
+)
+def test_a_heuristic_plan_without_a_known_metric_leaves_it_to_the_runner_and_says_so(meta):
+    plan = heuristic_plan("x", meta)
+    assert plan.metric is None and plan.as_dict()["metric"] is None
+    assert "the runner infers the metric from the data" in plan.note
+    assert "inferred from the data" in plan.summary
+
+
+@pytest.mark.parametrize(
+    ("said", "metric"),
+    [
+        ("accuracy", "accuracy"),
+        ("AUC", "roc_auc"),
+        ("ROC-AUC", "roc_auc"),
+        ("log_loss", "logloss"),
+        ("Root Mean Squared Logarithmic Error", "rmsle"),
+        ("F1 score", "f1"),
+        ("mean absolute error", "mae"),
+        ("quadratic weighted kappa", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_the_llm_plans_metric_is_a_runner_metric_name_or_none(said, metric):
+    plan = parse_plan(json.dumps(GOOD | {"metric": said}))
+    assert plan.metric == metric
+    assert plan.metric is None or plan.metric in METRIC_NAMES
+    assert ("the runner infers the metric" in plan.note) == (metric is None)
+
+
+def test_every_metric_a_plan_can_carry_is_one_the_runner_accepts():
+    from runner.metrics import get_metric  # noqa: PLC0415
+
+    texts = ["Categorization Accuracy", "Multiclass Loss", "auc", "RMSLE", "rmse", "MAE", "f1", "logloss", "acc"]
+    for text in texts:
+        name = metric_name(text)
+        assert name is not None and get_metric(name).name == name
 
 
 def test_a_schema_conforming_answer_becomes_the_plan_even_in_a_fence():
@@ -56,6 +105,7 @@ def test_the_prompt_carries_the_competition_facts():
         ("{not json}", "not valid JSON"),
         (json.dumps({k: v for k, v in GOOD.items() if k != "metric"}), "lacks metric"),
         (json.dumps(GOOD | {"task_type": "images"}), "task_type"),
+        (json.dumps(GOOD | {"metric": 3}), "metric"),
         (json.dumps(GOOD | {"approach": "x" * 301}), "approach"),
         (json.dumps(GOOD | {"target_hints": "Survived"}), "target_hints"),
         (json.dumps(GOOD | {"target_hints": ["a", "b", "c", "d", "e", "f"]}), "target_hints"),

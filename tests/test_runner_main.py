@@ -302,12 +302,3 @@ def test_a_metric_in_metadata_json_is_passed_to_the_engine(cloud, tmp_path) -> N
     runner_main.main(env=task_env(run, KAGENT_DATA_MIRROR=mirror), engine=engine)
 
     assert engine.calls[0].metric == "roc_auc"
-
-
-def test_a_plan_metric_the_engine_does_not_know_is_left_to_inference() -> None:
-    lines: list[str] = []
-    plan = {"metric": "inferred from the data", "task_type": "unknown"}
-
-    assert runner_main.usable_plan(plan, lines.append) == {"task_type": "unknown"}
-    assert runner_main.usable_plan({"metric": "AUC"}, lines.append) == {"metric": "AUC"}
-    assert len(lines) == 1

@@ -10,6 +10,7 @@ import random
 import boto3
 import pytest
 
+from chalicelib.plan import heuristic_plan
 from chalicelib.runs import RunStore, Status
 from runner import runner_main
 from runner.cloud import SAMPLE_NAME
@@ -62,3 +63,21 @@ def test_the_real_engine_trains_and_every_artifact_lands_in_s3(cloud, kaggle) ->
     logs = get("logs.txt")
     assert "downloaded from Kaggle" in logs and "wrote" in logs  # the task's lines and the engine's, in one file
     assert "codegen mode" in get("gpt_code_trace.txt")
+
+
+def test_a_plan_without_a_metric_leaves_it_to_the_engine_to_infer(cloud, kaggle) -> None:  # noqa: F811
+    kaggle.add_competition("tiny", small_competition(rows=100, seed=1))
+    run = planned_run(cloud)
+    plan = heuristic_plan("tiny", None)  # no Kaggle metadata: the Plan step stores metric None
+    assert plan.metric is None
+    RunStore(cloud).record(run.run_id, plan=plan.as_dict())
+
+    code = runner_main.main(env=task_env(run, kaggle, KAGENT_RUN_TIME_BUDGET_S="10"))
+
+    after = RunStore(cloud).get(run.run_id)
+    assert after is not None
+    assert code == 0, after.error
+    assert after.metric == "accuracy"
+    s3 = boto3.client("s3", region_name=REGION)
+    result = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{run.run_id}/result.json")["Body"].read())
+    assert result["metric_source"] == "inferred"
