@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -148,9 +149,9 @@ def _test_in_sample_order(tables: Tables, id_column: str) -> pd.DataFrame:
 
 def _encode_target(labels: pd.Series, profile: Profile) -> np.ndarray:
     if profile.task_type == "regression":
-        return pd.to_numeric(labels, errors="coerce").to_numpy(dtype="float64")
+        return np.array(pd.to_numeric(labels, errors="coerce").to_numpy(dtype="float64"))
     codes = {label: code for code, label in enumerate(profile.classes)}
-    return labels.astype(str).map(codes).to_numpy(dtype="int64")
+    return np.array(labels.astype(str).map(codes).to_numpy(dtype="int64"))  # a writable copy
 
 
 # ---------------------------------------------------------------- evaluation
@@ -243,10 +244,11 @@ def _apply_body_features(body: ModelBody, data: PreparedData) -> tuple[pd.DataFr
 
 def _folds(y: np.ndarray, task: TaskSpec, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
     n_folds = max(MIN_FOLDS, min(n_folds, len(y) // 2))
-    if task.is_classification:
-        smallest = int(np.bincount(y).min(initial=len(y)))
-        if smallest >= MIN_FOLDS:
-            splitter = StratifiedKFold(n_splits=min(n_folds, smallest), shuffle=True, random_state=task.seed)
+    if task.is_classification and int(np.bincount(y).max()) >= n_folds:
+        # a class rarer than the fold count only warns: it lands in some folds, and the rest keep their 5 folds
+        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=task.seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             return list(splitter.split(np.zeros(len(y)), y))
     splitter_plain = KFold(n_splits=n_folds, shuffle=True, random_state=task.seed)
     return list(splitter_plain.split(np.zeros(len(y))))

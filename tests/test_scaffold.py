@@ -186,3 +186,14 @@ def test_a_blend_is_returned_only_when_it_beats_every_single_model():
     combined = blend(complementary, metric, y)
     assert combined is not None and combined.name.startswith("blend(")
     assert metric.better(combined.cv_score, min(e.cv_score for e in complementary))
+
+
+def test_a_class_with_a_single_row_keeps_five_stratified_folds():
+    data = prepared()
+    data.y = np.where(np.arange(len(data.y)) % 2 == 0, 0, 1)
+    data.y[0] = 2
+    data.classes.append("rare")
+    data.task = TaskSpec.from_dict({**data.task.to_dict(), "type": "multiclass", "n_classes": 3, "metric": "logloss"})
+    evaluation = evaluate(load_template("linear"), data, deadline=float("inf"))
+    assert evaluation.n_folds == 5 and evaluation.test_predictions.shape == (20, 3)
+    assert np.isfinite(evaluation.cv_score)
