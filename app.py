@@ -14,6 +14,7 @@ from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import Request
 
 from chalicelib import aws
+from chalicelib.run_request import idempotency_caller
 from chalicelib.service import Reply
 
 app = Chalice(app_name="kagent")
@@ -66,8 +67,9 @@ BODY_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencod
 @app.route("/run", methods=["POST"], authorizer=iam, content_types=BODY_TYPES)
 def start_run() -> Response:
     request = _current()
+    caller = idempotency_caller(request.context, local=aws.settings().is_local)
     reply = aws.service().submit(
-        request.query_params, _json_body(), request.headers.get("idempotency-key"), _base_url()
+        request.query_params, _json_body(), request.headers.get("idempotency-key"), _base_url(), caller=caller
     )
     return _response(reply)
 

@@ -124,6 +124,24 @@ def merge_params(query: Mapping[str, str] | None, body: Any) -> dict[str, Any]:
     return merged
 
 
+LOCAL_CALLER = "local"  # chalice local has no IAM: every local request is the same caller
+ANONYMOUS_CALLER = "anonymous"  # a deployed request without an IAM identity (IAM authorization makes it impossible)
+
+
+def idempotency_caller(request_context: Mapping[str, Any] | None, local: bool) -> str:
+    """Whose Idempotency-Key a request sends: the IAM identity API Gateway verified (`identity.userArn`, else
+    `identity.caller`) in deployed stages, one constant in the local stage."""
+    if local:
+        return LOCAL_CALLER
+    identity = (request_context or {}).get("identity")
+    if isinstance(identity, Mapping):
+        for name in ("userArn", "caller"):
+            value = identity.get(name)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+    return ANONYMOUS_CALLER
+
+
 def parse_idempotency_key(value: str | None) -> str | None:
     if value is None or not value.strip():
         return None

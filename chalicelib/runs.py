@@ -12,6 +12,7 @@ forward (conditional updates); a duplicate is a no-op.
 from __future__ import annotations
 
 import enum
+import json
 import random
 import re
 import time
@@ -121,6 +122,7 @@ class Run:
     execution_arn: str | None = None
     notified_at: str | None = None
     idempotency_key: str | None = None
+    idempotency_caller: str | None = None  # whose key it is: keys are scoped to the caller that sent them
     slot_held: bool = False
 
     @property
@@ -186,11 +188,14 @@ def is_run_id(text: str) -> bool:
     return bool(_RUN_ID.match(text))
 
 
-def run_id_for(idempotency_key: str | None) -> str:
-    """A fresh id, or the one id an idempotency key always maps to (so a retried admission hits the same item)."""
+def run_id_for(idempotency_key: str | None, caller: str = "") -> str:
+    """A fresh id, or the one id a caller's idempotency key always maps to (so a retried admission hits the same item).
+
+    The caller is part of the name: the same key from two callers gives two runs, and knowing someone else's key
+    gives nothing."""
     if idempotency_key is None:
         return str(uuid.uuid4())
-    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, idempotency_key))
+    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, json.dumps([caller, idempotency_key])))
 
 
 class RunStore:
@@ -218,9 +223,10 @@ class RunStore:
 
     # -- admission ---------------------------------------------------------------------------------------------------
 
-    def admit(self, request: NewRun, max_running: int, idempotency_key: str | None = None) -> Run:
-        """Take a slot and create the QUEUED run, atomically; the same idempotency key returns the same run."""
-        run_id = run_id_for(idempotency_key)
+    def admit(self, request: NewRun, max_running: int, idempotency_key: str | None = None, caller: str = "") -> Run:
+        """Take a slot and create the QUEUED run, atomically; the same caller's same idempotency key returns the same
+        run (another caller's same key is another run)."""
+        run_id = run_id_for(idempotency_key, caller)
         if idempotency_key is not None and (existing := self.get(run_id)) is not None:
             return existing
         now = format_time(self._clock())
@@ -235,6 +241,7 @@ class RunStore:
         }
         if idempotency_key is not None:
             item["idempotency_key"] = idempotency_key
+            item["idempotency_caller"] = caller
         for attempt in range(_CONFLICT_RETRIES):
             try:
                 self._client.transact_write_items(

@@ -17,7 +17,14 @@ from chalicelib.config import Settings
 from chalicelib.kaggle_meta import CompetitionMeta, KaggleUnavailable
 from chalicelib.notify import Mailer, deliver_once, failure_email, success_email
 from chalicelib.plan import Complete, make_plan
-from chalicelib.run_request import InvalidRequest, mask_email, merge_params, parse_idempotency_key, parse_run_request
+from chalicelib.run_request import (
+    LOCAL_CALLER,
+    InvalidRequest,
+    mask_email,
+    merge_params,
+    parse_idempotency_key,
+    parse_run_request,
+)
 from chalicelib.runs import AdmissionRefused, Run, RunStore, Status
 
 RETRY_AFTER_S = 60
@@ -100,15 +107,21 @@ class Service:
     # -- HTTP ------------------------------------------------------------------------------------------------------
 
     def submit(
-        self, query: Mapping[str, str] | None, body: Any, idempotency_header: str | None, base_url: str
+        self,
+        query: Mapping[str, str] | None,
+        body: Any,
+        idempotency_header: str | None,
+        base_url: str,
+        caller: str = LOCAL_CALLER,
     ) -> Reply:
+        """`caller` scopes the Idempotency-Key (run_request.idempotency_caller): one caller's key is not another's."""
         try:
             request = parse_run_request(merge_params(query, body))
             key = parse_idempotency_key(idempotency_header)
         except InvalidRequest as error:
             return Reply(400, error.to_json(), {})
         try:
-            run = self.store.admit(request, self.settings.max_running, idempotency_key=key)
+            run = self.store.admit(request, self.settings.max_running, idempotency_key=key, caller=caller)
         except AdmissionRefused as error:
             return Reply(429, {"error": str(error)}, {"Retry-After": str(RETRY_AFTER_S)})
         except Exception as error:

@@ -118,6 +118,53 @@ def test_different_idempotency_keys_make_different_runs(client):
     assert first.json_body["run_id"] != second.json_body["run_id"]
 
 
+def api_gateway_post(key: str, identity: dict) -> dict:
+    """POST /run as API Gateway hands it to the Lambda behind IAM authorization, the verified identity in context."""
+    from app import app  # noqa: PLC0415
+
+    event = {
+        "resource": "/run",
+        "path": "/run",
+        "httpMethod": "POST",
+        "headers": {"idempotency-key": key, "host": "abc123.execute-api.us-east-1.amazonaws.com"},
+        "multiValueHeaders": {},
+        "queryStringParameters": {"url": TITANIC, "email": EMAIL},
+        "multiValueQueryStringParameters": {"url": [TITANIC], "email": [EMAIL]},
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/run",
+            "httpMethod": "POST",
+            "stage": "api",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "identity": {"sourceIp": "203.0.113.9", **identity},
+        },
+        "body": None,
+        "isBase64Encoded": False,
+    }
+    response = app(event, None)
+    assert response["statusCode"] == 202, response
+    return json.loads(response["body"])
+
+
+def test_an_idempotency_key_is_scoped_to_the_iam_caller_that_sent_it(client):
+    alice = {"userArn": "arn:aws:iam::123456789012:user/alice", "caller": "AIDAALICE"}
+    mallory = {"userArn": "arn:aws:iam::123456789012:user/mallory", "caller": "AIDAMALLORY"}
+    first = api_gateway_post("same-key", alice)
+    assert api_gateway_post("same-key", alice)["run_id"] == first["run_id"]  # a retry is still safe
+    other = api_gateway_post("same-key", mallory)
+    assert other["run_id"] != first["run_id"]  # knowing alice's key does not give mallory her run
+    assert len(executions()) == 2 and store().in_flight() == 2
+    assert store().get(first["run_id"]).idempotency_caller == alice["userArn"]
+
+
+def test_the_local_stage_is_one_caller(client, monkeypatch):
+    monkeypatch.setenv("KAGENT_STAGE", "local")
+    aws.reset(clients=False)
+    alice = api_gateway_post("local-key", {"userArn": "arn:aws:iam::123456789012:user/alice"})
+    assert api_gateway_post("local-key", {})["run_id"] == alice["run_id"]
+
+
 def test_oversized_idempotency_key_is_a_400(client):
     response = post_run(client, headers={"Idempotency-Key": "k" * 300})
     assert response.status_code == 400

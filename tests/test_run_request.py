@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.run_request import (
+    ANONYMOUS_CALLER,
+    LOCAL_CALLER,
     InvalidRequest,
+    idempotency_caller,
     mask_email,
     merge_params,
     parse_idempotency_key,
@@ -145,3 +148,12 @@ def test_idempotency_key_is_optional_and_bounded():
 
 def test_mask_email_hides_the_name_part():
     assert mask_email("alice@example.com") == "a***@example.com"
+
+
+def test_idempotency_keys_belong_to_the_iam_identity_deployed_and_to_one_caller_locally():
+    user = "arn:aws:iam::123456789012:user/alice"
+    assert idempotency_caller({"identity": {"userArn": user, "caller": "AIDAEXAMPLE"}}, local=False) == user
+    assert idempotency_caller({"identity": {"userArn": None, "caller": "AROA:session"}}, local=False) == "AROA:session"
+    assert idempotency_caller({"identity": {"sourceIp": "1.2.3.4"}}, local=False) == ANONYMOUS_CALLER
+    assert idempotency_caller(None, local=False) == ANONYMOUS_CALLER
+    assert idempotency_caller({"identity": {"userArn": user}}, local=True) == LOCAL_CALLER

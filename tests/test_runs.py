@@ -53,6 +53,9 @@ def test_status_order_is_forward_only_and_terminal_is_final():
 
 def test_idempotency_key_maps_to_one_stable_run_id():
     assert run_id_for("abc") == run_id_for("abc") != run_id_for("abd")
+    assert run_id_for("abc", "arn:aws:iam::1:user/a") == run_id_for("abc", "arn:aws:iam::1:user/a")
+    assert run_id_for("abc", "arn:aws:iam::1:user/a") != run_id_for("abc", "arn:aws:iam::1:user/b")
+    assert run_id_for("b\nc", "a") != run_id_for("c", "a\nb")  # no way to shift a key's start into the caller
     assert run_id_for(None) != run_id_for(None)
 
 
@@ -217,3 +220,25 @@ def test_any_sequence_of_transitions_and_releases_keeps_order_and_the_slot_count
         assert store.in_flight() == sum(1 for r in table.scan()["Items"] if r.get("slot_held"))
 
     check()
+
+
+@pytest.mark.aws
+def test_the_same_key_from_two_callers_gives_two_runs_each_returned_only_to_its_caller(table):
+    store = RunStore(table)
+    alice = "arn:aws:iam::123456789012:user/alice"
+    mallory = "arn:aws:iam::123456789012:user/mallory"
+    results: dict[str, list[Run]] = {alice: [], mallory: []}
+
+    def attempt(caller: str) -> None:
+        results[caller].append(store.admit(Request(), max_running=10, idempotency_key="shared-key", caller=caller))
+
+    with serialized_dynamodb():
+        threads = [threading.Thread(target=attempt, args=(c,)) for c in [alice, mallory] * 5]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len({run.run_id for run in results[alice]}) == len({run.run_id for run in results[mallory]}) == 1
+    assert results[alice][0].run_id != results[mallory][0].run_id
+    assert store.in_flight() == 2
+    assert store.get(results[alice][0].run_id).idempotency_caller == alice
