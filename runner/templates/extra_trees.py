@@ -26,8 +26,9 @@ def build_model(task):
         remainder="drop",
     )
     params = dict(
-        n_estimators=300 if task.n_rows < 20000 else 150,
-        min_samples_leaf=2 if task.n_rows < 5000 else 5,
+        # deep trees cost memory in proportion to rows / leaf size: fewer, coarser trees on large data
+        n_estimators=300 if task.n_rows < 5000 else (200 if task.n_rows < 20000 else 100),
+        min_samples_leaf=2 if task.n_rows < 5000 else (5 if task.n_rows < 50000 else 10),
         max_features=0.5 if task.type == "regression" else "sqrt",
         n_jobs=task.n_jobs,
         random_state=task.seed,
