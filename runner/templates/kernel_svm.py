@@ -43,17 +43,22 @@ def build_model(task):
     )
     gamma = 1.0 / (4 * max(1, len(task.numeric) + len(task.categorical)))
     exact = task.n_rows <= EXACT_KERNEL_MAX_ROWS
+    # the approximate kernel holds rows x components floats (and copies of them): fewer components on large data
+    components = max(100, min(300, 6_000_000 // max(1, task.n_rows)))
     if task.type == "regression":
         if exact:
             model = SVR(C=3.0, epsilon=0.05, gamma=gamma)
         else:
-            model = make_pipeline(Nystroem(gamma=gamma, n_components=300, random_state=task.seed), Ridge(alpha=1.0))
+            model = make_pipeline(
+                Nystroem(gamma=gamma, n_components=components, random_state=task.seed), Ridge(alpha=1.0)
+            )
         return make_pipeline(encode, TransformedTargetRegressor(regressor=model, transformer=StandardScaler()))
     if exact:
         # Platt scaling on internal folds gives the probabilities (what SVC(probability=True) did before 1.9)
         classifier = CalibratedClassifierCV(SVC(C=1.0, gamma=gamma), ensemble=False, cv=3)
     else:
         classifier = make_pipeline(
-            Nystroem(gamma=gamma, n_components=300, random_state=task.seed), LogisticRegression(C=1.0, max_iter=2000)
+            Nystroem(gamma=gamma, n_components=components, random_state=task.seed),
+            LogisticRegression(C=1.0, max_iter=2000),
         )
     return make_pipeline(encode, classifier)
