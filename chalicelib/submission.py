@@ -38,15 +38,19 @@ class InvalidSubmissionError(ValueError):
         super().__init__(f"invalid submission: {head}{more}")
 
 
-def check_submission(submission: str | Path, sample: str | Path) -> None:
+def check_submission(submission: str | Path, sample: str | Path, *, id_column: str | None = None) -> None:
     """Raise InvalidSubmissionError unless the submission is valid."""
-    problems = validate_submission(submission, sample)
+    problems = validate_submission(submission, sample, id_column=id_column)
     if problems:
         raise InvalidSubmissionError(problems)
 
 
-def validate_submission(submission: str | Path, sample: str | Path) -> list[Problem]:
-    """All problems of `submission` measured against `sample` (empty list: valid)."""
+def validate_submission(submission: str | Path, sample: str | Path, *, id_column: str | None = None) -> list[Problem]:
+    """All problems of `submission` measured against `sample` (empty list: valid).
+
+    `id_column`: the sample's id column when known; otherwise the first column named like an id whose sample values
+    are unique, else the first column with unique values, else the first column.
+    """
     sub_rows, sub_problem = _parse(submission, "submission")
     sample_rows, sample_problem = _parse(sample, "sample submission")
     if sub_problem or sample_problem:
@@ -59,8 +63,9 @@ def validate_submission(submission: str | Path, sample: str | Path) -> list[Prob
     if len(rows) != len(sample_body):
         problems.append(Problem(f"{len(rows)} data rows, expected {len(sample_body)}"))
     problems += _check_widths(rows, len(sample_header))
-    problems += _check_ids(rows, sample_body, sample_header[0])
-    problems += _check_cells(rows, header if header == sample_header else sample_header, sample_body)
+    id_index = _id_index(sample_header, sample_body, id_column)
+    problems += _check_ids(rows, sample_body, sample_header[id_index], id_index)
+    problems += _check_cells(rows, header if header == sample_header else sample_header, sample_body, id_index)
     return problems
 
 
@@ -87,12 +92,25 @@ def _check_widths(rows: list[list[str]], width: int) -> list[Problem]:
     return _capped(found, "rows with the wrong number of cells")
 
 
-def _check_ids(rows: list[list[str]], sample_body: list[list[str]], id_name: str) -> list[Problem]:
-    expected = {row[0] for row in sample_body}
+def _id_index(header: list[str], sample_body: list[list[str]], id_column: str | None) -> int:
+    if id_column is not None and id_column in header:
+        return header.index(id_column)
+
+    def unique(index: int) -> bool:
+        values = [row[index] for row in sample_body if index < len(row)]
+        return len(set(values)) == len(values) == len(sample_body)
+
+    named = [i for i, name in enumerate(header) if "id" in name.lower() and unique(i)]
+    distinct = [i for i in range(len(header)) if unique(i)]
+    return (named or distinct or [0])[0]
+
+
+def _check_ids(rows: list[list[str]], sample_body: list[list[str]], id_name: str, id_index: int) -> list[Problem]:
+    expected = {row[id_index] for row in sample_body if id_index < len(row)}
     seen: dict[str, int] = {}
     duplicates, unexpected = [], []
     for number, row in enumerate(rows, 1):
-        identifier = row[0] if row else ""
+        identifier = row[id_index] if id_index < len(row) else ""
         if identifier in seen:
             first = seen[identifier]
             duplicates.append(Problem(f"{id_name} {identifier} appears twice (first at row {first})", number))
@@ -100,7 +118,7 @@ def _check_ids(rows: list[list[str]], sample_body: list[list[str]], id_name: str
         seen[identifier] = number
         if identifier not in expected:
             unexpected.append(Problem(f"{id_name} {identifier} is not in the sample submission", number))
-    missing_ids = [row[0] for row in sample_body if row[0] not in seen]
+    missing_ids = [row[id_index] for row in sample_body if id_index < len(row) and row[id_index] not in seen]
     problems = _capped(duplicates, "duplicated ids") + _capped(unexpected, "unexpected ids")
     if missing_ids:
         shown = ", ".join(missing_ids[:5]) + (", ..." if len(missing_ids) > 5 else "")
@@ -116,13 +134,13 @@ def _number(cell: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _column_kinds(header: list[str], sample_body: list[list[str]]) -> list[str]:
+def _column_kinds(header: list[str], sample_body: list[list[str]], id_index: int) -> list[str]:
     """Per column: 'probability', 'number' or 'text', from the sample's values."""
     kinds = []
     for index in range(len(header)):
         values = [row[index] for row in sample_body if index < len(row)]
         numbers = [_number(v) for v in values]
-        if index == 0 or not values or any(n is None for n in numbers):
+        if index == id_index or not values or any(n is None for n in numbers):
             kinds.append("text")
         elif all(0 <= n <= 1 for n in numbers if n is not None) and any(n is not None and n != int(n) for n in numbers):
             kinds.append("probability")
@@ -131,8 +149,10 @@ def _column_kinds(header: list[str], sample_body: list[list[str]]) -> list[str]:
     return kinds
 
 
-def _check_cells(rows: list[list[str]], header: list[str], sample_body: list[list[str]]) -> list[Problem]:
-    kinds = _column_kinds(header, sample_body)
+def _check_cells(
+    rows: list[list[str]], header: list[str], sample_body: list[list[str]], id_index: int
+) -> list[Problem]:
+    kinds = _column_kinds(header, sample_body, id_index)
     empty, not_numbers, out_of_range = [], [], []
     for number, row in enumerate(rows, 1):
         for index, cell in enumerate(row[: len(header)]):

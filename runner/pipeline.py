@@ -370,7 +370,7 @@ def _write_and_validate(
     rows = [_reorder(row, header, [profile.id_column, *profile.target_columns]) for row in rows]
     path = out / "submission.csv"
     write_submission(path, header, rows)
-    problems = validate_submission(path, sample_text)
+    problems = validate_submission(path, sample_text, id_column=profile.id_column)
     if problems:
         raise RuntimeError(f"submission failed validation: {'; '.join(str(p) for p in problems[:3])}")
     log(f"wrote {path} ({len(rows)} rows), validated against the sample submission")

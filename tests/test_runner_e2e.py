@@ -140,3 +140,19 @@ def test_nan_heavy_columns_free_text_and_categories_unseen_in_train(tmp_path: Pa
     logs = (tmp_path / "out" / "logs.txt").read_text()
     assert "text 1" in logs and "categorical 1" in logs
     assert result["cv_score"] > 0.6
+
+
+def test_an_id_column_that_is_not_first_and_train_rows_without_a_target(tmp_path: Path):
+    folder = competitions.regression(tmp_path / "odd", n_rows=120)
+    sample = (folder / "sample_submission.csv").read_text().splitlines()
+    swapped = [",".join(reversed(line.split(","))) for line in sample]
+    (folder / "sample_submission.csv").write_text("\n".join(swapped) + "\n")
+    train = (folder / "train.csv").read_text().splitlines()
+    (folder / "train.csv").write_text(
+        "\n".join([train[0], *(line.rsplit(",", 1)[0] + "," for line in train[1:6]), *train[6:]]) + "\n"
+    )
+    result = run(folder, tmp_path / "out")
+    assert result["id_column"] == "Id"
+    assert (tmp_path / "out" / "submission.csv").read_text().splitlines()[0] == "y,Id"
+    assert validate_submission(tmp_path / "out" / "submission.csv", folder / "sample_submission.csv") == []
+    assert "5 train rows without a y value are dropped" in (tmp_path / "out" / "logs.txt").read_text()

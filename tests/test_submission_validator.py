@@ -91,3 +91,9 @@ def test_check_submission_raises_with_every_problem():
 
 def test_a_byte_order_mark_is_ignored():
     assert validate_submission("\ufeffid,prob\n1,0.1\n2,0.2\n3,0.3\n", SAMPLE) == []
+
+
+def test_the_id_column_need_not_be_first():
+    sample = "prediction,key\n0.5,a\n0.5,b\n"
+    assert validate_submission("prediction,key\n0.1,b\n0.9,a\n", sample) == []
+    assert validate_submission("prediction,key\n0.1,b\n0.9,b\n", sample, id_column="key")[0].row == 2
