@@ -11,11 +11,14 @@ import functools
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalicelib.config import Settings, load_settings
 
 _lock = threading.Lock()
+_secrets_lock = threading.Lock()
+_ssm_secrets: dict[str, Any] = {}  # SSM prefix -> PlanSecrets: read once per container
 PLAN_LLM_BUDGET_S = 60.0
 MAX_POOL_CONNECTIONS = 64
 
@@ -68,24 +71,55 @@ def reset(clients: bool = True) -> None:
     """
     settings.cache_clear()
     service.cache_clear()
+    _ssm_secrets.clear()
     if clients:
         client.cache_clear()
         resource.cache_clear()
 
 
-def kaggle_auth() -> Any:
-    from chalicelib.kaggle_meta import KaggleAuth  # noqa: PLC0415
+def plan_secrets() -> Any:
+    """The Plan step's credentials (chalicelib.credentials.PlanSecrets): in a deployed stage the SSM SecureString
+    parameters under KAGENT_SSM_PREFIX, read once per container (a failed read is not kept: the next Plan asks again);
+    in the local stage the environment's OPENAI_*/KAGGLE_*."""
+    from chalicelib import credentials  # noqa: PLC0415
 
-    return KaggleAuth.from_env(os.environ)
+    prefix = settings().ssm_prefix
+    if not prefix:
+        return credentials.secrets_from_environment(os.environ)
+    with _secrets_lock:
+        if prefix not in _ssm_secrets:
+            found = credentials.read_ssm_secrets(client("ssm"), prefix)
+            if found.error:
+                return found
+            _ssm_secrets[prefix] = found
+        return _ssm_secrets[prefix]
 
 
-def plan_complete() -> Any:
-    """The Plan Lambda's LLM as `complete(messages) -> text`, or None when no LLM is configured."""
+def plan_tools(fetch: Callable[[str, Any], Any] | None = None) -> Any:
+    """The Plan step's LLM and Kaggle metadata (chalicelib.plan.PlanTools), from plan_secrets(); the values are
+    handed over as arguments, never put into os.environ. `fetch(slug, auth)` defaults to kaggle_meta.fetch_meta."""
+    from chalicelib import credentials  # noqa: PLC0415
+    from chalicelib.kaggle_meta import KaggleAuth, fetch_meta  # noqa: PLC0415
+    from chalicelib.plan import PlanTools  # noqa: PLC0415
+
+    found = plan_secrets()
+    env = {name: os.environ.get(name, "") for name in credentials.ENVIRONMENT_NAMES} | dict(found.values)
+    auth = KaggleAuth.from_env(env)
+    fetch_ = fetch or fetch_meta
+    return PlanTools(
+        complete=plan_complete(env),
+        competition_meta=(lambda slug: fetch_(slug, auth)) if auth.present else None,
+        note=found.note,
+    )
+
+
+def plan_complete(env: Mapping[str, str]) -> Any:
+    """The Plan Lambda's LLM as `complete(messages) -> text`, or None when `env` configures no LLM."""
     from chalicelib import llm  # noqa: PLC0415
 
-    if not llm.llm_configured(os.environ):
+    if not llm.llm_configured(env):
         return None
-    client_ = llm.LLMClient(llm.llm_config_from_env(os.environ, settings().plan_model, timeout_s=30.0, max_retries=2))
+    client_ = llm.LLMClient(llm.llm_config_from_env(env, settings().plan_model, timeout_s=30.0, max_retries=2))
 
     def complete(messages: Any) -> str:
         deadline = time.monotonic() + PLAN_LLM_BUDGET_S
@@ -108,7 +142,6 @@ def validate_submission(submission: bytes, sample: bytes | None) -> list[str]:
 def service() -> Any:
     """The Service the handlers call, wired from Settings and the lazily created clients."""
     from chalicelib import orchestrator  # noqa: PLC0415
-    from chalicelib.kaggle_meta import fetch_meta  # noqa: PLC0415
     from chalicelib.notify import CopyingMailer, Mailer, OutboxMailer, SesMailer  # noqa: PLC0415
     from chalicelib.runs import RunStore  # noqa: PLC0415
     from chalicelib.service import Service  # noqa: PLC0415
@@ -117,7 +150,6 @@ def service() -> Any:
     mailer: Mailer = SesMailer(client("ses"), current.ses_sender)
     if current.outbox:  # the local stack: every email also lands as an .eml file
         mailer = CopyingMailer(mailer, OutboxMailer(current.outbox, current.ses_sender))
-    auth = kaggle_auth()
 
     def executor(run: Any, payload: dict[str, Any]) -> str:
         return orchestrator.choose_executor(current, lambda: client("stepfunctions"))(run, payload)
@@ -129,6 +161,5 @@ def service() -> Any:
         mailer=mailer,
         executor=executor,
         validator=validate_submission,
-        complete=plan_complete(),
-        competition_meta=(lambda slug: fetch_meta(slug, auth)) if auth.present else None,
+        plan_tools=plan_tools,
     )

@@ -32,6 +32,8 @@ DATA_MIRROR = "KAGENT_DATA_MIRROR"
 LLM_MODEL = "KAGENT_LLM_MODEL"
 PLAN_MODEL = "KAGENT_PLAN_MODEL"
 SANDBOX_USER = "KAGENT_SANDBOX_USER"  # runner as root: generated code runs as this user
+# Deployed stages: path prefix of the Plan step's SecureString credentials (chalicelib/credentials.py).
+SSM_PREFIX = "KAGENT_SSM_PREFIX"
 # Read by chalicelib.llm (the OpenAI SDK's own names, so every OpenAI-compatible server is configured the same way).
 OPENAI_API_KEY = "OPENAI_API_KEY"
 OPENAI_BASE_URL = "OPENAI_BASE_URL"
@@ -64,6 +66,7 @@ class Settings:
     data_mirror: Path | None = None
     llm_model: str = DEFAULT_LLM_MODEL
     plan_model: str = DEFAULT_LLM_MODEL
+    ssm_prefix: str = ""  # empty (the local stage): the Plan step takes OPENAI_*/KAGGLE_* from the environment
 
     @property
     def is_local(self) -> bool:
@@ -115,4 +118,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_mirror=_path(env, DATA_MIRROR),
         llm_model=llm_model,
         plan_model=env.get(PLAN_MODEL, "").strip() or llm_model,
+        ssm_prefix=env.get(SSM_PREFIX, "").strip(),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from chalicelib.kaggle_meta import CompetitionMeta
@@ -53,6 +53,16 @@ _METRICS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class PlanTools:
+    """What the Plan step may ask, built when it runs (credentials are read then): the LLM and Kaggle's metadata, each
+    None without credentials, and a note on what was missing."""
+
+    complete: Complete | None = None
+    competition_meta: Callable[[str], CompetitionMeta] | None = None
+    note: str = ""
+
+
 class PlanError(ValueError):
     """The LLM's answer is not a plan (the message says why)."""
 
@@ -81,6 +91,10 @@ class Plan:
     approach: str
     source: str  # "llm" or "heuristic"
     note: str = ""
+
+    def noting(self, extra: str) -> Plan:
+        """This plan with `extra` added to its note (what the Plan step went without)."""
+        return replace(self, note=_noted(self.note, extra)) if extra else self
 
     @property
     def summary(self) -> str:

@@ -14,9 +14,9 @@ from typing import Any
 
 from chalicelib import orchestrator
 from chalicelib.config import Settings
-from chalicelib.kaggle_meta import CompetitionMeta, KaggleUnavailable
+from chalicelib.kaggle_meta import KaggleUnavailable
 from chalicelib.notify import Mailer, deliver_once, failure_email, success_email
-from chalicelib.plan import Complete, make_plan
+from chalicelib.plan import PlanTools, make_plan
 from chalicelib.run_request import (
     LOCAL_CALLER,
     InvalidRequest,
@@ -100,8 +100,7 @@ class Service:
     mailer: Mailer
     executor: orchestrator.Executor
     validator: Validator
-    complete: Complete | None = None
-    competition_meta: Callable[[str], CompetitionMeta] | None = None
+    plan_tools: Callable[[], PlanTools] = PlanTools  # called by the Plan step only, so only it reads credentials
     clock: Callable[[], float] = time.time
 
     # -- HTTP ------------------------------------------------------------------------------------------------------
@@ -188,13 +187,14 @@ class Service:
 
     def plan(self, event: Mapping[str, Any]) -> dict[str, Any]:
         run = self._live_run(event)
+        tools = self.plan_tools()
         meta, note = None, ""
-        if self.competition_meta is not None:
+        if tools.competition_meta is not None:
             try:
-                meta = self.competition_meta(run.slug)
+                meta = tools.competition_meta(run.slug)
             except KaggleUnavailable as error:  # metadata is a nicety; the runner downloads the data anyway
                 note = str(error)
-        plan = make_plan(run.slug, meta, self.complete)
+        plan = make_plan(run.slug, meta, tools.complete).noting(tools.note)
         stored = plan.as_dict() | ({"kaggle_note": note} if note else {})
         self.store.transition(run.run_id, Status.PLANNED, plan=stored, plan_summary=plan.summary)
         return {"summary": plan.summary, "task_type": plan.task_type, "metric": plan.metric, "source": plan.source}

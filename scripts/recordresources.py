@@ -47,6 +47,7 @@ LOCAL_ENVIRONMENT: dict[str, str] = {
     "KAGENT_SECURITY_GROUP": "",
     "KAGENT_SES_SENDER": "kagent@example.com",
     "KAGENT_EXECUTOR": "local",
+    "KAGENT_SSM_PREFIX": "",  # no SSM locally: the Plan step takes OPENAI_*/KAGGLE_* from the environment
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

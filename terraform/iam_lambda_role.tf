@@ -53,6 +53,14 @@ data "aws_iam_policy_document" "lambda" {
     resources = [aws_sfn_state_machine.runs.arn]
   }
   statement {
+    # The Plan step's Kaggle and OpenAI credentials: the runner's SecureString parameters, by ARN (KAGENT_SSM_PREFIX).
+    # They use the AWS-managed aws/ssm key, whose key policy lets SSM decrypt for callers in this account, so no
+    # kms:Decrypt grant is needed (a customer-managed key would need one, limited by kms:ViaService to SSM).
+    sid       = "ReadPlanCredentials"
+    actions   = ["ssm:GetParameters"]
+    resources = values(local.runner_secret_arns)
+  }
+  statement {
     # In the SES sandbox the recipients' identities are checked too, so the resource is every identity and the
     # condition pins the sender.
     sid       = "SendRunEmails"

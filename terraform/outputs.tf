@@ -33,6 +33,7 @@ output "chalice_environment" {
     KAGENT_DATA_MIRROR       = ""
     KAGENT_LLM_MODEL         = var.llm_model
     KAGENT_PLAN_MODEL        = local.plan_model
+    KAGENT_SSM_PREFIX        = local.ssm_parameter_prefix
   }
 }
 

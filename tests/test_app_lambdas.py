@@ -10,6 +10,7 @@ from moto import mock_aws
 
 from chalicelib import aws
 from chalicelib.kaggle_meta import CompetitionMeta, PlanRefused
+from chalicelib.plan import PlanTools
 from chalicelib.run_request import RunRequest
 from chalicelib.runs import Run, RunStore, Status
 from tests.moto_env import (
@@ -109,7 +110,7 @@ def test_plan_uses_the_llm_answer_when_it_matches_the_schema(client, store, run)
             {"task_type": "binary", "metric": "accuracy", "target_hints": ["Survived"], "approach": "LightGBM"}
         )
 
-    aws.service().complete = complete
+    aws.service().plan_tools = lambda: PlanTools(complete=complete)
     answer = client.lambda_.invoke("plan", execution_input(run)).payload
     assert answer["source"] == "llm" and answer["metric"] == "accuracy"
     assert "titanic" in seen[0][-1]["content"]
@@ -117,8 +118,8 @@ def test_plan_uses_the_llm_answer_when_it_matches_the_schema(client, store, run)
 
 
 def test_plan_uses_kaggle_metadata_for_the_heuristic_metric(client, store, run):
-    aws.service().competition_meta = lambda slug: CompetitionMeta(
-        slug=slug, evaluation_metric="Categorization Accuracy"
+    aws.service().plan_tools = lambda: PlanTools(
+        competition_meta=lambda slug: CompetitionMeta(slug=slug, evaluation_metric="Categorization Accuracy")
     )
     answer = client.lambda_.invoke("plan", execution_input(run)).payload
     assert answer["task_type"] == "binary" and answer["metric"] == "accuracy"
@@ -128,7 +129,7 @@ def test_plan_fails_fast_when_kaggle_says_the_rules_are_not_accepted(client, sto
     def refuse(slug):
         raise PlanRefused(f"accept the rules at https://www.kaggle.com/c/{slug}/rules, then retry")
 
-    aws.service().competition_meta = refuse
+    aws.service().plan_tools = lambda: PlanTools(competition_meta=refuse)
     with pytest.raises(PlanRefused) as caught:
         client.lambda_.invoke("plan", execution_input(run))
     assert store.get(run.run_id).status is Status.QUEUED  # MarkFailed (via Catch) takes it from here

@@ -62,6 +62,7 @@ BOTO3_ACTIONS = {
     "put_object": "s3:PutObject",
     "upload_file": "s3:PutObject",
     "list_objects_v2": "s3:ListBucket",
+    "get_parameters": "ssm:GetParameters",
     "get_item": "dynamodb:GetItem",
     "put_item": "dynamodb:PutItem",
     "update_item": "dynamodb:UpdateItem",
@@ -544,6 +545,29 @@ def test_the_runner_secrets_come_from_ssm_by_arn_and_never_as_values() -> None:
     secretish = sorted(v for v in variables if re.search(r"key|secret|token|password", v, re.I))
     assert not secretish, f"terraform variables that look like secrets (they would sit in state): {secretish}"
     assert "ssm:GetParameters" in policy_actions("runner_execution")
+
+
+def test_the_plan_lambda_reads_exactly_the_runners_ssm_parameters() -> None:
+    from chalicelib import credentials  # noqa: PLC0415
+
+    assert set(credentials.SECRET_NAMES) == runner_secret_names(), (
+        f"chalicelib/credentials.py SECRET_NAMES {sorted(credentials.SECRET_NAMES)} != terraform "
+        f"local.runner_secret_names {sorted(runner_secret_names())}"
+    )
+    assert tf_output("chalice_environment").get("KAGENT_SSM_PREFIX") == "${local.ssm_parameter_prefix}", (
+        "terraform output chalice_environment must hand the app KAGENT_SSM_PREFIX = local.ssm_parameter_prefix"
+    )
+    ssm = [
+        statement
+        for statement in tf_data("aws_iam_policy_document", "lambda")["statement"]
+        if any(unquote(action).startswith(("ssm:", "kms:")) for action in statement["actions"])
+    ]
+    assert [[unquote(action) for action in statement["actions"]] for statement in ssm] == [["ssm:GetParameters"]], (
+        "the Lambda role should read SSM with ssm:GetParameters only, in one statement"
+    )
+    assert ssm[0]["resources"] == "${values(local.runner_secret_arns)}", (
+        "the Lambda role's ssm:GetParameters must be limited to the runner's parameter ARNs (local.runner_secret_arns)"
+    )
 
 
 # --- storage layout and permissions ---------------------------------------------------------------------------------
