@@ -37,8 +37,12 @@ def build_features(combined: pd.DataFrame, n_train: int) -> tuple[pd.DataFrame, 
     out: dict[str, pd.Series] = {}
     for column in combined.columns:
         series = combined[column].reset_index(drop=True)
-        for name, values in _encode_column(str(column), series, n_train, roles).items():
-            out[name] = values
+        try:
+            encoded = _encode_column(str(column), series, n_train, roles)
+        except (ValueError, TypeError, OverflowError):  # a column too odd to use must not sink the run
+            roles.dropped.append(str(column))
+            continue
+        out.update(encoded)
     frame = pd.DataFrame(out, index=range(len(combined)))
     return frame, roles
 
