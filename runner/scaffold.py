@@ -126,14 +126,15 @@ def prepare(tables: Tables, profile: Profile, *, seed: int = 0, n_jobs: int = 2)
     X = features.iloc[: len(train)].reset_index(drop=True)
     X_test = features.iloc[len(train) :].reset_index(drop=True)
     y = _encode_target(train[profile.label_column], profile)
+    categorical = [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)]
     metric = get_metric(profile.metric)
     task = TaskSpec(
         type=profile.task_type,
         metric=metric.name,
         seed=seed,
         n_rows=len(X),
-        categorical=roles.categorical,
-        numeric=[c for c in X.columns if c not in roles.categorical],
+        categorical=categorical,
+        numeric=[c for c in X.columns if c not in categorical],
         n_classes=len(profile.classes),
         n_jobs=n_jobs,
         higher_is_better=metric.higher_is_better,
