@@ -33,7 +33,7 @@ def cached_client(service: str) -> Any:
 
 @functools.cache
 def _client(service: str, endpoint: str) -> Any:
-    return boto3.client(service, region_name=REGION, endpoint_url=endpoint or None)  # type: ignore[call-overload]
+    return boto3.client(service, region_name=REGION, endpoint_url=endpoint or None)
 
 
 def _dynamodb() -> Any:
