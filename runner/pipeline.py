@@ -212,7 +212,7 @@ def _run(
     if codegen.mode == "llm" and options.extra_candidates is not None:
         log.stage = "codegen"
         context = SelectionContext(prepared, profile, best, metric, deadline, trace, log, options.plan, options.seed)
-        candidates = list(options.extra_candidates(context))
+        candidates = _extra_candidates(options.extra_candidates, context, log)
         report = getattr(options.extra_candidates, "result_fields", None)
         if callable(report):
             result.update(report())
@@ -235,6 +235,17 @@ def _run(
         result["decision_threshold"] = round(threshold, 6)
     log.stage = "submit"
     _write_and_validate(out, profile, prepared, chosen, threshold, sample_text=sample_text, log=log)
+
+
+def _extra_candidates(
+    provider: Callable[[SelectionContext], Iterable[Candidate]], context: SelectionContext, log: RunLog
+) -> list[Candidate]:
+    """The provider's candidates; if it fails, the templates still make the submission."""
+    try:
+        return list(provider(context))
+    except Exception as exc:
+        log(f"extra candidates failed: {type(exc).__name__}: {str(exc).strip()[:300]}")
+        return []
 
 
 def _reserve(budget: float) -> float:
@@ -327,7 +338,8 @@ def _try_evaluate(body: ModelBody, data: PreparedData, deadline: float, log: Run
 def _best(evaluations: list[Evaluation], metric: Metric) -> Evaluation:
     best = evaluations[0]
     for evaluation in evaluations[1:]:
-        if metric.better(evaluation.cv_score, best.cv_score):
+        tie = evaluation.cv_score == best.cv_score and evaluation.n_folds > best.n_folds
+        if metric.better(evaluation.cv_score, best.cv_score) or tie:  # on a tie, the score over more folds
             best = evaluation
     return best
 

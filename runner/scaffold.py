@@ -303,7 +303,8 @@ def _one_line(exc: BaseException) -> str:
 
 def blend(evaluations: list[Evaluation], metric: Metric, y: np.ndarray, rounds: int = 20) -> Evaluation | None:
     """Greedy ensemble selection (with replacement) on out-of-fold predictions; None unless it beats the best single."""
-    usable = [e for e in evaluations if e.oof_mask.any()]
+    shape = evaluations[0].oof.shape if evaluations else ()
+    usable = [e for e in evaluations if e.oof.shape == shape and len(e.oof) == len(y) and e.oof_mask.any()]
     if len(usable) < 2:
         return None
     mask = np.logical_and.reduce([e.oof_mask for e in usable])

@@ -156,3 +156,40 @@ def test_an_id_column_that_is_not_first_and_train_rows_without_a_target(tmp_path
     assert (tmp_path / "out" / "submission.csv").read_text().splitlines()[0] == "y,Id"
     assert validate_submission(tmp_path / "out" / "submission.csv", folder / "sample_submission.csv") == []
     assert "5 train rows without a y value are dropped" in (tmp_path / "out" / "logs.txt").read_text()
+
+
+def test_extra_candidates_see_the_baseline_and_a_better_one_is_chosen_and_traced(tmp_path: Path):
+    import numpy as np  # noqa: PLC0415
+
+    from runner.pipeline import Candidate  # noqa: PLC0415
+    from runner.scaffold import Evaluation  # noqa: PLC0415
+
+    seen = {}
+
+    def provider(context):
+        seen["baseline"] = context.baseline.name
+        seen["metric"] = context.metric.name
+        perfect = np.eye(2)[context.data.y]  # an oracle's out-of-fold predictions
+        test = np.tile([0.2, 0.8], (len(context.data.test_ids), 1))
+        evaluation = Evaluation("oracle", context.metric.name, 1.0, [1.0], perfect, test, 0.1, 5)
+        context.trace("the oracle was asked nicely")
+        return [Candidate("oracle", "def build_model(task):\n    return ORACLE\n", evaluation)]
+
+    folder = competitions.classification(tmp_path / "seam", n_rows=120)
+    outcome = run_pipeline(folder, tmp_path / "out", RunOptions(time_budget=6, extra_candidates=provider, env={}))
+    assert outcome.status == "succeeded", outcome.reason
+    assert seen["metric"] == "accuracy" and seen["baseline"] in ("linear", "lightgbm_gbdt", "kernel_svm")
+    assert outcome.result["codegen"] == "llm" and outcome.result["model"] == "oracle"
+    assert {row["target"] for row in submission(tmp_path / "out")} == {"benign"}  # P(malignant) = 0.2
+    trace = (tmp_path / "out" / "gpt_code_trace.txt").read_text()
+    assert "the oracle was asked nicely" in trace and "return ORACLE" in trace
+
+
+def test_a_failing_candidate_provider_leaves_the_templates_choice(tmp_path: Path):
+    def provider(context):
+        raise RuntimeError("the LLM is down")
+
+    folder = competitions.classification(tmp_path / "down", n_rows=120)
+    outcome = run_pipeline(folder, tmp_path / "out", RunOptions(time_budget=6, extra_candidates=provider, env={}))
+    assert outcome.status == "succeeded", outcome.reason
+    assert "extra candidates failed: RuntimeError: the LLM is down" in (tmp_path / "out" / "logs.txt").read_text()
