@@ -180,7 +180,7 @@ def test_extra_candidates_see_the_baseline_and_a_better_one_is_chosen_and_traced
     assert outcome.status == "succeeded", outcome.reason
     assert seen["metric"] == "accuracy" and seen["baseline"] in ("linear", "lightgbm_gbdt", "kernel_svm")
     assert outcome.result["codegen"] == "llm" and outcome.result["model"] == "oracle"
-    assert {row["target"] for row in submission(tmp_path / "out")} == {"benign"}  # P(malignant) = 0.2
+    assert {row["target"] for row in submission(tmp_path / "out")} == {"malignant"}  # P(positive) = 0.8
     trace = (tmp_path / "out" / "gpt_code_trace.txt").read_text()
     assert "the oracle was asked nicely" in trace and "return ORACLE" in trace
 
