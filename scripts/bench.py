@@ -32,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 SHARED_BENCH = Path(os.environ.get("KAGENT_SHARED_BENCH", REPO.parent / "shared" / "bench"))
 PRACTICE = ("titanic", "house-prices", "telco-churn", "penguins")
-EXTRA = ("card-fraud", "forest-species", "store-demand", "diabetes")
+EXTRA = ("card-fraud", "forest-species", "store-demand", "sensor-faults", "diabetes")
 PEER_VENVS = {"flaml": REPO / ".venv-flaml", "autogluon": REPO / ".venv-autogluon"}
 MEMORY_LIMIT_MB = 1024
 WALL_SLACK_S = 10

@@ -88,6 +88,26 @@ def _demand() -> pd.DataFrame:
     return df
 
 
+def _sensors() -> pd.DataFrame:
+    """160k machine readings, 12% faults, labels as words: the scale check (time budget and memory on many rows)."""
+    x, y = make_classification(
+        n_samples=160_000,
+        n_features=24,
+        n_informative=10,
+        n_redundant=6,
+        weights=[0.88],
+        flip_y=0.02,
+        class_sep=0.8,
+        random_state=14,
+    )
+    rng = np.random.default_rng(14)
+    df = pd.DataFrame(np.round(x, 3), columns=[f"s{i:02d}" for i in range(24)])
+    df["line"] = LETTERS[rng.integers(0, 8, size=len(df))]
+    df.loc[rng.random(len(df)) < 0.05, "s05"] = np.nan
+    df["status"] = np.where(y == 1, "fault", "ok")
+    return df
+
+
 def _diabetes() -> pd.DataFrame:
     """442 patients (scikit-learn's bundled set): a tiny regression where overfitting is the danger."""
     data = load_diabetes(as_frame=True, scaled=False)
@@ -128,6 +148,7 @@ EXTRA = {
             sample_file="submission_format.csv",
             id_start=100_000,
         ),
+        Competition("sensor-faults", _sensors, "status", "binary", "accuracy", id_column="reading_id", kind="label"),
         Competition(
             "diabetes", _diabetes, "progression", "regression", "rmse", id_column="patient", id_format="P{:04d}"
         ),
