@@ -27,7 +27,7 @@ from runner.data import CompetitionFiles, locate_competition
 from runner.errors import InputError, NotConfiguredError
 from runner.metrics import Metric, best_threshold, get_metric
 from runner.output import submission_rows, write_submission
-from runner.profile import LABEL, Profile, profile_competition, read_tables
+from runner.profile import LABEL, Profile, profile_competition, read_tables, target_groups
 from runner.scaffold import CandidateError, Evaluation, PreparedData, blend, evaluate, prepare
 from runner.templates import TEMPLATES, load_template
 
@@ -193,18 +193,60 @@ def _run(
         metric_name, source = _choose_metric(metric_option, options.plan, files)
         log.stage = "profile"
         tables, id_column, targets = read_tables(files.train, files.test, files.sample)
-        profile = profile_competition(tables, id_column, targets, metric_name, source)
-        _record_profile(profile, result, log)
+        groups = target_groups(tables, id_column, targets)
+        profiles = [profile_competition(tables, id_column, group, metric_name, source) for group in groups]
+        if len(profiles) > 1:
+            log(f"{len(profiles)} target columns, each its own task: {', '.join(p.label_column for p in profiles)}")
+        for profile in profiles:
+            _record_profile(profile, result, log)
         log.stage = "prepare"
-        prepared, roles = prepare(tables, profile, seed=options.seed, n_jobs=N_JOBS)
-        log(f"{len(prepared.X)} train rows, {len(prepared.X_test)} test rows; features: {roles.summary()}")
-        if roles.dropped:
-            log(f"dropped constant or empty columns: {', '.join(roles.dropped[:20])}")
+        tasks = []
+        for profile in profiles:
+            prepared, roles = prepare(tables, profile, seed=options.seed, n_jobs=N_JOBS)
+            log(f"{len(prepared.X)} train rows, {len(prepared.X_test)} test rows; features: {roles.summary()}")
+            if roles.dropped:
+                log(f"dropped constant, empty or unusable columns: {', '.join(roles.dropped[:20])}")
+            tasks.append((profile, prepared))
         sample_text = files.sample.read_text(encoding="utf-8-sig")
         del tables
+    trace(_trace_header(codegen.mode))
+    columns: dict[str, list[str]] = {}
+    solved: list[tuple[Profile, Evaluation]] = []
+    for index, (profile, prepared) in enumerate(tasks):
+        share_deadline = time.monotonic() + max(0.0, deadline - time.monotonic()) / (len(tasks) - index)
+        chosen, threshold = _solve(
+            profile,
+            prepared,
+            options=options,
+            codegen=codegen,
+            deadline=share_deadline,
+            log=log,
+            trace=trace,
+            result=result,
+        )
+        solved.append((profile, chosen))
+        rows = submission_rows(profile, prepared.test_ids, chosen.test_predictions, threshold=threshold)
+        for position, name in enumerate([profile.id_column, *profile.target_columns]):
+            columns[name] = [row[position] for row in rows]
+    _record_choice(solved, result)
+    log.stage = "submit"
+    _write_and_validate(out, columns, profiles[0].id_column, sample_text=sample_text, log=log)
+
+
+def _solve(
+    profile: Profile,
+    prepared: PreparedData,
+    *,
+    options: RunOptions,
+    codegen: CodegenPlan,
+    deadline: float,
+    log: RunLog,
+    trace: Trace,
+    result: dict[str, Any],
+) -> tuple[Evaluation, float | None]:
+    """Templates (and extra candidates) for one target; the chosen evaluation and its binary decision threshold."""
     metric = get_metric(profile.metric)
     log.stage = "train"
-    trace(_trace_header(codegen.mode))
     template_deadline = time.monotonic() + codegen.baseline_share * max(0.0, deadline - time.monotonic())
     evaluations, bodies = _evaluate_templates(prepared, template_deadline, log)
     best = _best(evaluations, metric)
@@ -223,18 +265,24 @@ def _run(
     chosen = _select(evaluations, metric, prepared, log)
     sources = {**{name: body.source for name, body in bodies.items()}, **{c.name: c.source for c in candidates}}
     _trace_choice(trace, chosen, evaluations, sources, metric)
+    result.setdefault("candidates", []).extend(_summary(e) for e in evaluations)
+    return chosen, _decision_threshold(profile, metric, prepared, chosen, log)
+
+
+def _record_choice(solved: list[tuple[Profile, Evaluation]], result: dict[str, Any]) -> None:
+    """One target: its model and score. Several: the models joined and the mean score (how Kaggle averages them)
+    when they share a metric."""
+    scores = [_finite(chosen.cv_score) for _profile, chosen in solved]
+    finite = [s for s in scores if s is not None]
+    comparable = len(finite) == len(scores) and len({p.metric for p, _chosen in solved}) == 1
     result.update(
-        model=chosen.name,
-        cv_score=_finite(chosen.cv_score),
-        cv_folds=chosen.n_folds,
-        test_predictions_from=chosen.test_source,
-        candidates=[_summary(e) for e in evaluations],
+        model=" | ".join(chosen.name for _profile, chosen in solved),
+        cv_score=(sum(finite) / len(finite)) if comparable else None,
+        cv_folds=min(chosen.n_folds for _profile, chosen in solved),
+        test_predictions_from=solved[0][1].test_source,
     )
-    threshold = _decision_threshold(profile, metric, prepared, chosen, log)
-    if threshold is not None:
-        result["decision_threshold"] = round(threshold, 6)
-    log.stage = "submit"
-    _write_and_validate(out, profile, prepared, chosen, threshold, sample_text=sample_text, log=log)
+    if len(solved) > 1:
+        result["cv_score_per_target"] = {p.label_column: s for (p, _c), s in zip(solved, scores, strict=True)}
 
 
 def _extra_candidates(
@@ -272,6 +320,15 @@ def _log_files(files: CompetitionFiles, log: RunLog) -> None:
 
 
 def _record_profile(profile: Profile, result: dict[str, Any], log: RunLog) -> None:
+    if "target_columns" in result:  # a further target of a multi-target competition
+        result["target_columns"] = [*result["target_columns"], *profile.target_columns]
+        result["label_column"] = f"{result['label_column']},{profile.label_column}"
+        if profile.task_type != result["task_type"]:
+            result["task_type"] = f"{result['task_type']},{profile.task_type}"
+        if profile.metric != result["metric"]:
+            result["metric"] = f"{result['metric']},{profile.metric}"
+        _log_profile(profile, log)
+        return
     result.update(
         metric=profile.metric,
         metric_source=profile.metric_source,
@@ -285,6 +342,10 @@ def _record_profile(profile: Profile, result: dict[str, Any], log: RunLog) -> No
         n_train=profile.n_train,
         n_test=profile.n_test,
     )
+    _log_profile(profile, log)
+
+
+def _log_profile(profile: Profile, log: RunLog) -> None:
     log(
         f"id {profile.id_column!r}, target {profile.label_column!r} → {profile.target_columns}, "
         f"{profile.task_type}, submission of {profile.submission_kind}, "
@@ -368,37 +429,19 @@ def _decision_threshold(
 
 
 def _write_and_validate(
-    out: Path,
-    profile: Profile,
-    data: PreparedData,
-    chosen: Evaluation,
-    threshold: float | None,
-    *,
-    sample_text: str,
-    log: RunLog,
+    out: Path, columns: dict[str, list[str]], id_column: str, *, sample_text: str, log: RunLog
 ) -> None:
-    rows = submission_rows(profile, data.test_ids, chosen.test_predictions, threshold=threshold)
-    header = _sample_header_order(sample_text, [profile.id_column, *profile.target_columns])
-    rows = [_reorder(row, header, [profile.id_column, *profile.target_columns]) for row in rows]
+    header = next(csv.reader(sample_text.splitlines()[:1]), [])
+    missing = [name for name in header if name not in columns]
+    if missing:
+        raise RuntimeError(f"no predictions for the sample's columns {missing}")
+    rows = [list(values) for values in zip(*(columns[name] for name in header), strict=True)]
     path = out / "submission.csv"
     write_submission(path, header, rows)
-    problems = validate_submission(path, sample_text, id_column=profile.id_column)
+    problems = validate_submission(path, sample_text, id_column=id_column)
     if problems:
         raise RuntimeError(f"submission failed validation: {'; '.join(str(p) for p in problems[:3])}")
     log(f"wrote {path} ({len(rows)} rows), validated against the sample submission")
-
-
-def _sample_header_order(sample_text: str, fallback: list[str]) -> list[str]:
-    """The sample's own column order (the id is not always first)."""
-    first = next(csv.reader(sample_text.splitlines()[:1]), [])
-    return first if sorted(first) == sorted(fallback) else fallback
-
-
-def _reorder(row: list[str], header: list[str], produced: list[str]) -> list[str]:
-    if header == produced:
-        return row
-    position = {name: i for i, name in enumerate(produced)}
-    return [row[position[name]] for name in header]
 
 
 def _trace_header(mode: str) -> str:

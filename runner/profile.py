@@ -86,6 +86,15 @@ def _read_csv(path: Path, **kwargs: Any) -> pd.DataFrame:
     return frame
 
 
+def target_groups(tables: Tables, id_column: str, targets: list[str]) -> list[list[str]]:
+    """The sample's prediction columns as independent tasks: each its own when every one is a train column
+    (multi-target: several labels or values), else one task (a single target, or one column per class)."""
+    in_train = [c for c in targets if c in tables.train.columns]
+    if len(targets) > 1 and len(in_train) == len(targets):
+        return [[target] for target in targets]
+    return [targets]
+
+
 def profile_competition(
     tables: Tables,
     id_column: str,

@@ -193,3 +193,21 @@ def test_a_failing_candidate_provider_leaves_the_templates_choice(tmp_path: Path
     outcome = run_pipeline(folder, tmp_path / "out", RunOptions(time_budget=6, extra_candidates=provider, env={}))
     assert outcome.status == "succeeded", outcome.reason
     assert "extra candidates failed: RuntimeError: the LLM is down" in (tmp_path / "out" / "logs.txt").read_text()
+
+
+def test_several_target_columns_are_solved_one_by_one(tmp_path: Path):
+    import pandas as pd  # noqa: PLC0415
+
+    folder = competitions.regression(tmp_path / "multi", n_rows=150)
+    train = pd.read_csv(folder / "train.csv")
+    train["high"] = (train["y"] > train["y"].median()).map({True: "yes", False: "no"})
+    train.to_csv(folder / "train.csv", index=False)
+    sample = pd.read_csv(folder / "sample_submission.csv").assign(high=0.5)
+    sample.to_csv(folder / "sample_submission.csv", index=False)
+    result = run(folder, tmp_path / "out")
+    assert result["target_columns"] == ["y", "high"] and result["task_type"] == "regression,binary"
+    assert set(result["cv_score_per_target"]) == {"y", "high"} and result["metric"] == "rmse,roc_auc"
+    assert result["cv_score"] is None  # no mean over different metrics
+    rows = submission(tmp_path / "out")
+    assert all(0 <= float(row["high"]) <= 1 and float(row["y"]) > 0 for row in rows)
+    assert_valid(folder, tmp_path / "out")
