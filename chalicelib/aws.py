@@ -20,6 +20,9 @@ _lock = threading.Lock()
 _secrets_lock = threading.Lock()
 _ssm_secrets: dict[str, Any] = {}  # SSM prefix -> PlanSecrets: read once per container
 PLAN_LLM_BUDGET_S = 60.0
+# Reasoning models (the default gpt-5-mini) count their hidden reasoning against this limit: 800 left the JSON plan
+# cut off. The answer itself is ~100 tokens; the rest is room to think, still bounded by PLAN_LLM_BUDGET_S.
+PLAN_MAX_OUTPUT_TOKENS = 4000
 MAX_POOL_CONNECTIONS = 64
 
 
@@ -116,6 +119,7 @@ def plan_tools(fetch: Callable[[str, Any], Any] | None = None) -> Any:
 def plan_complete(env: Mapping[str, str]) -> Any:
     """The Plan Lambda's LLM as `complete(messages) -> text`, or None when `env` configures no LLM."""
     from chalicelib import llm  # noqa: PLC0415
+    from chalicelib.plan import PlanError  # noqa: PLC0415
 
     if not llm.llm_configured(env):
         return None
@@ -123,7 +127,13 @@ def plan_complete(env: Mapping[str, str]) -> Any:
 
     def complete(messages: Any) -> str:
         deadline = time.monotonic() + PLAN_LLM_BUDGET_S
-        return client_.chat(messages, json_object=True, max_output_tokens=800, deadline=deadline).text
+        answer = client_.chat(messages, json_object=True, max_output_tokens=PLAN_MAX_OUTPUT_TOKENS, deadline=deadline)
+        if answer.finish_reason == "length":  # a cut-off answer is never used, even if a JSON object survived the cut
+            raise PlanError(
+                f"the answer was cut off at {PLAN_MAX_OUTPUT_TOKENS} output tokens "
+                f"({answer.completion_tokens} used, reasoning included)"
+            )
+        return answer.text
 
     return complete
 
