@@ -7,6 +7,7 @@ error to MarkFailed, which stores the reason, gives the slot back and emails —
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -76,6 +77,10 @@ STORE_BUSY_CODES = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "InternalServerError"}
 )
 STORE_RETRY_AFTER_S = 5
+# Recording a started run's execution ARN: a few quick tries, then give up quietly (see Service._note_execution).
+NOTE_EXECUTION_DELAYS_S = (0.05, 0.2)
+
+log = logging.getLogger("kagent.service")
 
 
 def store_busy(error: Exception) -> Reply | None:
@@ -102,6 +107,7 @@ class Service:
     validator: Validator
     plan_tools: Callable[[], PlanTools] = PlanTools  # called by the Plan step only, so only it reads credentials
     clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
 
     # -- HTTP ------------------------------------------------------------------------------------------------------
 
@@ -134,9 +140,22 @@ class Service:
                 reason = f"could not start the run's workflow: {type(error).__name__}: {error}"[:MAX_REASON_CHARS]
                 self.store.fail(run.run_id, reason)
                 return Reply(503, {"error": reason, "run_id": run.run_id}, {"Retry-After": str(RETRY_AFTER_S)})
-            self.store.record(run.run_id, execution_arn=arn)
+            self._note_execution(run.run_id, arn)
         status_url = f"{base_url.rstrip('/')}/runs/{run.run_id}"
         return Reply(202, {"run_id": run.run_id, "status": run.status.value, "status_url": status_url}, {})
+
+    def _note_execution(self, run_id: str, arn: str) -> None:
+        """Best effort, after the workflow started: the run exists and runs, so the caller gets its 202 whatever happens
+        here. A missing ARN loses nothing: the execution is named by run_id, so it is found without it."""
+        for delay in (*NOTE_EXECUTION_DELAYS_S, None):
+            try:
+                self.store.record(run_id, execution_arn=arn)
+                return
+            except Exception as error:
+                if delay is None or store_busy(error) is None:
+                    log.warning("run %s: execution ARN not recorded (%s: %s)", run_id, type(error).__name__, error)
+                    return
+                self.sleep(delay)
 
     def describe(self, run_id: str) -> Reply:
         try:
