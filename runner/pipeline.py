@@ -212,6 +212,7 @@ def _run(
     trace(_trace_header(codegen.mode))
     columns: dict[str, list[str]] = {}
     solved: list[tuple[Profile, Evaluation]] = []
+    thresholds: dict[str, float] = {}
     for index, (profile, prepared) in enumerate(tasks):
         share_deadline = time.monotonic() + max(0.0, deadline - time.monotonic()) / (len(tasks) - index)
         chosen, threshold = _solve(
@@ -225,10 +226,14 @@ def _run(
             result=result,
         )
         solved.append((profile, chosen))
+        if threshold is not None:
+            thresholds[profile.label_column] = round(threshold, 6)
         rows = submission_rows(profile, prepared.test_ids, chosen.test_predictions, threshold=threshold)
         for position, name in enumerate([profile.id_column, *profile.target_columns]):
             columns[name] = [row[position] for row in rows]
     _record_choice(solved, result)
+    if thresholds:
+        result["decision_threshold"] = next(iter(thresholds.values())) if len(tasks) == 1 else thresholds
     log.stage = "submit"
     _write_and_validate(out, columns, profiles[0].id_column, sample_text=sample_text, log=log)
 

@@ -211,3 +211,17 @@ def test_several_target_columns_are_solved_one_by_one(tmp_path: Path):
     rows = submission(tmp_path / "out")
     assert all(0 <= float(row["high"]) <= 1 and float(row["y"]) > 0 for row in rows)
     assert_valid(folder, tmp_path / "out")
+
+
+def test_f1_on_imbalanced_labels_tunes_the_threshold_and_mae_regression_runs(tmp_path: Path):
+    import pandas as pd  # noqa: PLC0415
+
+    folder = competitions.classification(tmp_path / "rare", n_rows=300, labels={"malignant": "1", "benign": "0"})
+    train = pd.read_csv(folder / "train.csv")
+    rare = train[train["target"] == 1].iloc[20:].index  # keep only 20 positives: about one row in ten
+    train.drop(index=rare).to_csv(folder / "train.csv", index=False)
+    result = run(folder, tmp_path / "out", metric="f1")
+    assert 0 < result["decision_threshold"] < 1 and result["cv_score"] > 0.5
+    assert_valid(folder, tmp_path / "out")
+    regression = competitions.regression(tmp_path / "mae", n_rows=120)
+    assert run(regression, tmp_path / "out-mae", metric="mae")["metric"] == "mae"

@@ -23,5 +23,6 @@ def build_model(task):
         random_state=task.seed,
     )
     if task.type == "regression":
-        return HistGradientBoostingRegressor(**params)
+        loss = "absolute_error" if task.metric == "mae" else "squared_error"
+        return HistGradientBoostingRegressor(loss=loss, **params)
     return HistGradientBoostingClassifier(**params)
