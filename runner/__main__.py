@@ -35,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--metric", help=f"one of {', '.join(METRIC_NAMES)} (inferred when omitted)")
     parser.add_argument("--time-budget", type=float, default=300.0, help="seconds for the whole run (default 300)")
-    parser.add_argument("--codegen", choices=CODEGEN_MODES, default="auto", help="model bodies from (default auto)")
+    # checked by the pipeline (not argparse) so that a wrong value also leaves a failed result.json
+    parser.add_argument(
+        "--codegen", default="auto", help=f"{'|'.join(CODEGEN_MODES)}: model bodies from (default auto)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     llm = parser.add_argument_group("LLM codegen budgets (with --codegen llm|auto and an LLM configured)")
     llm.add_argument("--codegen-attempts", type=int, default=5, help="LLM answers asked for (default 5)")

@@ -109,7 +109,9 @@ def test_the_cli_rejects_an_unknown_codegen_in_one_line(tmp_path: Path):
         timeout=60,
         check=False,
     )
-    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "invalid choice: 'gpt'" in done.stderr
+    assert done.returncode == 2
+    assert done.stderr == "runner: unknown --codegen 'gpt': choose one of template, llm, auto\n"
+    assert json.loads((tmp_path / "o" / "result.json").read_text())["status"] == "failed"
 
 
 def test_when_every_template_fails_the_prior_still_gives_a_valid_submission(tmp_path: Path, monkeypatch):
