@@ -117,7 +117,7 @@ loadtest-short: install
 ## demo-runner: the runner CLI on the bundled example; prints where the submission and the CV score are
 demo-runner: install examples
 	$(PY) -m runner $(EXAMPLE) --out out/demo --time-budget 60
-	@echo "submission: out/demo/submission.csv   score and details: out/demo/result.json   log: out/demo/logs.txt"
+	@echo "score and details: out/demo/result.json   log: out/demo/logs.txt   model body: out/demo/gpt_code_trace.txt"
 
 ## bench-api: the API budgets — `import app` cold, POST /run median vs moto, `chalice package` zip size (README, api)
 .PHONY: bench-api
