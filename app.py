@@ -1,4 +1,4 @@
-"""kagent's Chalice app: the /run API, the step Lambdas of the state machine, and the reconciler.
+"""kagent's Chalice app: the /run API, the step Lambdas of the state machine, the reconciler and the sweeper.
 
 Each handler parses its input, calls one `chalicelib.service.Service` method and returns; the Service is built lazily
 from Settings (chalicelib.aws.service), so importing this module touches neither boto3 nor the network.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalice import Chalice, IAMAuthorizer, Response
+from chalice import Chalice, IAMAuthorizer, Rate, Response
 from chalice.app import Request
 
 from chalicelib import aws
@@ -25,6 +25,7 @@ EXECUTION_STATUS_CHANGE = {
     "detail-type": ["Step Functions Execution Status Change"],
     "detail": {"status": ["FAILED", "TIMED_OUT", "ABORTED"]},
 }
+SWEEP_EVERY_MINUTES = 5
 
 
 def _response(reply: Reply) -> Response:
@@ -102,3 +103,9 @@ def mark_failed(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.on_cw_event(EXECUTION_STATUS_CHANGE, name="reconcile")
 def reconcile(event: Any) -> dict[str, Any]:
     return aws.service().reconcile(event.detail)
+
+
+@app.schedule(Rate(SWEEP_EVERY_MINUTES, unit=Rate.MINUTES), name="sweep")
+def sweep(event: Any) -> dict[str, Any]:
+    """The safety net under the reconciler: no run stays in flight, or holds its slot, after its workflow ended."""
+    return aws.service().sweep()

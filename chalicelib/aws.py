@@ -164,6 +164,9 @@ def service() -> Any:
     def executor(run: Any, payload: dict[str, Any]) -> str:
         return orchestrator.choose_executor(current, lambda: client("stepfunctions"))(run, payload)
 
+    def describe(arn: str) -> Any:
+        return orchestrator.describe_execution(client("stepfunctions"), arn)
+
     return Service(
         settings=current,
         store=RunStore(runs_table()),
@@ -172,4 +175,6 @@ def service() -> Any:
         executor=executor,
         validator=validate_submission,
         plan_tools=plan_tools,
+        # Local executions are threads of `chalice local` that end through the executor's own reconcile call.
+        describe_execution=None if current.executor == "local" else describe,
     )

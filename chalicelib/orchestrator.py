@@ -81,6 +81,17 @@ def stepfunctions_executor(sfn_client: Any, state_machine_arn: str) -> Executor:
     return start
 
 
+# DescribeExecution's answer for an execution ARN ({"status", "error", "cause", ...}), or None when it does not exist.
+ExecutionDescriber = Callable[[str], "dict[str, Any] | None"]
+
+
+def describe_execution(sfn_client: Any, arn: str) -> dict[str, Any] | None:
+    try:
+        return dict(sfn_client.describe_execution(executionArn=arn))
+    except sfn_client.exceptions.ExecutionDoesNotExist:
+        return None
+
+
 def local_executor(settings: Settings) -> Executor:
     """The local stage's executor: `chalicelib.local_executor.start(run, execution_input, settings) -> str`."""
     try:

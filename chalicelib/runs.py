@@ -7,6 +7,10 @@ over-admit. A run item holds its slot while `slot_held` is present; the terminal
 decrements the counter in the same transaction, and `release_slot` does the same for a run that is already terminal —
 the `slot_held` condition makes the release happen exactly once whatever path gets there. Status changes only move
 forward (conditional updates); a duplicate is a no-op.
+
+While a run holds its slot it also carries `holding = "slot"`, written and removed together with `slot_held`: the key
+of the sparse index SLOT_INDEX (sort key `queued_at`), which therefore lists exactly the runs holding a slot, oldest
+first — at most KAGENT_MAX_RUNNING plus any leaked ones, however many runs the table keeps. The sweeper reads it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 SLOTS_KEY = "#slots"
+SLOT_INDEX = "runs-holding-slots"  # a sparse GSI: partition key HOLDING, sort key queued_at, keys only
+HOLDING = "holding"  # present (= HOLDING_SLOT) exactly while slot_held is
+HOLDING_SLOT = "slot"
 _RUN_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c1bd2-5d8e-4a4e-9d8e-6b6167656e74")
 _CONFLICT_RETRIES = 8
@@ -129,6 +136,10 @@ class Run:
     def created_at(self) -> str:
         return self.timestamps.get(Status.QUEUED.value, "")
 
+    def age_s(self, now: datetime) -> float | None:
+        """Seconds since admission, or None without a QUEUED timestamp."""
+        return (now - _parse_time(self.created_at)).total_seconds() if self.created_at else None
+
     def seconds_between(self, first: Status, last: Status) -> float | None:
         start, end = self.timestamps.get(first.value), self.timestamps.get(last.value)
         if not start or not end:
@@ -184,6 +195,29 @@ def _from_dynamo(value: Any) -> Any:
     return value
 
 
+def table_spec(name: str) -> dict[str, Any]:
+    """boto3 `create_table` arguments for the runs table, its sparse SLOT_INDEX included (what terraform/ creates;
+    the local stack and the tests create it from here)."""
+    return {
+        "TableName": name,
+        "KeySchema": [{"AttributeName": "run_id", "KeyType": "HASH"}],
+        "AttributeDefinitions": [
+            {"AttributeName": name_, "AttributeType": "S"} for name_ in ("run_id", HOLDING, "queued_at")
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": SLOT_INDEX,
+                "KeySchema": [
+                    {"AttributeName": HOLDING, "KeyType": "HASH"},
+                    {"AttributeName": "queued_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
 def is_run_id(text: str) -> bool:
     return bool(_RUN_ID.match(text))
 
@@ -217,6 +251,24 @@ class RunStore:
         item = self._table.get_item(Key={"run_id": run_id}, ConsistentRead=True).get("Item")
         return Run.from_item(item) if item else None
 
+    def holding_slots(self, limit: int) -> list[str]:
+        """Ids of runs holding a slot, oldest first, at most `limit` (from the sparse index: eventually consistent, so
+        callers read each run again before acting)."""
+        run_ids: list[str] = []
+        query: dict[str, Any] = {
+            "IndexName": SLOT_INDEX,
+            "KeyConditionExpression": "#h = :slot",
+            "ExpressionAttributeNames": {"#h": HOLDING},
+            "ExpressionAttributeValues": {":slot": HOLDING_SLOT},
+        }
+        while len(run_ids) < limit:
+            page = self._table.query(**query, Limit=limit - len(run_ids))
+            run_ids += [str(item["run_id"]) for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                break
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return run_ids[:limit]
+
     def in_flight(self) -> int:
         item = self._table.get_item(Key={"run_id": SLOTS_KEY}, ConsistentRead=True).get("Item") or {}
         return int(item.get("in_flight", 0))
@@ -238,6 +290,7 @@ class RunStore:
             "status": Status.QUEUED.value,
             Status.QUEUED.timestamp_attribute: now,
             "slot_held": True,
+            HOLDING: HOLDING_SLOT,
         }
         if idempotency_key is not None:
             item["idempotency_key"] = idempotency_key
@@ -305,7 +358,7 @@ class RunStore:
         if not status.is_terminal:
             return self._conditional_update(update)
         holding = dict(update)
-        holding["UpdateExpression"] += " REMOVE slot_held"
+        holding["UpdateExpression"] += f" REMOVE slot_held, {HOLDING}"
         holding["ConditionExpression"] = f"({update['ConditionExpression']}) AND attribute_exists(slot_held)"
         for attempt in range(_CONFLICT_RETRIES):
             try:
@@ -364,7 +417,7 @@ class RunStore:
         release = {
             "TableName": self._table.name,
             "Key": {"run_id": run_id},
-            "UpdateExpression": "REMOVE slot_held",
+            "UpdateExpression": f"REMOVE slot_held, {HOLDING}",
             "ConditionExpression": "attribute_exists(slot_held) AND #s IN (:t0, :t1)",
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {":t0": terminal[0], ":t1": terminal[1]},

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from chalicelib import orchestrator
@@ -26,12 +27,17 @@ from chalicelib.run_request import (
     parse_idempotency_key,
     parse_run_request,
 )
-from chalicelib.runs import AdmissionRefused, Run, RunStore, Status
+from chalicelib.runs import AdmissionRefused, Run, RunStore, Status, utc_now
 
 RETRY_AFTER_S = 60
 STATUS_LINK_EXPIRY_S = 900  # GET /runs/{id}: a short-lived link; the email's link lives KAGENT_PRESIGN_EXPIRY_S
 MAX_REASON_CHARS = 4000
 ENDED_BADLY = ("FAILED", "TIMED_OUT", "ABORTED")
+# The sweeper: a run without an execution is failed only this long after admission (POST /run starts it within the
+# API's 29 s, so a younger one may still be starting); each sweep looks at this many runs at most, oldest first.
+SWEEP_GRACE_S = 900
+SWEEP_LIMIT = 100
+NEVER_STARTED = "the workflow never started"
 
 
 def submission_key(run_id: str) -> str:
@@ -108,6 +114,9 @@ class Service:
     plan_tools: Callable[[], PlanTools] = PlanTools  # called by the Plan step only, so only it reads credentials
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    # DescribeExecution for the sweeper; None with the local executor (its runs end through its own reconcile call).
+    describe_execution: orchestrator.ExecutionDescriber | None = None
+    now: Callable[[], datetime] = utc_now
 
     # -- HTTP ------------------------------------------------------------------------------------------------------
 
@@ -138,7 +147,10 @@ class Service:
                 arn = orchestrator.start(run, self.settings, self.executor)
             except Exception as error:  # the workflow did not start: the run must not hold its slot
                 reason = f"could not start the run's workflow: {type(error).__name__}: {error}"[:MAX_REASON_CHARS]
-                self.store.fail(run.run_id, reason)
+                try:
+                    self.store.fail(run.run_id, reason)
+                except Exception as store_error:  # the sweeper fails it and frees the slot after SWEEP_GRACE_S
+                    log.warning("run %s: not marked FAILED (%s)", run.run_id, type(store_error).__name__)
                 return Reply(503, {"error": reason, "run_id": run.run_id}, {"Retry-After": str(RETRY_AFTER_S)})
             self._note_execution(run.run_id, arn)
         status_url = f"{base_url.rstrip('/')}/runs/{run.run_id}"
@@ -302,6 +314,59 @@ class Service:
         if self.store.get(run_id) is None:
             return {"ignored": True}
         return self.finish_failed(run_id, execution_end_reason(detail))
+
+    # -- the sweeper ---------------------------------------------------------------------------------------------------
+
+    def sweep(self, limit: int = SWEEP_LIMIT) -> dict[str, Any]:
+        """Every run still holding a slot: a terminal one gets its slot back; a live one whose execution ended (or
+        that never got one, past SWEEP_GRACE_S) takes the reconciler's path. Conditional writes make it safe against
+        every other path: a run another path finished meanwhile is left as that path left it."""
+        report: dict[str, Any] = {"checked": 0, "released": [], "failed": [], "errors": []}
+        for run_id in self.store.holding_slots(limit):
+            try:
+                outcome = self._sweep_run(run_id)
+            except Exception as error:  # one run's trouble (a throttled read) must not stop the others
+                report["errors"].append(f"{run_id}: {type(error).__name__}: {error}"[:300])
+                continue
+            report["checked"] += 1
+            if outcome:
+                report[outcome].append(run_id)
+        return report
+
+    def _sweep_run(self, run_id: str) -> str | None:
+        run = self.store.get(run_id)  # the index is eventually consistent: act on the run as it is now
+        if run is None or not run.slot_held:
+            return None
+        if run.status.is_terminal:
+            return "released" if self.store.release_slot(run_id) else None
+        reason = self._why_ended(run)
+        if reason is None:
+            return None
+        return "failed" if self.finish_failed(run_id, reason)["status"] == Status.FAILED.value else None
+
+    def _why_ended(self, run: Run) -> str | None:
+        """Why a live run's workflow is over, or None while it may still be running."""
+        age = run.age_s(self.now())
+        young = age is None or age < SWEEP_GRACE_S
+        arn = run.execution_arn
+        if self.describe_execution is None or not (arn or self.settings.state_machine_arn):
+            # Without DescribeExecution only a run that never started can be told: no execution and no step ran.
+            return NEVER_STARTED if not young and not arn and run.status is Status.QUEUED else None
+        # POST /run may have started the execution without recording its ARN: it is named by run_id.
+        named = orchestrator.execution_arn(self.settings.state_machine_arn, run.run_id)
+        execution = self.describe_execution(arn or named)
+        if execution is None:
+            if young:
+                return None
+            return f"{NEVER_STARTED} (its execution {arn} does not exist)" if arn else NEVER_STARTED
+        status = str(execution.get("status", ""))
+        if status == "RUNNING":
+            return None
+        if status == "SUCCEEDED":
+            return "the workflow ended (SUCCEEDED) without recording the run's outcome"
+        return execution_end_reason(
+            {"status": status, "error": execution.get("error"), "cause": execution.get("cause")}
+        )
 
 
 def _training_outcome(training: Any) -> tuple[int | None, str]:

@@ -96,12 +96,9 @@ def create_resources(endpoint: str) -> None:
         region_name=LOCAL_ENVIRONMENT["AWS_DEFAULT_REGION"],
     )
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
-    dynamodb.create_table(
-        TableName=LOCAL_ENVIRONMENT["KAGENT_RUNS_TABLE"],
-        KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    from chalicelib.runs import table_spec  # noqa: PLC0415
+
+    dynamodb.create_table(**table_spec(LOCAL_ENVIRONMENT["KAGENT_RUNS_TABLE"]))
     session.client("s3", endpoint_url=endpoint).create_bucket(Bucket=LOCAL_ENVIRONMENT["KAGENT_ARTIFACTS_BUCKET"])
     session.client("ses", endpoint_url=endpoint).verify_email_identity(
         EmailAddress=LOCAL_ENVIRONMENT["KAGENT_SES_SENDER"]

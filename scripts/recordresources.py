@@ -73,6 +73,7 @@ LAMBDA_FUNCTIONS: dict[str, dict[str, int]] = {
     "mark_succeeded": {"lambda_timeout": 60},
     "mark_failed": {"lambda_timeout": 60},
     "reconcile": {"lambda_timeout": 60},
+    "sweep": {"lambda_timeout": 300},  # up to SWEEP_LIMIT runs: a read, a DescribeExecution, maybe a failure email
 }
 
 REQUIRED_OUTPUTS = ("stage", "chalice_environment", "lambda_role_arn")

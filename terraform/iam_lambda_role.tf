@@ -1,5 +1,5 @@
 # The Chalice app's Lambda role, made here and handed to Chalice (manage_iam_role false, iam_role_arn in the
-# generated .chalice/config.json). Every function of the app (API handler, step Lambdas, reconciler) shares it.
+# generated .chalice/config.json). Every function of the app (API handler, step Lambdas, reconciler, sweeper) shares it.
 data "aws_iam_policy_document" "lambda_assume" {
   statement {
     actions = ["sts:AssumeRole"]
@@ -47,10 +47,22 @@ data "aws_iam_policy_document" "lambda" {
     resources = ["${aws_s3_bucket.artifacts.arn}/${local.cache_prefix}*"]
   }
   statement {
+    # The sweeper lists the runs holding a slot from the sparse index, never the whole table.
+    sid       = "FindRunsHoldingSlots"
+    actions   = ["dynamodb:Query"]
+    resources = ["${aws_dynamodb_table.runs.arn}/index/${local.runs_slot_index}"]
+  }
+  statement {
     # The reconciler needs nothing more: the EventBridge event carries the execution's status, error and cause.
     sid       = "StartRuns"
     actions   = ["states:StartExecution"]
     resources = [aws_sfn_state_machine.runs.arn]
+  }
+  statement {
+    # The sweeper asks whether a run's execution ended: executions of this state machine only.
+    sid       = "DescribeRunExecutions"
+    actions   = ["states:DescribeExecution"]
+    resources = ["arn:${local.partition}:states:${local.region}:${local.account_id}:execution:${local.state_machine_name}:*"]
   }
   statement {
     # The Plan step's Kaggle and OpenAI credentials: the runner's SecureString parameters, by ARN (KAGENT_SSM_PREFIX).

@@ -17,13 +17,15 @@ locals {
   step_function_arns = {
     for key, fn in local.step_functions : key => "arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${fn}"
   }
-  # Every function Chalice deploys for this app: the API handler ({app}-{stage}), the step functions, the reconciler.
+  # Every function Chalice deploys for this app: the API handler ({app}-{stage}), the step functions, the reconciler
+  # and the sweeper (Chalice creates the sweeper's schedule rule itself).
   all_lambda_names = concat(
-    [local.lambda_prefix, "${local.lambda_prefix}-reconcile"],
+    [local.lambda_prefix, "${local.lambda_prefix}-reconcile", "${local.lambda_prefix}-sweep"],
     values(local.step_functions),
   )
 
   runs_table_name       = "${local.name}-runs"
+  runs_slot_index       = "runs-holding-slots" # chalicelib/runs.py SLOT_INDEX; the wiring test keeps them equal
   artifacts_bucket_name = "${local.name}-artifacts-${local.account_id}"
   ecr_repository_name   = "${local.name}-runner"
   ecs_cluster_name      = local.name

@@ -1,5 +1,5 @@
 # The truth about every run: one item per run (partition key run_id) plus the slot counter item "#slots"
-# (chalicelib/runs.py). Runs are kept, not expired: the app writes no TTL attribute, so no TTL is configured.
+# (chalicelib/runs.py), and a sparse index of the runs holding a slot for the sweeper. Runs are kept, not expired: the app writes no TTL attribute, so no TTL is configured.
 resource "aws_dynamodb_table" "runs" {
   # checkov:skip=CKV_AWS_119: Encrypted at rest with the AWS-managed key aws/dynamodb; no customer-managed KMS key is created (cost and key-policy upkeep).
   name         = local.runs_table_name
@@ -9,6 +9,25 @@ resource "aws_dynamodb_table" "runs" {
   attribute {
     name = "run_id"
     type = "S"
+  }
+
+  attribute {
+    name = "holding"
+    type = "S"
+  }
+
+  attribute {
+    name = "queued_at"
+    type = "S"
+  }
+
+  # Sparse: only runs holding a slot carry `holding` (chalicelib/runs.py), so the sweeper's Query reads the few runs
+  # in flight, oldest first, instead of scanning every run ever kept.
+  global_secondary_index {
+    name            = local.runs_slot_index
+    hash_key        = "holding"
+    range_key       = "queued_at"
+    projection_type = "KEYS_ONLY"
   }
 
   point_in_time_recovery {

@@ -46,14 +46,9 @@ def _dynamodb_for(endpoint: str) -> Any:
 
 
 def create_runs_table(name: str = TABLE) -> Any:
-    dynamodb = _dynamodb()
-    table = dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return table
+    from chalicelib.runs import table_spec  # noqa: PLC0415
+
+    return _dynamodb().create_table(**table_spec(name))
 
 
 def create_bucket(name: str = BUCKET) -> None:

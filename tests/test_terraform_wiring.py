@@ -414,6 +414,47 @@ def test_the_reconciler_is_a_cloudwatch_event_handler_named_reconcile() -> None:
     assert app_lambdas().get("reconcile") == "on_cw_event", "app.py: no @app.on_cw_event function named reconcile"
 
 
+def test_the_sweeper_is_a_scheduled_function_named_sweep_with_a_deployed_timeout() -> None:
+    assert app_lambdas().get("sweep") == "schedule", "app.py: no @app.schedule function named sweep"
+    assert "sweep" in recordresources.LAMBDA_FUNCTIONS, "scripts/recordresources.py: no settings for the sweep function"
+
+
+def test_terraform_makes_the_sparse_slot_index_the_run_store_queries() -> None:
+    runs = importlib.import_module("chalicelib.runs")
+    table = tf_resource("aws_dynamodb_table", "runs")
+    [index] = table["global_secondary_index"]
+    assert unquote(tf_local("runs_slot_index")) == runs.SLOT_INDEX and index["name"] == "${local.runs_slot_index}"
+    assert (unquote(index["hash_key"]), unquote(index["range_key"])) == (runs.HOLDING, "queued_at")
+    assert unquote(index["projection_type"]) == "KEYS_ONLY"
+    types = {unquote(a["name"]): unquote(a["type"]) for a in table["attribute"]}
+    assert types == {"run_id": "S", runs.HOLDING: "S", "queued_at": "S"}
+    spec = runs.table_spec("t")  # what the local stack and the moto tests create
+    assert {a["AttributeName"]: a["AttributeType"] for a in spec["AttributeDefinitions"]} == types
+    [local_index] = spec["GlobalSecondaryIndexes"]
+    assert local_index["IndexName"] == runs.SLOT_INDEX
+    assert [k["AttributeName"] for k in local_index["KeySchema"]] == [runs.HOLDING, "queued_at"]
+
+
+def lambda_statement(sid: str) -> dict[str, Any]:
+    for statement in tf_data("aws_iam_policy_document", "lambda")["statement"]:
+        if unquote(statement.get("sid", "")) == sid:
+            return statement
+    raise AssertionError(f"terraform/iam_lambda_role.tf: no statement {sid}")
+
+
+def test_the_sweeper_may_query_only_the_slot_index_and_describe_only_this_state_machines_executions() -> None:
+    query = lambda_statement("FindRunsHoldingSlots")
+    assert [unquote(a) for a in query["actions"]] == ["dynamodb:Query"]
+    assert [unquote(r) for r in query["resources"]] == ["${aws_dynamodb_table.runs.arn}/index/${local.runs_slot_index}"]
+    describe = lambda_statement("DescribeRunExecutions")
+    assert [unquote(a) for a in describe["actions"]] == ["states:DescribeExecution"]
+    [resource] = [unquote(r) for r in describe["resources"]]
+    assert resource.endswith(":execution:${local.state_machine_name}:*")
+    assert unquote(tf_resource("aws_sfn_state_machine", "runs")["name"]) == "${local.state_machine_name}"
+    everywhere = [s for s in tf_data("aws_iam_policy_document", "lambda")["statement"] if s is not query]
+    assert not any("dynamodb:Query" in (unquote(a) for a in s["actions"]) for s in everywhere)
+
+
 def templatefile_value(key: str) -> str:
     expression = tf_local("state_machine_definition")
     match = re.search(rf"\b{key}\s*=\s*([^,}}]+)", expression)
