@@ -102,12 +102,12 @@ def plan_tools(fetch: Callable[[str, Any], Any] | None = None) -> Any:
     """The Plan step's LLM and Kaggle metadata (chalicelib.plan.PlanTools), from plan_secrets(); the values are
     handed over as arguments, never put into os.environ. `fetch(slug, auth)` defaults to kaggle_meta.fetch_meta."""
     from chalicelib import credentials  # noqa: PLC0415
-    from chalicelib.kaggle_meta import KaggleAuth, fetch_meta  # noqa: PLC0415
+    from chalicelib.kaggle_meta import KaggleCredentials, fetch_meta  # noqa: PLC0415
     from chalicelib.plan import PlanTools  # noqa: PLC0415
 
     found = plan_secrets()
     env = {name: os.environ.get(name, "") for name in credentials.ENVIRONMENT_NAMES} | dict(found.values)
-    auth = KaggleAuth.from_env(env)
+    auth = KaggleCredentials.from_env(env)
     fetch_ = fetch or fetch_meta
     return PlanTools(
         complete=plan_complete(env),

@@ -24,20 +24,27 @@ TIMEOUT_S = 8.0
 MAX_FILES = 50
 
 
+USERNAME_ENV = "KAGGLE_USERNAME"
+KEY_ENV = "KAGGLE_KEY"
+TOKEN_ENV = "KAGGLE_API_TOKEN"  # noqa: S105 (a variable name, not a secret)
+
+
 @dataclass(frozen=True)
-class KaggleAuth:
-    """Basic (username + key) or Bearer (API token) credentials. repr never shows them."""
+class KaggleCredentials:
+    """Basic (username + key) or Bearer (API token) credentials, read once. repr never shows them.
+
+    Shared by the Plan step (metadata over plain HTTP) and the runner (downloads through the `kaggle` package)."""
 
     username: str = field(default="", repr=False)
     key: str = field(default="", repr=False)
     api_token: str = field(default="", repr=False)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> KaggleAuth:
+    def from_env(cls, env: Mapping[str, str]) -> KaggleCredentials:
         return cls(
-            username=env.get("KAGGLE_USERNAME", "").strip(),
-            key=env.get("KAGGLE_KEY", "").strip(),
-            api_token=env.get("KAGGLE_API_TOKEN", "").strip(),
+            username=env.get(USERNAME_ENV, "").strip(),
+            key=env.get(KEY_ENV, "").strip(),
+            api_token=env.get(TOKEN_ENV, "").strip(),
         )
 
     @property
@@ -48,6 +55,12 @@ class KaggleAuth:
         if self.api_token:
             return f"Bearer {self.api_token}"
         return "Basic " + base64.b64encode(f"{self.username}:{self.key}".encode()).decode()
+
+    def config_values(self) -> dict[str, str]:
+        """What `KaggleApi.config_values` holds after authenticating: a token wins over a legacy key, as in the CLI."""
+        if self.api_token:
+            return {"token": self.api_token, "username": self.username}
+        return {"username": self.username, "key": self.key}
 
 
 @dataclass(frozen=True)
@@ -126,7 +139,9 @@ def _slug_of(ref: str) -> str:
     return ref.rstrip("/").rsplit("/", 1)[-1].lower()
 
 
-def fetch_meta(slug: str, auth: KaggleAuth, endpoint: str = KAGGLE_API, post: Post = http_post) -> CompetitionMeta:
+def fetch_meta(
+    slug: str, auth: KaggleCredentials, endpoint: str = KAGGLE_API, post: Post = http_post
+) -> CompetitionMeta:
     """Metadata for `slug`; raises PlanRefused when Kaggle says the run cannot succeed, KaggleUnavailable otherwise."""
     base = endpoint.rstrip("/") + f"/v1/{SERVICE}/"
     try:

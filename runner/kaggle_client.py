@@ -16,16 +16,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests  # the kaggle client's HTTP library; importing it has no side effects
 
-USERNAME_ENV = "KAGGLE_USERNAME"
-KEY_ENV = "KAGGLE_KEY"
-TOKEN_ENV = "KAGGLE_API_TOKEN"  # noqa: S105 (a variable name, not a secret)
+from chalicelib.kaggle_meta import KEY_ENV, TOKEN_ENV, USERNAME_ENV, KaggleCredentials
+
 CONFIG_DIR_ENV = "KAGGLE_CONFIG_DIR"
 _SECRET_ENV = (USERNAME_ENV, KEY_ENV, TOKEN_ENV)
 
@@ -40,33 +39,6 @@ class KaggleError(Exception):
         self.reason = reason
         self.status = status
         self.transient = transient
-
-
-@dataclass(frozen=True)
-class KaggleCredentials:
-    """Kaggle credentials, read once at start-up. repr never shows the secrets."""
-
-    username: str = field(default="", repr=False)
-    key: str = field(default="", repr=False)
-    api_token: str = field(default="", repr=False)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> KaggleCredentials:
-        return cls(
-            username=env.get(USERNAME_ENV, "").strip(),
-            key=env.get(KEY_ENV, "").strip(),
-            api_token=env.get(TOKEN_ENV, "").strip(),
-        )
-
-    @property
-    def present(self) -> bool:
-        return bool(self.api_token) or bool(self.username and self.key)
-
-    def config_values(self) -> dict[str, str]:
-        """What `KaggleApi.config_values` holds after authenticating: a token wins over a legacy key, as in the CLI."""
-        if self.api_token:
-            return {"token": self.api_token, "username": self.username}
-        return {"username": self.username, "key": self.key}
 
 
 @dataclass(frozen=True)

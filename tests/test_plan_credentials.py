@@ -18,7 +18,7 @@ from moto import mock_aws
 
 from chalicelib import aws
 from chalicelib.credentials import PlanSecrets, read_ssm_secrets
-from chalicelib.kaggle_meta import CompetitionMeta, KaggleAuth, PlanRefused
+from chalicelib.kaggle_meta import CompetitionMeta, KaggleCredentials, PlanRefused
 from chalicelib.run_request import RunRequest
 from chalicelib.runs import RunStore, Status
 from tests.fake_openai import FakeOpenAI, ok
@@ -40,10 +40,10 @@ class KaggleSeen:
     """A stand-in for kaggle_meta.fetch_meta that records the credentials it was given."""
 
     def __init__(self, refuse: bool = False) -> None:
-        self.auths: list[KaggleAuth] = []
+        self.auths: list[KaggleCredentials] = []
         self.refuse = refuse
 
-    def __call__(self, slug: str, auth: KaggleAuth) -> CompetitionMeta:
+    def __call__(self, slug: str, auth: KaggleCredentials) -> CompetitionMeta:
         self.auths.append(auth)
         if self.refuse:
             raise PlanRefused(f"accept the rules at https://www.kaggle.com/c/{slug}/rules, then retry")

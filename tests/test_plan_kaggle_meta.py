@@ -10,14 +10,14 @@ from typing import ClassVar
 import pytest
 
 from chalicelib.kaggle_meta import (
-    KaggleAuth,
+    KaggleCredentials,
     KaggleHttpError,
     KaggleUnavailable,
     PlanRefused,
     fetch_meta,
 )
 
-AUTH = KaggleAuth(username="alice", key="secret")
+AUTH = KaggleCredentials(username="alice", key="secret")
 
 
 def kaggle(competitions=None, files=None, error=None):
@@ -97,9 +97,9 @@ def test_an_unreachable_kaggle_means_no_metadata_not_a_failure():
 
 
 def test_credentials_come_from_the_kaggle_names_and_a_token_wins():
-    assert not KaggleAuth.from_env({}).present
-    assert KaggleAuth.from_env({"KAGGLE_USERNAME": "a", "KAGGLE_KEY": "b"}).present
-    token = KaggleAuth.from_env({"KAGGLE_API_TOKEN": "KGAT_x", "KAGGLE_USERNAME": "a", "KAGGLE_KEY": "b"})
+    assert not KaggleCredentials.from_env({}).present
+    assert KaggleCredentials.from_env({"KAGGLE_USERNAME": "a", "KAGGLE_KEY": "b"}).present
+    token = KaggleCredentials.from_env({"KAGGLE_API_TOKEN": "KGAT_x", "KAGGLE_USERNAME": "a", "KAGGLE_KEY": "b"})
     assert token.header() == "Bearer KGAT_x"
 
 
@@ -148,7 +148,7 @@ def test_the_stdlib_client_speaks_kaggles_json_api(kaggle_api, monkeypatch):
     meta = fetch_meta("titanic", AUTH, endpoint=kaggle_api)
     assert meta.title == "T" and meta.files == ("train.csv",)
     with pytest.raises(PlanRefused, match="401"):
-        fetch_meta("titanic", KaggleAuth(username="alice", key="wrong"), endpoint=kaggle_api)
+        fetch_meta("titanic", KaggleCredentials(username="alice", key="wrong"), endpoint=kaggle_api)
 
 
 def test_a_rules_refusal_over_http_fails_fast(kaggle_api, monkeypatch):
