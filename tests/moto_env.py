@@ -146,3 +146,26 @@ def reset_service() -> None:
     endpoints = [aws.client(name).meta.endpoint_url for name in ("s3", "ses", "stepfunctions", "ecs")]
     endpoints.append(aws.resource("dynamodb").meta.client.meta.endpoint_url)
     aws.reset(clients=not all(url.endswith(".amazonaws.com") for url in endpoints))
+
+
+@contextmanager
+def app_client(project_dir: Any, *, state_machine: bool = True, sender: bool = True) -> Iterator[Any]:
+    """The real Chalice app in `chalice.test.Client`, over moto resources as Terraform would create them.
+
+    Call inside `mock_aws()` after `service_environment(...)`; the service is reset before and after."""
+    from chalice.test import Client  # noqa: PLC0415
+
+    create_runs_table()
+    create_bucket()
+    if sender:
+        verify_sender()
+    if state_machine:
+        create_state_machine()
+    reset_service()
+    from app import app  # noqa: PLC0415
+
+    try:
+        with Client(app, project_dir=str(project_dir)) as client:
+            yield client
+    finally:
+        reset_service()

@@ -8,20 +8,16 @@ from urllib.parse import quote
 
 import pytest
 from chalice import IAMAuthorizer
-from chalice.test import Client
 from moto import mock_aws
 
 from chalicelib import aws
 from chalicelib.runs import RunStore, Status
 from tests.moto_env import (
     BUCKET,
+    app_client,
     cached_client,
-    create_bucket,
-    create_runs_table,
-    create_state_machine,
     reset_service,
     service_environment,
-    verify_sender,
 )
 
 pytestmark = [pytest.mark.aws, pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")]
@@ -33,17 +29,8 @@ EMAIL = "alice@example.com"
 @contextmanager
 def api_client(monkeypatch, project_dir):
     service_environment(monkeypatch)
-    with mock_aws():
-        create_runs_table()
-        create_bucket()
-        verify_sender()
-        create_state_machine()
-        reset_service()
-        from app import app  # noqa: PLC0415
-
-        with Client(app, project_dir=str(project_dir)) as test_client:
-            yield test_client
-    reset_service()
+    with mock_aws(), app_client(project_dir) as test_client:
+        yield test_client
 
 
 @pytest.fixture

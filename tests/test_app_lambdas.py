@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from chalice.test import Client
 from moto import mock_aws
 
 from chalicelib import aws
@@ -16,13 +15,11 @@ from chalicelib.runs import Run, RunStore, Status
 from tests.moto_env import (
     BUCKET,
     SENDER,
+    app_client,
     cached_client,
-    create_bucket,
-    create_runs_table,
     reset_service,
     sent_emails,
     service_environment,
-    verify_sender,
 )
 
 pytestmark = pytest.mark.aws
@@ -36,16 +33,8 @@ BAD = "PassengerId,Survival\n892,1\n893,yes\n"
 @pytest.fixture
 def client(monkeypatch, tmp_path):
     service_environment(monkeypatch, KAGENT_MAX_RUNNING="3")
-    with mock_aws():
-        create_runs_table()
-        create_bucket()
-        verify_sender()
-        reset_service()
-        from app import app  # noqa: PLC0415
-
-        with Client(app, project_dir=str(tmp_path)) as test_client:
-            yield test_client
-    reset_service()
+    with mock_aws(), app_client(tmp_path, state_machine=False) as test_client:
+        yield test_client
 
 
 @pytest.fixture

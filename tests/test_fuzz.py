@@ -13,7 +13,6 @@ import string
 from urllib.parse import quote
 
 import pytest
-from chalice.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
@@ -25,11 +24,8 @@ from chalicelib.run_request import parse_run_request
 from chalicelib.runs import SLOTS_KEY, RunStore
 from scripts import openapi
 from tests.moto_env import (
-    create_bucket,
-    create_runs_table,
-    create_state_machine,
+    app_client,
     service_environment,
-    verify_sender,
 )
 
 pytestmark = [pytest.mark.aws, pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")]
@@ -51,16 +47,8 @@ def client(tmp_path_factory):
     """One app and one moto backend for the module (building them takes seconds); tests compare before and after."""
     with pytest.MonkeyPatch.context() as monkeypatch, mock_aws():
         service_environment(monkeypatch, KAGENT_MAX_RUNNING=str(MAX_RUNNING))
-        create_runs_table()
-        create_bucket()
-        verify_sender()
-        create_state_machine()
-        aws.reset()
-        from app import app  # noqa: PLC0415
-
-        with Client(app, project_dir=str(tmp_path_factory.mktemp("app"))) as test_client:
+        with app_client(tmp_path_factory.mktemp("app")) as test_client:
             yield test_client
-    aws.reset()
 
 
 def declared_schema(template: str, method: str, status: int) -> dict:

@@ -22,7 +22,7 @@ from chalicelib.kaggle_meta import CompetitionMeta, KaggleCredentials, PlanRefus
 from chalicelib.run_request import RunRequest
 from chalicelib.runs import RunStore, Status
 from tests.fake_openai import FakeOpenAI, ok
-from tests.moto_env import cached_client, create_bucket, create_runs_table, reset_service, service_environment
+from tests.moto_env import app_client, cached_client, service_environment
 
 pytestmark = pytest.mark.aws
 
@@ -61,18 +61,9 @@ def stage(monkeypatch, tmp_path, llm, kaggle: KaggleSeen, **env: str) -> Iterato
     """The app against moto, the Plan step's Kaggle calls going to `kaggle`, its LLM to the fake server."""
     service_environment(monkeypatch, **env)
     monkeypatch.setenv("OPENAI_BASE_URL", llm.base_url)  # not a secret: where the (fake) OpenAI API is
-    with mock_aws():
-        create_runs_table()
-        create_bucket()
-        reset_service()
-        from app import app  # noqa: PLC0415
-
+    with mock_aws(), app_client(tmp_path, state_machine=False, sender=False) as client:
         aws.service().plan_tools = functools.partial(aws.plan_tools, fetch=kaggle)
-        try:
-            with Client(app, project_dir=str(tmp_path)) as client:
-                yield client
-        finally:
-            reset_service()
+        yield client
 
 
 @pytest.fixture
