@@ -28,12 +28,21 @@ from runner.errors import InputError, NotConfiguredError
 from runner.metrics import Metric, best_threshold, get_metric
 from runner.output import submission_rows, write_submission
 from runner.profile import LABEL, Profile, profile_competition, read_tables, target_groups
-from runner.scaffold import CandidateError, Evaluation, PreparedData, blend, evaluate, prepare
+from runner.scaffold import DEFAULT_FOLDS, CandidateError, Evaluation, PreparedData, blend, evaluate, prepare
 from runner.templates import TEMPLATES, load_template
 
 CODEGEN_MODES = ("template", "llm", "auto")
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 N_JOBS = 2
+# On large data (where the boosters win and the blends measured used only them), a template this far behind the
+# best one on the first fold (relative gap), whose other folds would take at least this share of the time left, is
+# not finished: its time goes to the models that can win. On smaller data a weaker model often helps the blend.
+GIVE_UP_MIN_ROWS = 10_000
+GIVE_UP_MARGIN = 0.02
+GIVE_UP_TIME_SHARE = 0.15
+# Selection and blending consider only candidates with at least this many folds (fewer when nothing has more):
+# a one-fold score is too noisy to beat five-fold ones.
+MIN_SELECTED_FOLDS = 2
 _FALLBACK_SOURCE = '''"""Fallback body: the training prior, used only if every template failed."""
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
@@ -365,7 +374,7 @@ def _evaluate_templates(
 ) -> tuple[list[Evaluation], dict[str, ModelBody]]:
     evaluations: list[Evaluation] = []
     bodies: dict[str, ModelBody] = {}
-    shares = {"linear": 0.25, "lightgbm_gbdt": 0.45, "kernel_svm": 0.35, "hist_gradient_boosting": 0.6}
+    shares = {"linear": 0.25, "lightgbm_gbdt": 0.6, "kernel_svm": 0.35, "hist_gradient_boosting": 0.6}
     for name in TEMPLATES:
         now = time.monotonic()
         if evaluations and now + _slowest_fit(evaluations) > deadline:
@@ -374,7 +383,7 @@ def _evaluate_templates(
         body = load_template(name)
         bodies[name] = body
         own_deadline = now + shares.get(name, 1.0) * max(1.0, deadline - now)
-        evaluation = _try_evaluate(body, data, own_deadline, log)
+        evaluation = _try_evaluate(body, data, own_deadline, log, _give_up_rule(evaluations, data, deadline))
         if evaluation is not None:
             evaluations.append(evaluation)
     if not evaluations:
@@ -393,15 +402,56 @@ def _slowest_fit(evaluations: list[Evaluation]) -> float:
     return max(1.0, *(e.elapsed / (e.n_folds + 1) for e in evaluations))
 
 
-def _try_evaluate(body: ModelBody, data: PreparedData, deadline: float, log: RunLog) -> Evaluation | None:
+def _give_up_rule(
+    evaluations: list[Evaluation], data: PreparedData, deadline: float
+) -> Callable[[float, float], bool] | None:
+    """Whether a template whose first fold scored `score` in `seconds` should stop: every template sees the same
+    folds (same seed and target), so first folds compare directly with the best one so far."""
+    metric = get_metric(data.task.metric)
+    firsts = [e.fold_scores[0] for e in evaluations if e.fold_scores and np.isfinite(e.fold_scores[0])]
+    if not firsts or data.task.n_rows < GIVE_UP_MIN_ROWS:
+        return None
+    leader = firsts[0]
+    for score in firsts[1:]:
+        if metric.better(score, leader):
+            leader = score
+
+    def give_up(score: float, seconds: float) -> bool:
+        costly = seconds * (DEFAULT_FOLDS - 1) >= GIVE_UP_TIME_SHARE * max(0.0, deadline - time.monotonic())
+        return costly and _clearly_behind(metric, score, leader)
+
+    return give_up
+
+
+def _clearly_behind(metric: Metric, score: float, leader: float) -> bool:
+    if not np.isfinite(score):
+        return True
+    gap = abs(score - leader) / max(abs(leader), 1e-12)
+    return metric.better(leader, score) and gap > GIVE_UP_MARGIN
+
+
+def _try_evaluate(
+    body: ModelBody,
+    data: PreparedData,
+    deadline: float,
+    log: RunLog,
+    give_up: Callable[[float, float], bool] | None = None,
+) -> Evaluation | None:
     try:
-        return evaluate(body, data, deadline, log=log)
+        return evaluate(body, data, deadline, log=log, give_up=give_up)
     except (CandidateError, ContractError) as exc:
         log(f"{body.name} failed: {exc}")
         return None
 
 
+def _well_measured(evaluations: list[Evaluation]) -> list[Evaluation]:
+    """The candidates with enough folds to compare (see MIN_SELECTED_FOLDS)."""
+    enough = min(MIN_SELECTED_FOLDS, max(e.n_folds for e in evaluations))
+    return [e for e in evaluations if e.n_folds >= enough]
+
+
 def _best(evaluations: list[Evaluation], metric: Metric) -> Evaluation:
+    evaluations = _well_measured(evaluations)
     best = evaluations[0]
     for evaluation in evaluations[1:]:
         tie = evaluation.cv_score == best.cv_score and evaluation.n_folds > best.n_folds
@@ -414,7 +464,7 @@ def _select(evaluations: list[Evaluation], metric: Metric, data: PreparedData, l
     best = _best(evaluations, metric)
     for evaluation in evaluations:
         log(f"{evaluation.name}: CV {metric.name}={evaluation.cv_score:.5f} ({evaluation.n_folds} folds)")
-    mixed = blend(evaluations, metric, data.y)
+    mixed = blend(_well_measured(evaluations), metric, data.y)
     if mixed is not None:
         log(f"{mixed.name}: CV {metric.name}={mixed.cv_score:.5f} beats every single model on shared folds")
         return mixed

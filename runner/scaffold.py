@@ -166,10 +166,15 @@ def evaluate(
     n_folds: int = DEFAULT_FOLDS,
     log: Log | None = None,
     clock: Callable[[], float] = time.monotonic,
+    give_up: Callable[[float, float], bool] | None = None,
 ) -> Evaluation:
     """K-fold CV of `body` (stopping early when the deadline nears), a final fit and test predictions.
 
-    `deadline` is a `clock()` time. Raises CandidateError (one line) if the body fails.
+    `deadline` is a `clock()` time. `give_up(first_fold_score, its_seconds)` may end the CV after the first fold (a
+    candidate clearly behind a better one is not worth its remaining folds). An estimator fitted on the first fold may
+    expose `reuse_params_` (constructor parameters it tuned, e.g. early-stopped boosting rounds): later folds and the
+    final fit are built with them (`set_params`), so they need not tune again. Each fit's `task.fit_seconds` is its
+    share of the time left. Raises CandidateError (one line) if the body fails.
     """
     say = log or (lambda _message: None)
     started = clock()
@@ -185,23 +190,31 @@ def evaluate(
     test_sum = np.zeros(_prediction_shape(len(X_test), task))
     fold_scores: list[float] = []
     fold_seconds: list[float] = []
+    reuse: dict[str, Any] = {}
     for index, (train_rows, valid_rows) in enumerate(folds):
         if fold_seconds and clock() + 2 * max(fold_seconds) > deadline:
             say(f"{body.name}: stopping after {index} of {len(folds)} folds to respect the time budget")
             break
         fold_start = clock()
-        model = _fit(body, task, X.iloc[train_rows], y_fit[train_rows])
+        fit_task = replace(task, fit_seconds=round(max(1.0, (deadline - fold_start) / (len(folds) + 1 - index)), 1))
+        model = _fit(body, fit_task, X.iloc[train_rows], y_fit[train_rows], reuse)
+        if index == 0:
+            reuse = _reusable_params(model)
         oof[valid_rows] = _predict(model, X.iloc[valid_rows], task, metric)
         test_sum += _predict(model, X_test, task, metric)
         fold_scores.append(metric.score(data.y[valid_rows], oof[valid_rows]))
         fold_seconds.append(clock() - fold_start)
         say(f"{body.name}: fold {index + 1}/{len(folds)} {metric.name}={fold_scores[-1]:.5f} ({fold_seconds[-1]:.1f}s)")
+        if index == 0 and give_up is not None and give_up(fold_scores[0], fold_seconds[0]):
+            say(f"{body.name}: clearly behind the best model after fold 1, not finishing its folds")
+            break
 
     done = np.isfinite(oof.reshape(len(oof), -1)).all(axis=1)
     cv_score = metric.score(data.y[done], oof[done])
     notes: list[str] = []
     if clock() + 1.5 * max(fold_seconds) <= deadline:
-        model = _fit(body, task, X, y_fit)
+        final_task = replace(task, fit_seconds=round(max(1.0, deadline - clock()), 1))
+        model = _fit(body, final_task, X, y_fit, reuse)
         test_predictions, source = _predict(model, X_test, task, metric), "final_fit"
     else:
         test_predictions, source = test_sum / len(fold_scores), "fold_average"
@@ -259,9 +272,11 @@ def _prediction_shape(n_rows: int, task: TaskSpec) -> tuple[int, ...]:
     return (n_rows, task.n_classes) if task.is_classification else (n_rows,)
 
 
-def _fit(body: ModelBody, task: TaskSpec, X: pd.DataFrame, y: np.ndarray) -> Any:
+def _fit(body: ModelBody, task: TaskSpec, X: pd.DataFrame, y: np.ndarray, reuse: dict[str, Any] | None = None) -> Any:
     model = build_estimator(body, task)
     try:
+        if reuse:
+            model.set_params(**reuse)
         with threadpool_limits(limits={"blas": 1, "openmp": task.n_jobs}):
             model.fit(X, y)
     except ContractError:
@@ -269,6 +284,11 @@ def _fit(body: ModelBody, task: TaskSpec, X: pd.DataFrame, y: np.ndarray) -> Any
     except Exception as exc:
         raise CandidateError(f"{body.name}: fit failed: {type(exc).__name__}: {_one_line(exc)}") from None
     return model
+
+
+def _reusable_params(model: Any) -> dict[str, Any]:
+    params = getattr(model, "reuse_params_", None)
+    return dict(params) if isinstance(params, dict) else {}
 
 
 def _predict(model: Any, X: pd.DataFrame, task: TaskSpec, metric: Metric) -> np.ndarray:

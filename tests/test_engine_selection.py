@@ -1,0 +1,107 @@
+"""Engine quality rules: weak templates stop after one fold, tuned parameters carry over to later folds, and
+one-fold scores never beat five-fold ones in selection."""
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from runner.contract import load_body_from_source
+from runner.metrics import get_metric
+from runner.pipeline import _best, _clearly_behind, _well_measured
+from runner.profile import Tables, profile_competition
+from runner.scaffold import Evaluation, PreparedData, evaluate, prepare
+from runner.templates import load_template
+
+RECORDING_BODY = """
+from sklearn.base import BaseEstimator
+from sklearn.dummy import DummyClassifier
+
+FITS = []
+
+
+class Tuning(BaseEstimator):
+    def __init__(self, rounds=None):
+        self.rounds = rounds
+
+    def fit(self, X, y):
+        FITS.append(self.rounds)
+        self.model_ = DummyClassifier(strategy="prior").fit(X, y)
+        self.classes_ = self.model_.classes_
+        if self.rounds is None:
+            self.reuse_params_ = {"rounds": 7}
+        return self
+
+    def predict(self, X):
+        return self.model_.predict(X)
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+
+def build_model(task):
+    return Tuning()
+"""
+
+
+def prepared(n: int = 120) -> PreparedData:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=n + 20)
+    frame = pd.DataFrame(
+        {"id": [f"r{i}" for i in range(n + 20)], "x": x, "y": np.where(x + rng.normal(size=n + 20) > 0, "a", "b")}
+    )
+    train, test = frame.iloc[:n], frame.iloc[n:].drop(columns=["y"]).reset_index(drop=True)
+    tables = Tables(train, test, pd.DataFrame({"id": test["id"], "y": "a"}))
+    data, _roles = prepare(tables, profile_competition(tables, "id", ["y"], "logloss"))
+    return data
+
+
+def evaluation(name: str, score: float, folds: int) -> Evaluation:
+    return Evaluation(name, "logloss", score, [score] * folds, np.full((4, 2), 0.5), np.full((2, 2), 0.5), 1.0, folds)
+
+
+def test_parameters_tuned_on_the_first_fold_are_reused_by_later_folds_and_the_final_fit():
+    body = load_body_from_source(RECORDING_BODY, "tuning")
+    evaluate(body, prepared(), deadline=float("inf"), n_folds=3)
+    assert body.build_model.__globals__["FITS"] == [None, 7, 7, 7]
+
+
+def test_a_template_given_up_after_its_first_fold_stops_there_and_says_why():
+    lines: list[str] = []
+    result = evaluate(
+        load_template("linear"), prepared(), float("inf"), n_folds=4, log=lines.append, give_up=lambda s, t: True
+    )
+    assert result.n_folds == 1 and result.oof_mask.sum() == 30
+    assert any("clearly behind" in line for line in lines)
+    assert result.test_predictions.shape == (20, 2)
+
+
+def test_the_large_data_lightgbm_template_offers_its_round_count_for_reuse():
+    data = prepared(400)
+    task = replace(data.task, n_rows=20000)
+    model = load_template("lightgbm_gbdt").build_model(task).fit(data.X, data.y)
+    assert model.reuse_params_["fixed_rounds"] >= 20
+    refit = load_template("lightgbm_gbdt").build_model(task).set_params(**model.reuse_params_).fit(data.X, data.y)
+    assert refit.rounds_ == model.reuse_params_["fixed_rounds"]
+
+
+@pytest.mark.parametrize(
+    ("metric", "score", "leader", "behind"),
+    [
+        ("logloss", 0.55, 0.50, True),
+        ("logloss", 0.505, 0.50, False),
+        ("logloss", 0.45, 0.50, False),
+        ("accuracy", 0.90, 0.96, True),
+        ("accuracy", 0.955, 0.96, False),
+        ("rmse", float("nan"), 1.0, True),
+    ],
+)
+def test_clearly_behind_is_a_relative_gap_in_the_metrics_own_direction(metric, score, leader, behind):
+    assert _clearly_behind(get_metric(metric), score, leader) is behind
+
+
+def test_a_one_fold_score_never_beats_five_fold_scores():
+    five, one = evaluation("five", 0.50, 5), evaluation("one", 0.40, 1)
+    assert _best([five, one], get_metric("logloss")).name == "five"
+    assert [e.name for e in _well_measured([one])] == ["one"]  # nothing better measured: it still counts
