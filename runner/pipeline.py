@@ -374,7 +374,7 @@ def _evaluate_templates(
 ) -> tuple[list[Evaluation], dict[str, ModelBody]]:
     evaluations: list[Evaluation] = []
     bodies: dict[str, ModelBody] = {}
-    shares = {"linear": 0.25, "lightgbm_gbdt": 0.6, "kernel_svm": 0.35, "hist_gradient_boosting": 0.6}
+    shares = {"linear": 0.25, "lightgbm_gbdt": 0.6, "mlp": 0.5, "kernel_svm": 0.35, "hist_gradient_boosting": 0.6}
     for name in TEMPLATES:
         now = time.monotonic()
         if evaluations and now + _slowest_fit(evaluations) > deadline:

@@ -1,7 +1,8 @@
 """Template model bodies: plain modules that follow runner.contract, the offline default and the LLM's fallback.
 
 Each file is loaded from its source text (so the code trace shows exactly what ran). `TEMPLATES` lists them in the
-order the pipeline tries them: the quick linear model first (a baseline in seconds), then gradient boosting.
+order the pipeline tries them: the quick linear model first (a baseline in seconds), then gradient boosting, then
+the models that differ from it most (a neural net, kernels, a second booster, randomised trees).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from importlib import resources
 
 from runner.contract import ModelBody, load_body_from_source
 
-TEMPLATES = ("linear", "lightgbm_gbdt", "kernel_svm", "hist_gradient_boosting", "extra_trees")
+TEMPLATES = ("linear", "lightgbm_gbdt", "mlp", "kernel_svm", "hist_gradient_boosting", "extra_trees")
 
 
 def template_source(name: str) -> str:
