@@ -1,10 +1,36 @@
 """Template model body: scikit-learn's HistGradientBoosting with native categoricals and early stopping.
 
 A second gradient-boosting implementation with different binning and regularisation: a useful blend partner for
-LightGBM and a fallback that needs nothing beyond scikit-learn.
+LightGBM and a fallback that needs nothing beyond scikit-learn. It grows its trees in warm-started chunks and stops
+when early stopping does or when its share of the time budget (1.5x the fit's share) is spent, so one fit on large
+multiclass data cannot overrun the run's deadline.
 """
 
+import time
+
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+CHUNK = 50  # trees per warm-started step
+
+
+def _timed(base, seconds):
+    """`base` (a HistGradientBoosting class) that stops adding trees once `seconds` have passed."""
+
+    def fit(self, X, y, sample_weight=None):
+        stop_at = time.monotonic() + seconds
+        target = self.max_iter
+        self.warm_start = True
+        self.max_iter = min(CHUNK, target)
+        while True:
+            base.fit(self, X, y, sample_weight=sample_weight)
+            stopped_early = self.n_iter_ < self.max_iter
+            if stopped_early or self.max_iter >= target or time.monotonic() > stop_at:
+                break
+            self.max_iter = min(self.max_iter + CHUNK, target)
+        self.max_iter, self.warm_start = target, False
+        return self
+
+    return type("TimedHistGradientBoosting", (base,), {"fit": fit})
 
 
 def build_model(task):
@@ -22,7 +48,8 @@ def build_model(task):
         categorical_features="from_dtype",
         random_state=task.seed,
     )
+    seconds = max(1.0, 1.5 * task.fit_seconds)
     if task.type == "regression":
         loss = "absolute_error" if task.metric == "mae" else "squared_error"
-        return HistGradientBoostingRegressor(loss=loss, **params)
-    return HistGradientBoostingClassifier(**params)
+        return _timed(HistGradientBoostingRegressor, seconds)(loss=loss, **params)
+    return _timed(HistGradientBoostingClassifier, seconds)(**params)
