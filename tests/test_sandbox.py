@@ -48,7 +48,7 @@ CANARIES = {
     "KAGGLE_USERNAME": "canary-kaggle-user-91bd",
     "KAGGLE_KEY": "canary-kaggle-key-55e1",
     "KAGGLE_API_TOKEN": "canary-kaggle-token-c0de",
-    "AWS_ACCESS_KEY_ID": "AKIACANARY0000000001",
+    "AWS_ACCESS_KEY_ID": "canary-aws-access-key-id-0001",
     "AWS_SECRET_ACCESS_KEY": "canary-aws-secret-e9e9",
     "AWS_SESSION_TOKEN": "canary-aws-session-4b4b",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/canary-uri-2a2a",
