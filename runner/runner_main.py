@@ -249,8 +249,8 @@ class TaskRunner:
         run_id = self.task.run_id
         try:
             self.store.record(run_id, **attrs)
-            if outcome.reason is not None:
-                self.store.fail(run_id, outcome.reason)
+            if outcome.reason is not None:  # the slot goes back with MarkFailed: this role may not touch "#slots"
+                self.store.fail_keeping_slot(run_id, outcome.reason)
         except Exception as error:  # DynamoDB unreachable: the exit code and the logs still tell the state machine
             self.log.error(f"could not record the outcome on the run: {type(error).__name__}: {error}")
             if outcome.exit_code == EXIT_OK:
