@@ -206,6 +206,8 @@ class TaskRunner:
         files = locate_competition(fetched.path, self.workdir / "unpacked")
         outcome.sample = files.sample
         self.log(f"competition files: train={files.train.name} test={files.test.name} sample={files.sample.name}")
+        for note in files.notes:  # e.g. a Latin-1 table converted to UTF-8
+            self.log(note, level="warning")
         self.phase = "training"
         request = engine_request(run, files, self.task.settings.run_time_budget_s)
         result = self.engine(files, self.out, request, self.log)
