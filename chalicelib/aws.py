@@ -168,6 +168,11 @@ def service() -> Any:
         return orchestrator.describe_execution(client("stepfunctions"), arn)
 
     def stop(arn: str) -> None:
+        if current.executor == "local":  # executions are threads of this process; the id ends with the run id
+            from chalicelib import local_executor  # noqa: PLC0415
+
+            local_executor.stop(arn.rpartition(":")[2])
+            return
         orchestrator.stop_execution(client("stepfunctions"), arn, CANCELLED)
 
     def verified(email: str) -> bool:
@@ -184,5 +189,5 @@ def service() -> Any:
         # Local executions are threads of `chalice local` that end through the executor's own reconcile call.
         describe_execution=None if current.executor == "local" else describe,
         recipient_verified=verified if current.ses_sandbox else None,
-        stop_execution=None if current.executor == "local" else stop,
+        stop_execution=stop,
     )

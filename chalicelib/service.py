@@ -137,7 +137,7 @@ class Service:
     now: Callable[[], datetime] = utc_now
     # SES: whether an address is a verified identity (asked only when KAGENT_SES_SANDBOX is true).
     recipient_verified: VerifiedCheck | None = None
-    # StopExecution for DELETE /runs/{id}; None with the local executor (its next step sees the run ended).
+    # StopExecution for DELETE /runs/{id} (the local executor's stop with KAGENT_EXECUTOR=local).
     stop_execution: orchestrator.ExecutionStopper | None = None
 
     # -- HTTP ------------------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ own key with another request; mails an address nobody allowed; starts more runs 
 from __future__ import annotations
 
 import json
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -335,3 +337,30 @@ def test_cancel_through_the_test_client_routes(client):
     run_id = response.json_body["run_id"]
     assert client.http.delete(f"/runs/{run_id}").status_code == 202
     assert client.http.get("/runs").json_body["runs"][0]["status"] == "FAILED"
+
+
+def test_in_the_local_stage_cancel_stops_the_runner_task_as_ecs_would():
+    from chalicelib import local_executor as lx  # noqa: PLC0415
+
+    parameters = {
+        "Overrides": {"ContainerOverrides": [{"Name": "runner", "Environment": [{"Name": "RUN_ID", "Value": "r-x"}]}]}
+    }
+    ended: dict[str, Any] = {}
+
+    def task() -> None:
+        command = (sys.executable, "-c", "import time; time.sleep(60)")
+        try:
+            lx.run_runner(parameters, 60, base_env={}, command=command)
+        except lx.StatesError as error:
+            ended["error"] = error
+
+    thread = threading.Thread(target=task)
+    started = time.monotonic()
+    thread.start()
+    while not lx.stop("r-x"):  # the task registers itself as soon as its process exists
+        assert time.monotonic() - started < 10, "the runner task never registered"
+        time.sleep(0.05)
+    thread.join(10)
+    assert not thread.is_alive() and time.monotonic() - started < 10
+    assert ended["error"].error == "States.TaskFailed" and '"ExitCode": -15' in ended["error"].cause
+    assert lx.stop("r-x") is False  # over: nothing left to stop
