@@ -206,6 +206,8 @@ class TaskRunner:
         files = locate_competition(fetched.path, self.workdir / "unpacked")
         outcome.sample = files.sample
         self.log(f"competition files: train={files.train.name} test={files.test.name} sample={files.sample.name}")
+        for note in files.notes:  # e.g. a Latin-1 table converted to UTF-8
+            self.log(note, level="warning")
         self.phase = "training"
         request = engine_request(run, files, self.task.settings.run_time_budget_s)
         result = self.engine(files, self.out, request, self.log)
@@ -249,8 +251,8 @@ class TaskRunner:
         run_id = self.task.run_id
         try:
             self.store.record(run_id, **attrs)
-            if outcome.reason is not None:
-                self.store.fail(run_id, outcome.reason)
+            if outcome.reason is not None:  # the slot goes back with MarkFailed: this role may not touch "#slots"
+                self.store.fail_keeping_slot(run_id, outcome.reason)
         except Exception as error:  # DynamoDB unreachable: the exit code and the logs still tell the state machine
             self.log.error(f"could not record the outcome on the run: {type(error).__name__}: {error}")
             if outcome.exit_code == EXIT_OK:
