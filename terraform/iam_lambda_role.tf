@@ -17,7 +17,7 @@ resource "aws_iam_role" "lambda" {
 
 data "aws_iam_policy_document" "lambda" {
   statement {
-    # Log groups are created by Terraform (lambda_logs.tf) with retention, so no logs:CreateLogGroup here.
+    # Log groups are created by Terraform (aws_cloudwatch_log_group.lambda, below) with retention: no logs:CreateLogGroup.
     sid       = "WriteFunctionLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = [for group in aws_cloudwatch_log_group.lambda : "${group.arn}:log-stream:*"]
