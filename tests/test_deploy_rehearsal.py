@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -352,3 +353,57 @@ def test_the_rehearsal_fails_when_terraform_and_chalice_disagree_on_a_lambda_nam
         r"lambda name: the state machine invokes \S+:function:kagentx-dev-plan, which does not exist", done.stderr
     )
     assert "deploy-rehearsal: FAILED" in done.stderr
+
+
+# --- recordresources.py refuses a region Chalice would not deploy to -----------------------------------------------
+
+
+def outputs_json(region: str) -> str:
+    return json.dumps(
+        {
+            "stage": {"value": STAGE},
+            "region": {"value": region},
+            "chalice_environment": {"value": {"KAGENT_STAGE": STAGE}},
+            "lambda_role_arn": {"value": f"arn:aws:iam::{ACCOUNT}:role/kagent-dev-lambda"},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "code", "message"),
+    [
+        ({"AWS_DEFAULT_REGION": REGION}, 0, ""),
+        (
+            {"AWS_DEFAULT_REGION": "us-east-1"},
+            2,
+            f"chalice deploy would use region us-east-1 but Terraform made stage 'dev' in {REGION}: "
+            f"export AWS_DEFAULT_REGION={REGION}",
+        ),
+        (
+            {"AWS_REGION": REGION},
+            2,
+            f"no region for chalice deploy: export AWS_DEFAULT_REGION={REGION} (botocore does not read AWS_REGION)",
+        ),
+    ],
+)
+def test_recordresources_refuses_a_region_chalice_would_not_deploy_to(
+    tmp_path: Path, env: dict[str, str], code: int, message: str
+) -> None:
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(outputs_json(REGION))
+    config = tmp_path / "config.json"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    done = subprocess.run(
+        [sys.executable, "scripts/recordresources.py", "--outputs", str(outputs), "--config", str(config)],
+        cwd=REPO,
+        env={**clean, "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr
+    if code:
+        assert done.stderr.strip().splitlines() == [f"recordresources: {message}"]
+        assert not config.exists(), "a refused region must not write the config"
+    else:
+        assert json.loads(config.read_text())["stages"][STAGE]["iam_role_arn"].endswith("role/kagent-dev-lambda")
