@@ -1,4 +1,4 @@
-"""Four small additions to moto's server so that `terraform apply` and `chalice deploy` run against it unchanged.
+"""Three small additions to moto's server so that `terraform apply` and `chalice deploy` run against it unchanged.
 
 `make deploy-rehearsal` (scripts/deploy_rehearsal.py) applies them before it starts the emulator. Each one answers a
 call that moto 5.2 lacks or refuses, from moto's own records, and changes nothing else:
@@ -11,7 +11,7 @@ call that moto 5.2 lacks or refuses, from moto's own records, and changes nothin
    `openapi` 3 form and needs `info.description`. The document is relabelled (`swagger` -> `openapi: 3.0.1`) and an
    absent description becomes "". moto keeps the paths and methods; the IAM authorizer is dropped (moto has no
    SigV4 check), so the rehearsal cannot test authorization: scripts/smoke.py does that on a real stage.
-4. Nothing is patched for real AWS: the functions touch moto classes only and are applied in the emulator's process.
+Nothing is patched for real AWS: the functions touch moto classes only and are applied in the emulator's process.
 """
 
 from __future__ import annotations
