@@ -53,6 +53,8 @@ ACCOUNT = "123456789012"  # moto's
 STEP_TIMEOUT_S = 600
 # The emulator wiring, the only file the rehearsal adds to the copy: moto serves buckets by path, not by host name.
 OVERRIDE_TF = 'provider "aws" {\n  s3_use_path_style = true\n}\n'
+# What a user's own deploys leave in the working tree: the copy starts as a fresh clone would.
+NOT_COPIED = (".chalice/deployed/", ".chalice/deployments/", "terraform/.terraform/")
 # Ways to break the copy on purpose (tests/test_deploy_rehearsal.py): the rehearsal must then fail.
 BREAKS: dict[str, str] = {
     "lambda-name": "Terraform names the step Lambdas after another app than the one Chalice deploys",
@@ -370,7 +372,8 @@ def project_files(repo: Path) -> list[str]:
     )
     if done.returncode != 0:
         raise RehearsalError(f"git ls-files failed in {repo}: the rehearsal copies a git working tree")
-    return [name for name in done.stdout.decode().split("\0") if name and (repo / name).is_file()]
+    names = done.stdout.decode().split("\0")
+    return [name for name in names if name and (repo / name).is_file() and not name.startswith(NOT_COPIED)]
 
 
 def make_copy(repo: Path, into: Path) -> Path:

@@ -407,3 +407,16 @@ def test_recordresources_refuses_a_region_chalice_would_not_deploy_to(
         assert not config.exists(), "a refused region must not write the config"
     else:
         assert json.loads(config.read_text())["stages"][STAGE]["iam_role_arn"].endswith("role/kagent-dev-lambda")
+
+
+def test_the_copy_leaves_out_what_a_users_own_deploy_left(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".chalice" / "deployed").mkdir(parents=True)
+    (repo / "terraform").mkdir()
+    (repo / ".chalice" / "deployed" / "dev.json").write_text("{}")
+    (repo / ".chalice" / "config.json").write_text("{}")
+    (repo / "terraform" / "main.tf").write_text("")
+    (repo / ".gitignore").write_text("terraform/*.tfstate\n")
+    (repo / "terraform" / "terraform.tfstate").write_text("{}")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    assert sorted(rehearsal.project_files(repo)) == [".chalice/config.json", ".gitignore", "terraform/main.tf"]
