@@ -167,6 +167,30 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
+def chalice_region() -> str | None:
+    """The region `chalice deploy` will use: botocore's (AWS_DEFAULT_REGION or the profile; it ignores AWS_REGION)."""
+    import botocore.session  # noqa: PLC0415 - only a deployed stage needs it
+
+    region = botocore.session.Session().get_config_variable("region")
+    return region if isinstance(region, str) and region else None
+
+
+def check_region(values: Mapping[str, Any], deploy_region: str | None) -> None:
+    """Chalice must deploy the Lambdas where Terraform made the state machine that names them."""
+    region = values.get("region")
+    if not isinstance(region, str) or not region:
+        return  # outputs from before the `region` output existed
+    if deploy_region is None:
+        raise RecordError(
+            f"no region for chalice deploy: export AWS_DEFAULT_REGION={region} (botocore does not read AWS_REGION)"
+        )
+    if deploy_region != region:
+        raise RecordError(
+            f"chalice deploy would use region {deploy_region} but Terraform made stage {values.get('stage')!r} in "
+            f"{region}: export AWS_DEFAULT_REGION={region}"
+        )
+
+
 def build_config(
     existing: Mapping[str, Any] | None, outputs: Mapping[str, Any] | None, forget: str | None = None
 ) -> dict[str, Any]:
@@ -252,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config_path = Path(args.config)
     try:
-        config = build_config(read_existing(config_path), load_outputs(args), forget=args.forget)
+        outputs = load_outputs(args)
+        if outputs is not None:
+            check_region(output_values(outputs), chalice_region())
+        config = build_config(read_existing(config_path), outputs, forget=args.forget)
     except RecordError as exc:
         print(f"recordresources: {exc}", file=sys.stderr)
         return 2

@@ -68,10 +68,17 @@ resource "aws_ecs_task_definition" "runner" {
         options = {
           awslogs-group         = aws_cloudwatch_log_group.runner.name
           awslogs-region        = local.region
-          awslogs-stream-prefix = var.stage
+          awslogs-stream-prefix = local.runner_log_prefix
         }
       }
       stopTimeout = 30
     }
   ])
+
+  lifecycle {
+    precondition {
+      condition     = var.track_latest != (var.runner_image_tag != "")
+      error_message = "Name the runner image one way: runner_image_tag = \"<commit>\", or track_latest = true with no tag."
+    }
+  }
 }
