@@ -479,6 +479,7 @@ README_COMMANDS = {
     "ecr": "ECR=$(terraform -chdir=terraform output -raw ecr_repository_url)",
     "record": ".venv/bin/python scripts/recordresources.py",
     "deploy": ".venv/bin/chalice deploy --stage $STAGE",
+    "throttle": ".venv/bin/python scripts/api_throttling.py --stage $STAGE",
     "delete": ".venv/bin/chalice delete --stage $STAGE",
     "empty": f"terraform -chdir=terraform apply {TF_VARS} -var allow_destroy_with_data=true",
     "destroy": f"terraform -chdir=terraform destroy {TF_VARS} -var allow_destroy_with_data=true",
@@ -528,6 +529,7 @@ def rehearse(stage: str, region: str, workdir: Path, broken: str | None, log: Ca
         push_image(client("ecr"), repository, tag)
         run.sh(README_COMMANDS["record"], "recordresources.py")
         run.sh(README_COMMANDS["deploy"], "chalice deploy")
+        run.sh(README_COMMANDS["throttle"], "api_throttling.py")
         deployment = read_deployment(copy, stage, tf_env)
         problems = check_wiring(deployment, client)
         if problems:

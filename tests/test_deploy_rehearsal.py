@@ -358,6 +358,9 @@ def test_the_rehearsal_fails_when_terraform_and_chalice_disagree_on_a_lambda_nam
 # --- recordresources.py refuses a region Chalice would not deploy to -----------------------------------------------
 
 
+LAMBDA_ROLE_NAMES = ["api_handler", "plan", "validate_output", "mark_succeeded", "mark_failed", "reconcile", "sweep"]
+
+
 def outputs_json(region: str) -> str:
     return json.dumps(
         {
@@ -365,6 +368,13 @@ def outputs_json(region: str) -> str:
             "region": {"value": region},
             "chalice_environment": {"value": {"KAGENT_STAGE": STAGE}},
             "lambda_role_arn": {"value": f"arn:aws:iam::{ACCOUNT}:role/kagent-dev-lambda"},
+            "chalice_access_environment": {"value": {"KAGENT_ALLOWED_RECIPIENTS": "example.com"}},
+            "lambda_function_role_arns": {
+                "value": {name: f"arn:aws:iam::{ACCOUNT}:role/kagent-dev-{name}" for name in LAMBDA_ROLE_NAMES}
+            },
+            "api_limits": {
+                "value": {"throttling_rate_limit": 100, "throttling_burst_limit": 200, "reserved_concurrency": 20}
+            },
         }
     )
 
