@@ -63,8 +63,8 @@ class Progress:
     """The run's progress, updated by events; every change goes to the sinks as a fresh snapshot.
 
     Events (the pipeline's vocabulary): `phase` (phase=...), `candidate` (index, total, name: training starts),
-    `scored` (name, cv_score, metric, higher_is_better). Other events (`prepared`, `chosen`: for the report) are
-    ignored here.
+    `scored` (name, cv_score, metric, higher_is_better), `chosen` (chosen: the selected evaluation, maybe a blend).
+    Other events (`prepared`: for the report) are ignored here.
     """
 
     def __init__(
@@ -141,6 +141,15 @@ class Progress:
             self._best = score
             self._state.update(best_cv=round_score(score), best_model=str(name))
         return better
+
+    def _on_chosen(self, chosen: Any, **_: Any) -> bool:
+        """The selection (a single model or a blend) is what the run delivers: its score is the one to show."""
+        score = _finite(getattr(chosen, "cv_score", None))
+        if score is None:
+            return False
+        self._best = score
+        self._state.update(best_cv=round_score(score), best_model=str(getattr(chosen, "name", "?")))
+        return True
 
     # -- reading -----------------------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import io
 import json
 import math
 import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,7 +145,7 @@ def run_cost(result: Mapping[str, Any], *, seconds: float, task: FargateTask | N
         )
         total = None if total is None else total + compute
     cost["total_usd"] = round(total, 4) if total is not None else None
-    return cost
+    return {name: value for name, value in cost.items() if value is not None}  # the run item stores no nulls
 
 
 # -- feature importance ------------------------------------------------------------------------------------------
@@ -525,7 +526,7 @@ def _write_report(
         "slug": slug or "",
         "url": url or (f"https://www.kaggle.com/competitions/{slug}" if slug else ""),
         "run_id": run_id,
-        "result": result,
+        "result": defaultdict(lambda: None, result),  # a field the run did not record reads as none
         "status": result.get("status"),
         "metric": metric,
         "direction": direction,
