@@ -508,6 +508,10 @@ def _write_report(
     higher = METRICS[metric].higher_is_better if metric in METRICS else True
     direction = "higher is better" if higher else "lower is better"
     rows = leaderboard(result, collector, higher)
+    # the email (built on the Lambda side, which has no metric table) shows the leaderboard as ranked here
+    result["leaderboard"] = [{k: v for k, v in row.items() if k != "fold_scores"} for row in rows]
+    result["metric_direction"] = direction
+    result_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     record = next((r for r in (collector.targets if collector else []) if r.chosen is not None), None)
     chart = cv_chart(rows, metric, direction) if rows else None
     importance: Importance | None = None
