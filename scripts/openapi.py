@@ -22,14 +22,23 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from chalicelib.run_request import MAX_EMAIL_LENGTH, MAX_IDEMPOTENCY_KEY, MAX_URL_LENGTH  # noqa: E402
+from chalicelib.run_request import (  # noqa: E402
+    MAX_EMAIL_LENGTH,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_URL_LENGTH,
+    SUBMIT_FALSE,
+    SUBMIT_TRUE,
+)
+from chalicelib.run_view import ARTIFACT_LINKS  # noqa: E402
 from chalicelib.runs import Status  # noqa: E402
 from chalicelib.service import RETRY_AFTER_S, STATUS_LINK_EXPIRY_S  # noqa: E402
+from runner.kaggle_client import FAILED, REFUSED, SCORED, SCORING_ERROR, SUBMITTED  # noqa: E402
+from runner.progress import PHASES  # noqa: E402
 
 SPEC_PATH = REPO / "openapi.json"
 PLACEHOLDER_LAMBDA = "arn:aws:lambda:us-east-1:123456789012:function:kagent-api_handler"
 RUN_ID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-FIELD_NAMES = ["url", "email", "Idempotency-Key"]
+FIELD_NAMES = ["url", "email", "submit", "Idempotency-Key"]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -64,6 +73,14 @@ EMAIL_PARAM = {
     "description": "where the result (a link to submission.csv, or the reason it failed) is emailed",
     "example": "me@example.com",
 }
+SUBMIT_PARAM = {
+    "type": "boolean",
+    "default": False,
+    "description": "send submission.csv to Kaggle once validated (with the official client; the public score is "
+    "polled for a bounded time); as a query parameter: true/false, 1/0 or yes/no. A refusal (daily limit, "
+    "rules) is a reason in kaggle_submission, never a failed run",
+}
+SUBMIT_QUERY = {**SUBMIT_PARAM, "type": "string", "enum": list(SUBMIT_TRUE + SUBMIT_FALSE), "default": "false"}
 UNSUPPORTED_MEDIA = _json("FrameworkError", "the Content-Type is not one the route accepts (Chalice answers)")
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
@@ -76,6 +93,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": [
             {"name": "url", "in": "query", "required": False, "schema": URL_PARAM},
             {"name": "email", "in": "query", "required": False, "schema": EMAIL_PARAM},
+            {"name": "submit", "in": "query", "required": False, "schema": SUBMIT_QUERY},
             {
                 "name": "Idempotency-Key",
                 "in": "header",
@@ -116,7 +134,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
 SCHEMAS: dict[str, Any] = {
     "RunFields": {
         "type": "object",
-        "properties": {"url": URL_PARAM, "email": EMAIL_PARAM},
+        "properties": {"url": URL_PARAM, "email": EMAIL_PARAM, "submit": SUBMIT_PARAM},
         "description": "non-object JSON bodies contribute no fields",
     },
     "RunAccepted": {
@@ -173,6 +191,75 @@ SCHEMAS: dict[str, Any] = {
             "submission_url": {"type": "string", "nullable": True, "description": "presigned; SUCCEEDED runs only"},
             "submission_url_expires_in_s": {"type": "integer", "enum": [STATUS_LINK_EXPIRY_S]},
         },
+    },
+}
+
+
+# Issue 14: what a user sees of a run besides its status (chalicelib/run_view.py).
+_NUMBER = {"type": "number", "nullable": True}
+_LINK = {"type": "string", "nullable": True, "description": "presigned GET; null until the runner uploaded it"}
+SCHEMAS["RunView"]["properties"].update(
+    {
+        "submit": {"type": "boolean", "description": "whether POST /run asked to submit to Kaggle"},
+        "progress": {**{"nullable": True}, **_ref("Progress")},
+        "cost": {**{"nullable": True}, **_ref("Cost")},
+        "kaggle_submission": {**{"nullable": True}, **_ref("KaggleSubmission")},
+        "links": _ref("Links"),
+        "links_expire_in_s": {"type": "integer", "enum": [STATUS_LINK_EXPIRY_S]},
+    }
+)
+SCHEMAS["Progress"] = {
+    "type": "object",
+    "description": "the runner's live progress, stored a few times a minute at most and never after the run ended",
+    "required": ["phase", "elapsed_s", "updated_at"],
+    "properties": {
+        "phase": {"type": "string", "enum": list(PHASES)},
+        "detail": {"type": "string"},
+        "candidate": {"type": "integer", "minimum": 1, "description": "training candidate k ..."},
+        "candidates": {"type": "integer", "minimum": 1, "description": "... of n"},
+        "candidate_name": {"type": "string"},
+        "best_cv": {"type": "number", "description": "the best cross-validated score so far"},
+        "best_model": {"type": "string"},
+        "metric": {"type": "string"},
+        "elapsed_s": {"type": "integer", "minimum": 0},
+        "remaining_s": {"type": "integer", "minimum": 0, "description": "an estimate"},
+        "updated_at": {"type": "string", "description": "ISO 8601 UTC"},
+    },
+}
+SCHEMAS["Links"] = {
+    "type": "object",
+    "required": [name for name, _key in ARTIFACT_LINKS],
+    "properties": {name: _LINK for name, _key in ARTIFACT_LINKS},
+}
+SCHEMAS["Cost"] = {
+    "type": "object",
+    "description": "LLM tokens and dollars; Fargate vCPU- and GB-seconds at the configured prices",
+    "properties": {
+        "llm_model": {"type": "string"},
+        "llm_tokens_in": {"type": "integer"},
+        "llm_tokens_out": {"type": "integer"},
+        "llm_usd": {"type": "number"},
+        "seconds": {"type": "number"},
+        "vcpu": {"type": "number"},
+        "memory_gb": {"type": "number"},
+        "vcpu_seconds": {"type": "number"},
+        "gb_seconds": {"type": "number"},
+        "vcpu_hour_usd": {"type": "number"},
+        "gb_hour_usd": {"type": "number"},
+        "compute_usd": {"type": "number"},
+        "total_usd": {"type": "number"},
+    },
+}
+SCHEMAS["KaggleSubmission"] = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {
+        "status": {"type": "string", "enum": [SCORED, SUBMITTED, SCORING_ERROR, REFUSED, FAILED]},
+        "public_score": _NUMBER,
+        "reason": {"type": "string", "description": "what to do, when not scored (daily limit, rules, ...)"},
+        "message": {"type": "string", "description": "the submission's description on Kaggle (names the run)"},
+        "ref": {"type": "integer"},
+        "url": {"type": "string"},
     },
 }
 
