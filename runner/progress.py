@@ -173,7 +173,7 @@ class Progress:
             return None
         left = max(0.0, self._budget_s - elapsed)
         if self._state.get("phase") in _AFTER_TRAINING:  # what is left is writing, checking and uploading
-            return min(left, 0.1 * self._budget_s)
+            return min(left, 0.05 * self._budget_s)
         index, total = self._state.get("candidate"), self._state.get("candidates")
         if self._state.get("phase") == "training" and self._training_started and index and total and index > 1:
             per_candidate = (self._clock() - self._training_started) / (index - 1)

@@ -63,6 +63,9 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 SUCCEEDED = "succeeded"  # RunResult.status of runner.pipeline
 KAGGLE_SECRETS = (USERNAME_ENV, KEY_ENV, TOKEN_ENV)
 RUNNER_LOG = "runner-logs.txt"  # every line of the task; uploaded as logs.txt (the engine's own logs.txt is a part)
+# Seconds between progress writes on the run item (default 15: four a minute at most); the local demo lowers it to
+# show every phase. Below 1 s is refused: progress must never become a write per event.
+PROGRESS_INTERVAL_ENV = "KAGENT_PROGRESS_INTERVAL_S"
 
 
 class Terminated(BaseException):
@@ -414,7 +417,27 @@ def _merge_into_result(result_json: Path, fields: Mapping[str, Any]) -> None:
         pass  # result.json unreadable: the run item still carries the fields
 
 
-def build_runner(task: TaskEnv, workdir: Path, *, engine: Engine, fargate: FargateTask | None = None) -> TaskRunner:
+def progress_interval(env: Mapping[str, str]) -> float:
+    raw = env.get(PROGRESS_INTERVAL_ENV, "").strip()
+    if not raw:
+        return 15.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{PROGRESS_INTERVAL_ENV} must be a number of seconds, got {raw!r}") from None
+    if not value >= 1:
+        raise ConfigError(f"{PROGRESS_INTERVAL_ENV} must be at least 1 second, got {raw!r}")
+    return value
+
+
+def build_runner(
+    task: TaskEnv,
+    workdir: Path,
+    *,
+    engine: Engine,
+    fargate: FargateTask | None = None,
+    progress_interval_s: float = 15.0,
+) -> TaskRunner:
     """Wire the runner to AWS. Clients are created (and their credentials resolved) before anything drops secrets."""
     from chalicelib import aws  # noqa: PLC0415
 
@@ -439,6 +462,7 @@ def build_runner(task: TaskEnv, workdir: Path, *, engine: Engine, fargate: Farga
         engine=engine,
         submitter=KaggleSubmitter(task.kaggle, log=log),
         fargate=fargate,
+        progress_interval_s=progress_interval_s,
     )
 
 
@@ -452,6 +476,7 @@ def main(
     try:
         task = TaskEnv.from_env(env)
         fargate = fargate_task(env)
+        interval = progress_interval(env)
     except (ConfigError, ValueError) as error:
         print(json.dumps({"level": "error", "message": f"runner configuration: {error}"}), flush=True)
         return EXIT_CONFIG
@@ -459,7 +484,10 @@ def main(
         env.pop(name, None)
     workdir = Path(tempfile.mkdtemp(prefix=f"kagent-{task.run_id[:8]}-"))
     try:
-        return build_runner(task, workdir, engine=engine or PipelineEngine(env), fargate=fargate).run()
+        runner = build_runner(
+            task, workdir, engine=engine or PipelineEngine(env), fargate=fargate, progress_interval_s=interval
+        )
+        return runner.run()
     except Exception as error:  # AWS unreachable before the run could be claimed: one line, no traceback
         print(json.dumps({"level": "error", "run_id": task.run_id, "message": f"runner: {error}"}), flush=True)
         return EXIT_FAILED
