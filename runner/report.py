@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chalicelib.config import TASK_CPU_UNITS, TASK_MEMORY_MIB
 from runner.progress import round_score
 
 REPORT = "report.html"
@@ -39,8 +40,6 @@ MAX_CODE_CHARS = 60_000
 # Fargate on-demand prices (us-east-1, Linux/x86) — override with the environment variables named in `cost_settings`.
 FARGATE_VCPU_HOUR_USD = 0.04048
 FARGATE_GB_HOUR_USD = 0.004445
-TASK_CPU_UNITS = "KAGENT_TASK_CPU_UNITS"
-TASK_MEMORY_MIB = "KAGENT_TASK_MEMORY_MIB"
 VCPU_HOUR_USD = "KAGENT_FARGATE_VCPU_HOUR_USD"
 GB_HOUR_USD = "KAGENT_FARGATE_GB_HOUR_USD"
 
