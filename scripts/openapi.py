@@ -198,18 +198,9 @@ SCHEMAS: dict[str, Any] = {
 # Issue 14: what a user sees of a run besides its status (chalicelib/run_view.py).
 _NUMBER = {"type": "number", "nullable": True}
 _LINK = {"type": "string", "nullable": True, "description": "presigned GET; null until the runner uploaded it"}
-SCHEMAS["RunView"]["properties"].update(
-    {
-        "submit": {"type": "boolean", "description": "whether POST /run asked to submit to Kaggle"},
-        "progress": {**{"nullable": True}, **_ref("Progress")},
-        "cost": {**{"nullable": True}, **_ref("Cost")},
-        "kaggle_submission": {**{"nullable": True}, **_ref("KaggleSubmission")},
-        "links": _ref("Links"),
-        "links_expire_in_s": {"type": "integer", "enum": [STATUS_LINK_EXPIRY_S]},
-    }
-)
-SCHEMAS["Progress"] = {
+PROGRESS = {
     "type": "object",
+    "nullable": True,
     "description": "the runner's live progress, stored a few times a minute at most and never after the run ended",
     "required": ["phase", "elapsed_s", "updated_at"],
     "properties": {
@@ -226,32 +217,37 @@ SCHEMAS["Progress"] = {
         "updated_at": {"type": "string", "description": "ISO 8601 UTC"},
     },
 }
-SCHEMAS["Links"] = {
+LINKS = {
     "type": "object",
     "required": [name for name, _key in ARTIFACT_LINKS],
     "properties": {name: _LINK for name, _key in ARTIFACT_LINKS},
 }
-SCHEMAS["Cost"] = {
+COST = {
     "type": "object",
+    "nullable": True,
     "description": "LLM tokens and dollars; Fargate vCPU- and GB-seconds at the configured prices",
     "properties": {
-        "llm_model": {"type": "string"},
-        "llm_tokens_in": {"type": "integer"},
-        "llm_tokens_out": {"type": "integer"},
-        "llm_usd": {"type": "number"},
-        "seconds": {"type": "number"},
-        "vcpu": {"type": "number"},
-        "memory_gb": {"type": "number"},
-        "vcpu_seconds": {"type": "number"},
-        "gb_seconds": {"type": "number"},
-        "vcpu_hour_usd": {"type": "number"},
-        "gb_hour_usd": {"type": "number"},
-        "compute_usd": {"type": "number"},
-        "total_usd": {"type": "number"},
+        name: {"type": "integer" if name.startswith("llm_tokens") else ("string" if name == "llm_model" else "number")}
+        for name in (
+            "llm_model",
+            "llm_tokens_in",
+            "llm_tokens_out",
+            "llm_usd",
+            "seconds",
+            "vcpu",
+            "memory_gb",
+            "vcpu_seconds",
+            "gb_seconds",
+            "vcpu_hour_usd",
+            "gb_hour_usd",
+            "compute_usd",
+            "total_usd",
+        )
     },
 }
-SCHEMAS["KaggleSubmission"] = {
+KAGGLE_SUBMISSION = {
     "type": "object",
+    "nullable": True,
     "required": ["status"],
     "properties": {
         "status": {"type": "string", "enum": [SCORED, SUBMITTED, SCORING_ERROR, REFUSED, FAILED]},
@@ -262,6 +258,16 @@ SCHEMAS["KaggleSubmission"] = {
         "url": {"type": "string"},
     },
 }
+SCHEMAS["RunView"]["properties"].update(
+    {
+        "submit": {"type": "boolean", "description": "whether POST /run asked to submit to Kaggle"},
+        "progress": PROGRESS,
+        "cost": COST,
+        "kaggle_submission": KAGGLE_SUBMISSION,
+        "links": LINKS,
+        "links_expire_in_s": {"type": "integer", "enum": [STATUS_LINK_EXPIRY_S]},
+    }
+)
 
 
 def chalice_swagger() -> dict[str, Any]:

@@ -86,8 +86,7 @@ def test_a_run_view_with_progress_links_cost_and_kaggle_submission_matches_the_s
     from chalicelib.runs import Run, Status  # noqa: PLC0415
 
     spec = committed_spec()
-    schema = {**spec["components"]["schemas"]["RunView"], "components": spec["components"]}
-    validator = OAS30Validator(json.loads(json.dumps(schema).replace("#/components", "#/components")))
+    validator = OAS30Validator(spec["components"]["schemas"]["RunView"])
     run = Run(
         run_id="0b0e7f0c-59f5-4a8e-8f9e-3f1b2c3d4e5f",
         url="https://www.kaggle.com/competitions/titanic",
