@@ -22,8 +22,6 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Protocol
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-
 from chalicelib.run_request import rules_url
 from chalicelib.run_view import leaderboard_rows
 from chalicelib.runs import Run, RunStore, Status
@@ -236,6 +234,8 @@ def success_email(
 
 
 def _render(template: str, **context: Any) -> str:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: PLC0415 - only MarkSucceeded renders
+
     environment = Environment(
         loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]), trim_blocks=True
     )
