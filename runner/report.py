@@ -177,7 +177,7 @@ def surrogate_importance(
     if len(rows) > IMPORTANCE_ROWS:
         rows = rng.choice(rows, IMPORTANCE_ROWS, replace=False)
     columns = _candidate_columns(X, values, rows)
-    frame = X.iloc[rows][columns].reset_index(drop=True)
+    frame = _surrogate_frame(X.iloc[rows][columns].reset_index(drop=True))
     classify = values.shape[1] > 2
     target = values[rows].argmax(axis=1) if classify else values[rows][:, -1]
     split = int(len(rows) * 0.75)
@@ -202,6 +202,16 @@ def surrogate_importance(
         fidelity_name="accuracy" if classify else "R²",
         method="permutation importance of a surrogate fitted to the chosen model's out-of-fold predictions",
     )
+
+
+def _surrogate_frame(frame: Any) -> Any:
+    """Categories the surrogate can bin natively (at most 250 levels); larger ones become their codes (numbers)."""
+    frame = frame.copy()
+    for column in frame.columns:
+        series = frame[column]
+        if hasattr(series, "cat") and len(series.cat.categories) > 250:
+            frame[column] = series.cat.codes.astype("float64").where(series.notna())
+    return frame
 
 
 def _candidate_columns(X: Any, values: Any, rows: Any) -> list[str]:

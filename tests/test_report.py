@@ -166,3 +166,29 @@ def test_headless_chromium_shows_the_leaderboard_and_both_charts(run, tmp_path):
         image = shown[name]
         assert image["complete"] and min(image["natural"]) > 100, image
         assert min(image["shown"]) > 100, image
+
+
+def test_importance_copes_with_a_high_cardinality_category_and_names_the_driving_feature():
+    import numpy as np  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
+    from runner.report import surrogate_importance  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    n = 1200
+    X = pd.DataFrame(
+        {
+            "signal": rng.normal(size=n),
+            "noise": rng.normal(size=n),
+            "city": pd.Categorical([f"c{i % 400}" for i in range(n)]),  # 400 levels: more than a histogram bins
+        }
+    )
+    positive = 1 / (1 + np.exp(-3 * X["signal"].to_numpy()))
+    chosen = type("Chosen", (), {"oof": np.column_stack([1 - positive, positive])})()
+    data = type("Data", (), {"X": X})()
+
+    measured = surrogate_importance(data, chosen)
+
+    assert measured is not None
+    assert measured.features[0][0] == "signal"
+    assert measured.fidelity is not None and measured.fidelity > 0.8
