@@ -31,13 +31,15 @@ def test_help_is_fast_because_nothing_heavy_is_imported_to_parse_arguments():
     )
     assert done.stdout.strip() == "[]", done.stderr
     best = float("inf")
-    for _ in range(3):  # the best of three: a shared machine may stall one start
+    for _ in range(5):  # the best of five: a busy machine (CI runs two test workers) may stall a start
         started = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-m", "runner", "--help"], cwd=ROOT, capture_output=True, timeout=60, check=False
         )
         best = min(best, time.perf_counter() - started)
         assert done.returncode == 0
+        if best < 0.3:
+            break
     assert best < 0.3, f"python -m runner --help took {best:.2f} s"
 
 
