@@ -14,9 +14,11 @@ from chalice import Chalice, IAMAuthorizer, Rate, Response
 from chalice.app import Request
 
 from chalicelib import aws
+from chalicelib.local_check import stop_plain_chalice_local
 from chalicelib.run_request import idempotency_caller
 from chalicelib.service import Reply
 
+stop_plain_chalice_local()  # `chalice local` without `make local`: one line saying so, instead of 500s
 app = Chalice(app_name="kagent")
 iam = IAMAuthorizer()
 

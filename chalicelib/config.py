@@ -32,6 +32,9 @@ DATA_MIRROR = "KAGENT_DATA_MIRROR"
 LLM_MODEL = "KAGENT_LLM_MODEL"
 PLAN_MODEL = "KAGENT_PLAN_MODEL"
 SANDBOX_USER = "KAGENT_SANDBOX_USER"  # runner as root: generated code runs as this user
+# The runner task's size (the task definition's cpu and memory), for the run's cost in report.html (issue 14).
+TASK_CPU_UNITS = "KAGENT_TASK_CPU_UNITS"
+TASK_MEMORY_MIB = "KAGENT_TASK_MEMORY_MIB"
 # Deployed stages: path prefix of the Plan step's SecureString credentials (chalicelib/credentials.py).
 SSM_PREFIX = "KAGENT_SSM_PREFIX"
 # Who may be emailed and how much one caller may start (issue 12): comma-separated addresses and domains; whether the

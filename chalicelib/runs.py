@@ -132,8 +132,16 @@ RECORDABLE = frozenset(
         "email_error",
         "execution_arn",
         "notified_at",
+        # issue 14: what the user sees (progress is written by RunStore.record_progress, conditionally)
+        "report_key",
+        "logs_key",
+        "trace_key",
+        "chart_key",
+        "cost",
+        "kaggle_submission",
     }
 )
+NON_TERMINAL = ("QUEUED", "PLANNED", "RUNNING", "VALIDATED")
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,15 @@ class Run:
     idempotency_caller: str | None = None  # whose key it is: keys are scoped to the caller that sent them
     caller: str | None = None  # who started the run: only this caller may read, list or cancel it (None: before owners)
     slot_held: bool = False
+    # issue 14: live progress, the report's artifacts, the cost and the Kaggle submission (chalicelib/progress_view.py)
+    submit: bool = False  # POST /run asked for the submission to be sent to Kaggle
+    progress: dict[str, Any] | None = None
+    report_key: str | None = None
+    logs_key: str | None = None
+    trace_key: str | None = None
+    chart_key: str | None = None
+    cost: dict[str, Any] | None = None
+    kaggle_submission: dict[str, Any] | None = None
 
     @property
     def created_at(self) -> str:
@@ -179,12 +196,13 @@ class Run:
     def from_item(cls, item: Mapping[str, Any]) -> Run:
         plain = {k: _from_dynamo(v) for k, v in item.items()}
         timestamps = {s.value: plain[s.timestamp_attribute] for s in Status if s.timestamp_attribute in plain}
-        known = {name for name in cls.__dataclass_fields__} - {"timestamps", "status", "slot_held"}
+        known = {name for name in cls.__dataclass_fields__} - {"timestamps", "status", "slot_held", "submit"}
         cv = plain.get("cv_score")
         return cls(
             status=Status(plain["status"]),
             timestamps=timestamps,
             slot_held=bool(plain.get("slot_held", False)),
+            submit=plain.get("submit") is True,
             **{k: v for k, v in plain.items() if k in known and k != "cv_score"},
             cv_score=float(cv) if cv is not None else None,
         )
@@ -340,6 +358,8 @@ class RunStore:
         }
         if caller:
             item["caller"] = caller
+        if getattr(request, "submit", False) is True:
+            item["submit"] = True
         if idempotency_key is not None:
             item["idempotency_key"] = idempotency_key
             item["idempotency_caller"] = caller
@@ -499,6 +519,25 @@ class RunStore:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+
+    def record_progress(self, run_id: str, progress: Mapping[str, Any]) -> bool:
+        """Store the runner's live progress; refused (False) once the run is terminal, so a late write from a runner
+        that lost the race with MarkFailed or the sweeper never touches a finished run."""
+        if not is_run_id(run_id):
+            return False
+        values: dict[str, Any] = {":progress": _to_dynamo(dict(progress))}
+        values.update({f":s{i}": status for i, status in enumerate(NON_TERMINAL)})
+        try:
+            self._table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression="SET progress = :progress",
+                ConditionExpression=f"#s IN ({', '.join(f':s{i}' for i in range(len(NON_TERMINAL)))})",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def claim_notification(self, run_id: str) -> bool:
         """True exactly once per run: the caller may send its email (sets `notified_at`)."""

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from chalicelib import orchestrator
+from chalicelib import orchestrator, run_view
 from chalicelib.config import Settings
 from chalicelib.kaggle_meta import KaggleUnavailable
-from chalicelib.notify import Mailer, deliver_once, failure_email, success_email
+from chalicelib.notify import Email, Mailer, deliver_once, failure_email, success_email
 from chalicelib.plan import PlanTools, make_plan
 from chalicelib.recipients import VerifiedCheck, check_recipient
 from chalicelib.run_request import (
@@ -235,6 +235,7 @@ class Service:
         if run.status is Status.SUCCEEDED:
             body["submission_url"] = self.presign(run.s3_key or submission_key(run.run_id), STATUS_LINK_EXPIRY_S)
             body["submission_url_expires_in_s"] = STATUS_LINK_EXPIRY_S
+        body.update(run_view.describe_fields(run, self.presign, STATUS_LINK_EXPIRY_S))  # progress, links, cost, Kaggle
         return Reply(200, body, {})
 
     def _own_run(self, run_id: str, caller: str) -> Run | None:
@@ -392,8 +393,15 @@ class Service:
             raise RunAlreadyEnded(run.error or f"the run is {run.status.value}")
         expiry = self.settings.presign_expiry_s
         link = self.presign(run.s3_key or submission_key(run_id), expiry)
-        emailed = deliver_once(self.store, run, success_email(run, link, expiry), self.mailer)
+        emailed = deliver_once(self.store, run, self._success_email(run, link, expiry), self.mailer)
         return {"status": run.status.value, "emailed": emailed}
+
+    def _success_email(self, run: Run, link: str, expiry: int) -> Email:
+        """The success email with the leaderboard (result.json), the chart and the report's link, when uploaded."""
+        result = run_view.read_result(run, self._read, result_key(run.run_id))
+        chart = self._read(run.chart_key) if run.chart_key else None
+        report = self.presign(run.report_key, expiry) if run.report_key else None
+        return success_email(run, link, expiry, report_link=report, result=result, chart=chart)
 
     def mark_failed(self, event: Mapping[str, Any]) -> dict[str, Any]:
         run_id = str(event.get("run_id", ""))

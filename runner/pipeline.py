@@ -7,6 +7,7 @@ extra candidates (the LLM codegen seam) → choose the best by the metric (or a 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -87,6 +88,9 @@ class RunOptions:
     started_at: float | None = None  # time.monotonic() when the process started (the budget counts from there)
     codegen_budget: Any = None  # runner.codegen.CodegenBudget (attempts, tokens, wall time); None: its defaults
     env: MutableMapping[str, str] | None = None  # where the LLM settings are read (os.environ when None)
+    # progress(event, **fields): phase / candidate / scored for live progress, prepared / chosen for the report
+    # (runner.progress.Progress, runner.report.ReportCollector); never lets an error reach the run
+    progress: Callable[..., None] | None = None
 
 
 @dataclass
@@ -201,6 +205,7 @@ def _run(
         _log_files(files, log)
         metric_name, source = _choose_metric(metric_option, options.plan, files)
         log.stage = "profile"
+        _notify(options, "phase", phase="profiling")
         tables, id_column, targets = read_tables(files.train, files.test, files.sample)
         groups = target_groups(tables, id_column, targets)
         profiles = [profile_competition(tables, id_column, group, metric_name, source) for group in groups]
@@ -209,6 +214,7 @@ def _run(
         for profile in profiles:
             _record_profile(profile, result, log)
         log.stage = "prepare"
+        _notify(options, "phase", phase="preparing")
         tasks = []
         for profile in profiles:
             prepared, roles = prepare(tables, profile, seed=options.seed, n_jobs=N_JOBS)
@@ -216,6 +222,7 @@ def _run(
             if roles.dropped:
                 log(f"dropped constant, empty or unusable columns: {', '.join(roles.dropped[:20])}")
             tasks.append((profile, prepared))
+            _notify(options, "prepared", profile=profile, roles=roles, data=prepared)
         sample_text = files.sample.read_text(encoding="utf-8-sig")
         del tables
     trace(_trace_header(codegen.mode))
@@ -244,6 +251,7 @@ def _run(
     if thresholds:
         result["decision_threshold"] = next(iter(thresholds.values())) if len(tasks) == 1 else thresholds
     log.stage = "submit"
+    _notify(options, "phase", phase="validating")
     _write_and_validate(out, columns, profiles[0].id_column, sample_text=sample_text, log=log)
 
 
@@ -262,11 +270,12 @@ def _solve(
     metric = get_metric(profile.metric)
     log.stage = "train"
     template_deadline = time.monotonic() + codegen.baseline_share * max(0.0, deadline - time.monotonic())
-    evaluations, bodies = _evaluate_templates(prepared, template_deadline, log)
+    evaluations, bodies = _evaluate_templates(prepared, template_deadline, log, options.progress)
     best = _best(evaluations, metric)
     candidates: list[Candidate] = []
     if codegen.mode == "llm" and options.extra_candidates is not None:
         log.stage = "codegen"
+        _notify(options, "phase", phase="codegen", detail="LLM candidates")
         context = SelectionContext(prepared, profile, best, metric, deadline, trace, log, options.plan, options.seed)
         candidates = _extra_candidates(options.extra_candidates, context, log)
         report = getattr(options.extra_candidates, "result_fields", None)
@@ -274,10 +283,13 @@ def _solve(
             result.update(report())
         for candidate in candidates:
             log(f"candidate {candidate.name}: CV {metric.name}={candidate.evaluation.cv_score:.5f}")
+            _scored(options.progress, candidate.evaluation, metric)
         evaluations += [c.evaluation for c in candidates]
     log.stage = "select"
+    _notify(options, "phase", phase="blending")
     chosen = _select(evaluations, metric, prepared, log)
     sources = {**{name: body.source for name, body in bodies.items()}, **{c.name: c.source for c in candidates}}
+    _notify(options, "chosen", profile=profile, data=prepared, chosen=chosen, evaluations=evaluations, sources=sources)
     _trace_choice(trace, chosen, evaluations, sources, metric)
     result.setdefault("candidates", []).extend(_summary(e) for e in evaluations)
     return chosen, _decision_threshold(profile, metric, prepared, chosen, log)
@@ -370,22 +382,24 @@ def _log_profile(profile: Profile, log: RunLog) -> None:
 
 
 def _evaluate_templates(
-    data: PreparedData, deadline: float, log: RunLog
+    data: PreparedData, deadline: float, log: RunLog, progress: Callable[..., None] | None = None
 ) -> tuple[list[Evaluation], dict[str, ModelBody]]:
     evaluations: list[Evaluation] = []
     bodies: dict[str, ModelBody] = {}
     shares = {"linear": 0.25, "lightgbm_gbdt": 0.6, "mlp": 0.5, "kernel_svm": 0.35, "hist_gradient_boosting": 0.6}
-    for name in TEMPLATES:
+    for index, name in enumerate(TEMPLATES, start=1):
         now = time.monotonic()
         if evaluations and now + _slowest_fit(evaluations) > deadline:
             log(f"skipping template {name}: not enough time left for one fold")
             continue
         body = load_template(name)
         bodies[name] = body
+        _call(progress, "candidate", index=index, total=len(TEMPLATES), name=name)
         own_deadline = now + shares.get(name, 1.0) * max(1.0, deadline - now)
         evaluation = _try_evaluate(body, data, own_deadline, log, _give_up_rule(evaluations, data, deadline))
         if evaluation is not None:
             evaluations.append(evaluation)
+            _scored(progress, evaluation, get_metric(data.task.metric))
     if not evaluations:
         log("every template failed: falling back to the training prior")
         body = load_body_from_source(_FALLBACK_SOURCE, "prior")
@@ -520,12 +534,32 @@ def _trace_choice(
 
 
 def _summary(evaluation: Evaluation) -> dict[str, Any]:
+    folds = [s for s in (_finite(score) for score in evaluation.fold_scores) if s is not None]
     return {
         "name": evaluation.name,
         "cv_score": _finite(evaluation.cv_score),
         "folds": evaluation.n_folds,
         "elapsed_s": round(evaluation.elapsed, 2),
+        "fold_scores": folds,
+        "cv_std": float(np.std(folds)) if len(folds) > 1 else None,
     }
+
+
+def _notify(options: RunOptions, event: str, **fields: Any) -> None:
+    _call(options.progress, event, **fields)
+
+
+def _scored(progress: Callable[..., None] | None, evaluation: Evaluation, metric: Metric) -> None:
+    fields = {"metric": metric.name, "higher_is_better": metric.higher_is_better}
+    _call(progress, "scored", name=evaluation.name, cv_score=evaluation.cv_score, **fields)
+
+
+def _call(progress: Callable[..., None] | None, event: str, **fields: Any) -> None:
+    """Progress and report hooks are observers: their failure is logged by them, never raised into the run."""
+    if progress is None:
+        return
+    with contextlib.suppress(Exception):  # an observer's bug must not fail a run that trains fine
+        progress(event, **fields)
 
 
 def _finite(value: float) -> float | None:

@@ -22,7 +22,14 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from chalicelib.run_request import MAX_EMAIL_LENGTH, MAX_IDEMPOTENCY_KEY, MAX_URL_LENGTH  # noqa: E402
+from chalicelib.run_request import (  # noqa: E402
+    MAX_EMAIL_LENGTH,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_URL_LENGTH,
+    SUBMIT_FALSE,
+    SUBMIT_TRUE,
+)
+from chalicelib.run_view import ARTIFACT_LINKS  # noqa: E402
 from chalicelib.runs import Status  # noqa: E402
 from chalicelib.service import (  # noqa: E402
     CANCELLED,
@@ -32,11 +39,13 @@ from chalicelib.service import (  # noqa: E402
     RETRY_AFTER_S,
     STATUS_LINK_EXPIRY_S,
 )
+from runner.kaggle_client import FAILED, REFUSED, SCORED, SCORING_ERROR, SUBMITTED  # noqa: E402
+from runner.progress import PHASES  # noqa: E402
 
 SPEC_PATH = REPO / "openapi.json"
 PLACEHOLDER_LAMBDA = "arn:aws:lambda:us-east-1:123456789012:function:kagent-api_handler"
 RUN_ID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-FIELD_NAMES = ["url", "email", "Idempotency-Key", "limit", "cursor"]
+FIELD_NAMES = ["url", "email", "submit", "Idempotency-Key", "limit", "cursor"]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -79,6 +88,14 @@ QUOTA_RETRY_AFTER = {
     }
 }
 NOT_YOURS = "no run with this id that you started (another caller's run answers exactly as an unknown id)"
+SUBMIT_PARAM = {
+    "type": "boolean",
+    "default": False,
+    "description": "send submission.csv to Kaggle once validated (with the official client; the public score is "
+    "polled for a bounded time); as a query parameter: true/false, 1/0 or yes/no. A refusal (daily limit, "
+    "rules) is a reason in kaggle_submission, never a failed run",
+}
+SUBMIT_QUERY = {**SUBMIT_PARAM, "type": "string", "enum": list(SUBMIT_TRUE + SUBMIT_FALSE), "default": "false"}
 UNSUPPORTED_MEDIA = _json("FrameworkError", "the Content-Type is not one the route accepts (Chalice answers)")
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
@@ -94,6 +111,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": [
             {"name": "url", "in": "query", "required": False, "schema": URL_PARAM},
             {"name": "email", "in": "query", "required": False, "schema": EMAIL_PARAM},
+            {"name": "submit", "in": "query", "required": False, "schema": SUBMIT_QUERY},
             {
                 "name": "Idempotency-Key",
                 "in": "header",
@@ -179,7 +197,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
 SCHEMAS: dict[str, Any] = {
     "RunFields": {
         "type": "object",
-        "properties": {"url": URL_PARAM, "email": EMAIL_PARAM},
+        "properties": {"url": URL_PARAM, "email": EMAIL_PARAM, "submit": SUBMIT_PARAM},
         "description": "non-object JSON bodies contribute no fields",
     },
     "RunAccepted": {
@@ -269,6 +287,81 @@ SCHEMAS: dict[str, Any] = {
         },
     },
 }
+
+
+# Issue 14: what a user sees of a run besides its status (chalicelib/run_view.py).
+_NUMBER = {"type": "number", "nullable": True}
+_LINK = {"type": "string", "nullable": True, "description": "presigned GET; null until the runner uploaded it"}
+PROGRESS = {
+    "type": "object",
+    "nullable": True,
+    "description": "the runner's live progress, stored a few times a minute at most and never after the run ended",
+    "required": ["phase", "elapsed_s", "updated_at"],
+    "properties": {
+        "phase": {"type": "string", "enum": list(PHASES)},
+        "detail": {"type": "string"},
+        "candidate": {"type": "integer", "minimum": 1, "description": "training candidate k ..."},
+        "candidates": {"type": "integer", "minimum": 1, "description": "... of n"},
+        "candidate_name": {"type": "string"},
+        "best_cv": {"type": "number", "description": "the best cross-validated score so far"},
+        "best_model": {"type": "string"},
+        "metric": {"type": "string"},
+        "elapsed_s": {"type": "integer", "minimum": 0},
+        "remaining_s": {"type": "integer", "minimum": 0, "description": "an estimate"},
+        "updated_at": {"type": "string", "description": "ISO 8601 UTC"},
+    },
+}
+LINKS = {
+    "type": "object",
+    "required": [name for name, _key in ARTIFACT_LINKS],
+    "properties": {name: _LINK for name, _key in ARTIFACT_LINKS},
+}
+COST = {
+    "type": "object",
+    "nullable": True,
+    "description": "LLM tokens and dollars; Fargate vCPU- and GB-seconds at the configured prices",
+    "properties": {
+        name: {"type": "integer" if name.startswith("llm_tokens") else ("string" if name == "llm_model" else "number")}
+        for name in (
+            "llm_model",
+            "llm_tokens_in",
+            "llm_tokens_out",
+            "llm_usd",
+            "seconds",
+            "vcpu",
+            "memory_gb",
+            "vcpu_seconds",
+            "gb_seconds",
+            "vcpu_hour_usd",
+            "gb_hour_usd",
+            "compute_usd",
+            "total_usd",
+        )
+    },
+}
+KAGGLE_SUBMISSION = {
+    "type": "object",
+    "nullable": True,
+    "required": ["status"],
+    "properties": {
+        "status": {"type": "string", "enum": [SCORED, SUBMITTED, SCORING_ERROR, REFUSED, FAILED]},
+        "public_score": _NUMBER,
+        "reason": {"type": "string", "description": "what to do, when not scored (daily limit, rules, ...)"},
+        "message": {"type": "string", "description": "the submission's description on Kaggle (names the run)"},
+        "ref": {"type": "integer"},
+        "url": {"type": "string"},
+    },
+}
+SCHEMAS["RunView"]["properties"].update(
+    {
+        "submit": {"type": "boolean", "description": "whether POST /run asked to submit to Kaggle"},
+        "progress": PROGRESS,
+        "cost": COST,
+        "kaggle_submission": KAGGLE_SUBMISSION,
+        "links": LINKS,
+        "links_expire_in_s": {"type": "integer", "enum": [STATUS_LINK_EXPIRY_S]},
+    }
+)
 
 
 def chalice_swagger() -> dict[str, Any]:

@@ -28,6 +28,8 @@ locals {
       KAGENT_LLM_MODEL         = var.llm_model
       KAGENT_PLAN_MODEL        = local.plan_model
       KAGENT_SANDBOX_USER      = "sandbox"
+      KAGENT_TASK_CPU_UNITS    = tostring(var.runner_cpu)
+      KAGENT_TASK_MEMORY_MIB   = tostring(var.runner_memory)
     },
     var.openai_base_url != "" ? { OPENAI_BASE_URL = var.openai_base_url } : {},
   )

@@ -44,6 +44,10 @@ RUNNER_NAMES_FROM_ELSEWHERE = {
     "KAGGLE_API_TOKEN": "an optional alternative to KAGGLE_USERNAME/KAGGLE_KEY",
     "OPENAI_BASE_URL": "optional: in the task definition only when var.openai_base_url is set",
     "KAGENT_DATA_MIRROR": "optional, local runs only: the cloud runner has no mirror folder and uses the S3 cache",
+    "KAGENT_CACHE_DIR": "the CLI's local data cache (python -m runner); the cloud runner uses the S3 cache",
+    "KAGENT_PROGRESS_INTERVAL_S": "optional: make demo lowers it on the local stack; the cloud keeps the 15 s default",
+    "KAGENT_FARGATE_VCPU_HOUR_USD": "optional: overrides the built-in Fargate vCPU price of the cost in report.html",
+    "KAGENT_FARGATE_GB_HOUR_USD": "optional: overrides the built-in Fargate memory price of the cost in report.html",
 }
 # The runner's secrets: SSM SecureString parameters, referenced by ARN, never valued in Terraform.
 RUNNER_SECRETS = {"OPENAI_API_KEY", "KAGGLE_USERNAME", "KAGGLE_KEY"}
