@@ -196,9 +196,9 @@ data "aws_iam_policy_document" "lambda_mark_succeeded" {
   }
   statement {
     # In the SES sandbox the recipients' identities are checked too, so the resource is every identity and the
-    # condition pins the sender.
+    # condition pins the sender. The success email is raw MIME when it carries the CV chart inline.
     sid       = "SendRunEmails"
-    actions   = ["ses:SendEmail"]
+    actions   = ["ses:SendEmail", "ses:SendRawEmail"]
     resources = [local.ses_identities_arn]
     condition {
       test     = "StringEquals"

@@ -207,9 +207,23 @@ def tour(client: Client, recorder: CallRecorder) -> None:
     with recorder.function("validate_output"):
         client.lambda_.invoke("validate_output", steps(good))
     with recorder.function("mark_succeeded"):
-        client.lambda_.invoke("mark_succeeded", steps(good))
+        client.lambda_.invoke("mark_succeeded", steps(good))  # no chart uploaded: a plain email
     with recorder.function(API_HANDLER):
         assert "submission.csv" in call("GET", f"/runs/{good}", ALICE)[1]["submission_url"]
+    charted = store.admit(request(), 10, caller=ALICE["userArn"]).run_id
+    store.transition(charted, Status.RUNNING)
+    for name in ("submission.csv", "sample_submission.csv"):
+        put(f"{charted}/{name}", "PassengerId,Survived\n892,1\n")
+    put(f"{charted}/result.json", json.dumps({"cv_score": 0.8, "metric": "accuracy"}))
+    put(f"{charted}/cv_chart.png", "\x89PNG chart")
+    put(f"{charted}/report.html", "<html>report</html>")
+    store.record(charted, chart_key=f"{charted}/cv_chart.png", report_key=f"{charted}/report.html")
+    with recorder.function("validate_output"):
+        client.lambda_.invoke("validate_output", steps(charted))
+    with recorder.function("mark_succeeded"):
+        client.lambda_.invoke("mark_succeeded", steps(charted))  # the chart inline: raw MIME
+    with recorder.function(API_HANDLER):
+        assert call("GET", f"/runs/{charted}", ALICE)[1]["links"]["report_url"]
     failing = store.admit(request(), 10, caller=ALICE["userArn"])
     with recorder.function("mark_failed"):
         client.lambda_.invoke("mark_failed", steps(failing.run_id) | {"error": {"Error": "States.Timeout"}})

@@ -12,7 +12,12 @@ from moto import mock_aws
 
 from chalicelib import aws
 from chalicelib.notify import CHART_CID, Email, InlineImage, OutboxMailer, SesMailer, success_email
-from chalicelib.run_request import InvalidRequest, RunRequest, parse_run_request
+from chalicelib.run_request import (
+    ANONYMOUS_CALLER,  # the test client sends no IAM identity
+    InvalidRequest,
+    RunRequest,
+    parse_run_request,
+)
 from chalicelib.runs import Run, RunStore, Status
 from tests.moto_env import BUCKET, SENDER, app_client, cached_client, sent_emails, service_environment
 from tests.test_app_lambdas import execution_input, put, runner_finished
@@ -166,7 +171,7 @@ def test_post_run_with_submit_true_stores_it_on_the_run(client):
 @pytest.mark.aws
 def test_get_run_shows_live_progress_and_no_links_before_the_runner_uploaded(client):
     store = RunStore(aws.runs_table())
-    run = store.admit(REQUEST, max_running=3)
+    run = store.admit(REQUEST, max_running=3, caller=ANONYMOUS_CALLER)
     store.transition(run.run_id, Status.RUNNING)
     progress = {"phase": "training", "candidate": 2, "candidates": 5, "candidate_name": "lightgbm_gbdt"}
     assert store.record_progress(run.run_id, progress | {"best_cv": 0.81, "elapsed_s": 42, "remaining_s": 120})
@@ -182,7 +187,7 @@ def test_get_run_shows_live_progress_and_no_links_before_the_runner_uploaded(cli
 @pytest.mark.aws
 def test_a_finished_run_links_report_logs_result_and_trace_and_emails_the_chart(client):
     store = RunStore(aws.runs_table())
-    run = store.admit(REQUEST, max_running=3)
+    run = store.admit(REQUEST, max_running=3, caller=ANONYMOUS_CALLER)
     runner_finished(store, run)
     prefix = f"{run.run_id}/"
     put(prefix + "result.json", json.dumps(RESULT))
