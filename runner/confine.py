@@ -51,12 +51,15 @@ import contextlib
 import ctypes
 import errno
 import functools
+import multiprocessing.context
+import multiprocessing.dummy
 import os
 import platform
 import resource
 import signal
 import sys
 import sysconfig
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +168,7 @@ SECCOMP_ENOSYS = ("clone3", "openat2")  # glibc falls back to clone/openat, whic
 AUDIT_REFUSED = frozenset(
     _names(
         "os.system os.fork os.forkpty pty.spawn subprocess.Popen os.startfile os.remove os.rename os.rmdir "
-        "os.mkdir os.mkfifo os.mknod os.chmod os.lchmod os.chown os.chflags os.lchflags os.link os.symlink "
+        "os.mkdir os.chmod os.lchmod os.chown os.chflags os.lchflags os.link os.symlink "
         "os.truncate os.utime os.setxattr os.removexattr tempfile.mkstemp tempfile.mkdtemp resource.setrlimit "
         "resource.prlimit sqlite3.connect webbrowser.open ctypes.dlsym/handle"
     )
@@ -411,7 +414,7 @@ def confine(c: Confinement) -> list[str]:
     if _task_count() != 1:
         raise ConfinementError("confine() must run in a single-threaded process (fork first, start threads after)")
     seccomp_filter = _build_seccomp_or_none(c)  # before anything restricts reading the library
-    single_process_multiprocessing()  # imports while everything is readable
+    single_process_multiprocessing()
     loaded_libraries = _loaded_libraries() if c.audit_hook else frozenset()
     layers: list[str] = []
     parent = os.getppid()
@@ -439,10 +442,6 @@ def single_process_multiprocessing() -> None:
     across processes (a POSIX semaphore: a file in /dev/shm, which the wall refuses) has nothing to share with.
     joblib's threading backend needs this (every ThreadPool makes a multiprocessing lock): scikit-learn's
     HistGradientBoosting bins its features through it."""
-    import multiprocessing.context  # noqa: PLC0415
-    import multiprocessing.dummy  # noqa: PLC0415 - ThreadPool's workers, imported while still readable
-    import threading  # noqa: PLC0415
-
     base: Any = multiprocessing.context.BaseContext
     base.Lock = lambda self: threading.Lock()
     base.RLock = lambda self: threading.RLock()
