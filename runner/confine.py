@@ -157,6 +157,11 @@ SECCOMP_CONDITIONAL: dict[str, str] = {
     "openat": "O_WRONLY, O_RDWR, O_CREAT, O_TRUNC or O_APPEND",
     "prlimit64": "any pid but 0 (itself)",
     "move_pages": "any pid but 0 (itself)",
+    "sendto": "a destination address (an inherited unconnected socket must not reach anyone)",
+    "sched_setaffinity": "any pid but 0 (itself)",
+    "sched_setscheduler": "any pid but 0 (itself)",
+    "sched_setparam": "any pid but 0 (itself)",
+    "sched_setattr": "any pid but 0 (itself)",
     "fcntl": "F_SETOWN, F_SETOWN_EX, F_SETSIG, F_SETLEASE, F_NOTIFY",
     "ioctl": "TIOCSTI, TIOCLINUX (typing into a terminal)",
 }
@@ -702,7 +707,16 @@ def _conditional_rules(sc: Any, pid: int) -> list[tuple[str, tuple[Any, ...]]]:
     rules += [("rt_tgsigqueueinfo", (sc.Arg(0, sc.NE, pid),))]
     rules += [("open", (sc.Arg(1, masked, flag, flag),)) for flag in WRITE_OPEN_FLAGS]
     rules += [("openat", (sc.Arg(2, masked, flag, flag),)) for flag in WRITE_OPEN_FLAGS]
-    rules += [("prlimit64", (sc.Arg(0, sc.NE, 0),)), ("move_pages", (sc.Arg(0, sc.NE, 0),))]
+    rules += [("sendto", (sc.Arg(4, sc.NE, 0),))]
+    own_pid_only = (
+        "prlimit64",
+        "move_pages",
+        "sched_setaffinity",
+        "sched_setscheduler",
+        "sched_setparam",
+        "sched_setattr",
+    )
+    rules += [(name, (sc.Arg(0, sc.NE, 0),)) for name in own_pid_only]
     rules += [
         ("fcntl", (sc.Arg(1, masked, low32, cmd),)) for cmd in (F_SETOWN, F_SETOWN_EX, F_SETSIG, F_SETLEASE, F_NOTIFY)
     ]

@@ -381,12 +381,17 @@ def test_host_listeners_cannot_be_reached_even_through_inherited_sockets(setting
         listener.listen(8)
         listener.setblocking(False)
     port = tcp.getsockname()[1]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.setblocking(False)
+    udp_port = udp.getsockname()[1]
 
     def setup() -> dict[str, Any]:
         return {
             "tcp": socket.socket(socket.AF_INET, socket.SOCK_STREAM),
             "unix": socket.socket(socket.AF_UNIX, socket.SOCK_STREAM),
             "abstract": socket.socket(socket.AF_UNIX, socket.SOCK_STREAM),
+            "udp": socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
         }
 
     def body(inherited: dict[str, Any]) -> dict[str, Any]:
@@ -400,7 +405,10 @@ def test_host_listeners_cannot_be_reached_even_through_inherited_sockets(setting
             "python inherited tcp": outcome(lambda: inherited["tcp"].connect(("127.0.0.1", port))),
             "python inherited unix": outcome(lambda: inherited["unix"].connect(unix_path)),
             "urllib": outcome(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)),
+            "python inherited udp sendto": outcome(lambda: inherited["udp"].sendto(b"x", ("127.0.0.1", udp_port))),
         }
+        udp_address = _sockaddr_in(udp_port)
+        out["raw inherited udp sendto"] = raw("sendto", inherited["udp"].fileno(), b"x", 1, 0, udp_address, 16)
         for name, address in targets.items():
             ctypes.set_errno(0)
             result = LIBC_CONNECT(inherited[name].fileno(), address, len(address))
@@ -409,18 +417,21 @@ def test_host_listeners_cannot_be_reached_even_through_inherited_sockets(setting
 
     try:
         result = ok_run(run_confined(setting, body, setup=setup))
-        arrived = []
+        arrived: list[Any] = []
         for listener in listeners:
             with contextlib.suppress(BlockingIOError):
                 arrived.append(listener.accept())
+        with contextlib.suppress(BlockingIOError):
+            arrived.append(udp.recvfrom(64))
     finally:
-        for listener in listeners:
+        for listener in [*listeners, udp]:
             listener.close()
 
     assert arrived == []
-    assert {result[k] for k in ("python tcp", "python inherited tcp", "python inherited unix", "urllib")} == {"hook"}
-    for name in ("tcp", "unix", "abstract"):
-        assert result[f"raw inherited {name}"] == "EPERM", name  # seccomp refuses connect() itself
+    pythons = ("python tcp", "python inherited tcp", "python inherited unix", "urllib", "python inherited udp sendto")
+    assert {result[k] for k in pythons} == {"hook"}
+    for name in ("tcp", "unix", "abstract", "udp sendto"):
+        assert result[f"raw inherited {name}"] == "EPERM", name  # seccomp refuses connect() / sendto(address)
 
 
 # --- processes --------------------------------------------------------------------------------------------------------
@@ -834,6 +845,10 @@ def test_seccomp_refuses_every_listed_call_by_itself(setting: Setting, monkeypat
             "prlimit64 self": raw("prlimit64", 0, resource.RLIMIT_NOFILE, 0, buf),
             "prlimit64 parent": raw("prlimit64", os.getppid(), resource.RLIMIT_NOFILE, 0, buf),
             "fcntl F_GETFL": raw("fcntl", pipe_w, 3, 0),
+            "sendto without address": raw("sendto", pipe_w, b"x", 1, 0, 0, 0),
+            "sched_setaffinity self": raw("sched_setaffinity", 0, 8, buf),
+            "sched_setaffinity parent": raw("sched_setaffinity", os.getppid(), 8, buf),
+            "sched_setscheduler parent": raw("sched_setscheduler", os.getppid(), 5, buf),
             "fcntl F_SETOWN parent": raw("fcntl", pipe_r, cf.F_SETOWN, os.getppid()),
             "fcntl F_SETSIG": raw("fcntl", pipe_r, cf.F_SETSIG, 9),
             "ioctl TIOCSTI": raw("ioctl", pipe_r, cf.TIOCSTI | (1 << 32), buf),
@@ -849,12 +864,22 @@ def test_seccomp_refuses_every_listed_call_by_itself(setting: Setting, monkeypat
         assert result[name] in (expected, "absent"), name
     absent = [n for n in names if (cf.syscall_number(sc, n) or -1) < 0]
     assert [n for n in names if result[n] == "absent"] == absent
-    for name in ("kill parent", "prlimit64 parent", "fcntl F_SETOWN parent", "fcntl F_SETSIG", "ioctl TIOCSTI"):
+    for name in (
+        "kill parent",
+        "prlimit64 parent",
+        "fcntl F_SETOWN parent",
+        "fcntl F_SETSIG",
+        "ioctl TIOCSTI",
+        "sched_setaffinity parent",
+        "sched_setscheduler parent",
+    ):
         assert result[name] == expected, name
     for flag in cf.WRITE_OPEN_FLAGS:
         assert result[f"openat flag {flag:#o}"] == expected, flag
     assert result["kill self"] == result["tgkill self"] == result["prlimit64 self"] == result["fcntl F_GETFL"] == "ok"
     assert result["openat read-only"] == "ok"
+    assert result["sendto without address"] == "ENOTSOCK"  # send() on a pipe: the filter let it through
+    assert result["sched_setaffinity self"] in ("ok", "EINVAL")  # EINVAL: a cpu mask this machine cannot satisfy
 
 
 @needs_seccomp
