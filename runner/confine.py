@@ -20,13 +20,14 @@ takes rights away; none can be undone from inside. Layers, in the order applied:
    nothing else openable (other processes' /proc entries, /etc, the data folder, the label files...). ABI >= 4 also
    refuses every TCP bind/connect; ABI >= 6 scopes signals and abstract unix sockets to the body's own domain.
 7. **seccomp** (libseccomp through pyseccomp; required unless `require_seccomp=False`): default allow, and EPERM for
-   the calls in SECCOMP_REFUSED (sockets of every family and every socket operation that could reach a peer, execve,
-   fork/vfork and clone without CLONE_THREAD or with a namespace flag, signals to any pid but its own, ptrace and
-   cross-process memory, namespaces/mounts, opening files for writing/creating/truncating/appending, every path
-   mutation, SysV IPC and POSIX message queues, memfd, io_uring, bpf, perf, userfaultfd, keys, the setuid family,
-   modules/kexec/reboot, mknod, fcntl F_SETOWN/F_SETSIG, ioctl TIOCSTI...). clone3 and openat2 fail with ENOSYS so
-   that glibc falls back to the calls the filter can inspect (as Docker does). 32-bit and x32 system calls kill the
-   process (libseccomp's bad-architecture action).
+   the calls in SECCOMP_REFUSED and SECCOMP_CONDITIONAL: sockets of every family and every socket call that could
+   reach a peer (connect, bind, listen, accept, sendmsg/recvmsg, sendto with an address), execve, fork/vfork and clone
+   without CLONE_THREAD or with a namespace flag, signals to any pid but its own, ptrace and cross-process memory,
+   scheduling/rlimits of other processes, namespaces/mounts, opening files for writing/creating/truncating/appending,
+   every path mutation, SysV IPC and POSIX message queues, memfd, io_uring, bpf, perf, userfaultfd, keys, the setuid
+   family, modules/kexec/reboot, mknod, fcntl F_SETOWN/F_SETSIG, ioctl TIOCSTI... clone3 and openat2 fail with ENOSYS
+   so that glibc falls back to the calls the filter can inspect (as Docker does). 32-bit and x32 system calls kill
+   the process (libseccomp's bad-architecture action).
 8. **Python audit hook** (second layer, for when a body reaches a Python API): refuses subprocess/os.system/exec/
    fork/spawn, every `socket.*` and network client event, `open` for writing, file mutations (remove, rename, mkdir,
    chmod, chown, link, symlink, truncate, utime, xattrs, shutil, tempfile), signals to other pids, rlimit changes,
@@ -190,6 +191,8 @@ DANGEROUS_SYMBOLS = frozenset(
         "prctl open openat fopen creat"
     )
 )
+
+DANGEROUS_SYMBOL_PREFIXES = ("_", "exec", "posix_spawn", "dl")  # internals (_Fork, __clone...), exec*, loaders
 
 
 class ConfinementError(RuntimeError):
@@ -805,6 +808,6 @@ def _open_refusal(args: tuple[Any, ...]) -> str | None:
 def _dlsym_refusal(library: Any, name: Any) -> str | None:
     if getattr(library, "_name", "") is None or library is getattr(ctypes, "pythonapi", None):
         return f"ctypes.dlsym {name!r} through the interpreter's own handle"
-    if isinstance(name, str) and name in DANGEROUS_SYMBOLS:
+    if isinstance(name, str) and (name in DANGEROUS_SYMBOLS or name.startswith(DANGEROUS_SYMBOL_PREFIXES)):
         return f"ctypes.dlsym {name!r}"
     return None

@@ -56,7 +56,7 @@ else:
 needs_seccomp = pytest.mark.skipif(sc is None, reason=SECCOMP_MISSING or "seccomp available")
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_USER = "kagent-wall-test"
+TEST_USER = f"kagent-wall-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"  # one per xdist worker: each removes its own
 CHILD_TIMEOUT_S = 30.0
 IS_ROOT = os.geteuid() == 0
 X86_64 = os.uname().machine == "x86_64"
@@ -820,6 +820,10 @@ def test_audit_refusal_is_a_pure_decision() -> None:
     assert cf.audit_refusal("os.kill", (1, 9), 1, loaded) is None and cf.audit_refusal("os.kill", (2, 9), 1, loaded)
     assert cf.audit_refusal("socket.connect", (None, ("127.0.0.1", 1)), 1, loaded)
     assert cf.audit_refusal("import", ("numpy", None, [], [], []), 1, loaded) is None
+    lightgbm = type("CDLL", (), {"_name": "/site-packages/lightgbm/lib/lib_lightgbm.so"})()
+    assert cf.audit_refusal("ctypes.dlsym", (lightgbm, "LGBM_BoosterCreate"), 1, loaded) is None
+    for symbol in ("system", "_Fork", "__clone", "execvpe", "posix_spawnp", "dlopen", "syscall"):
+        assert cf.audit_refusal("ctypes.dlsym", (lightgbm, symbol), 1, loaded), symbol
 
 
 # --- what happens without a layer -------------------------------------------------------------------------------------
