@@ -15,7 +15,8 @@ takes rights away; none can be undone from inside. Layers, in the order applied:
 4. **PR_SET_NO_NEW_PRIVS**: no setuid binary or file capability can ever raise privileges again.
 5. **rlimits**: RLIMIT_AS (`memory_bytes`), RLIMIT_CPU (`cpu_seconds`), RLIMIT_FSIZE (`file_bytes`, 0 by default:
    a regular file cannot grow; pipes are not files), RLIMIT_NPROC (tasks of the uid now + `extra_tasks`: threads keep
-   working, a fork bomb does not), RLIMIT_CORE/MEMLOCK/MSGQUEUE 0. Hard limits equal soft ones, so none can be raised.
+   working, a fork bomb does not), RLIMIT_CORE/MEMLOCK/MSGQUEUE/RTPRIO/NICE 0, RLIMIT_NOFILE at most 4096. Hard limits
+   equal soft ones, so none can be raised.
 6. **Landlock** (best effort, ABI >= 1; this project's kernels have 7): read-only on `readable`, nothing writable,
    nothing else openable (other processes' /proc entries, /etc, the data folder, the label files...). ABI >= 4 also
    refuses every TCP bind/connect; ABI >= 6 scopes signals and abstract unix sockets to the body's own domain.
@@ -102,6 +103,7 @@ TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 SECCOMP_GET_ACTION_AVAIL = 2
 REFUSAL_ERRNO = errno.EPERM  # what a refused call returns (tests set a distinctive one to tell the filter apart)
 SECCOMP_RET_ERRNO = 0x00050000
+MAX_OPEN_FILES = 4096
 SUPPORTED_MACHINES = ("x86_64", "aarch64")  # where clone's flags are argument 0 and the filter was tested
 
 
@@ -530,6 +532,9 @@ def _rlimits(c: Confinement, tasks_now: int) -> str:
         (resource.RLIMIT_NPROC, tasks, "NPROC"),
         (resource.RLIMIT_MEMLOCK, 0, "MEMLOCK"),
         (resource.RLIMIT_MSGQUEUE, 0, "MSGQUEUE"),
+        (resource.RLIMIT_RTPRIO, 0, "RTPRIO"),  # no real-time scheduling that would starve the machine
+        (resource.RLIMIT_NICE, 0, "NICE"),  # no raising its own priority
+        (resource.RLIMIT_NOFILE, min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], MAX_OPEN_FILES), "NOFILE"),
     ]
     if c.cpu_seconds is not None:
         limits.append((resource.RLIMIT_CPU, c.cpu_seconds, "CPU"))

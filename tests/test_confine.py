@@ -728,6 +728,9 @@ def test_address_space_and_task_limits_hold(setting: Setting) -> None:
             "nproc": resource.getrlimit(resource.RLIMIT_NPROC),
             "fsize": resource.getrlimit(resource.RLIMIT_FSIZE),
             "core": resource.getrlimit(resource.RLIMIT_CORE),
+            "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
+            "real-time priority": outcome(lambda: os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))),
+            "higher priority": outcome(lambda: os.nice(-1)),
             "allocate 1.5 GiB": outcome(lambda: bytearray(3 * 2**29)),
             "raise AS": outcome(lambda: resource.setrlimit(resource.RLIMIT_AS, (2**40, 2**40))),
             "raw raise AS": raw("setrlimit", resource.RLIMIT_AS, ctypes.create_string_buffer(b"\xff" * 16, 16)),
@@ -751,6 +754,8 @@ def test_address_space_and_task_limits_hold(setting: Setting) -> None:
 
     assert result["as"] == [memory, memory] and result["fsize"] == [0, 0] and result["core"] == [0, 0]
     assert result["nproc"][0] == result["nproc"][1] < 10_000
+    assert result["nofile"][0] == result["nofile"][1] <= cf.MAX_OPEN_FILES
+    assert result["real-time priority"] == result["higher priority"] == "EPERM"
     assert result["allocate 1.5 GiB"] == "MemoryError"
     assert result["raise AS"] == "hook" and result["raw raise AS"] == "EPERM"  # hard limit: the kernel refuses
     assert 1 <= result["threads started"] < 200 and "can't start new thread" in result["thread error"]
