@@ -1028,12 +1028,22 @@ def test_sandbox_uid_is_the_named_user_or_an_unused_one_and_only_for_root(test_u
 
 ML_PROBE = """
 import json, os, sys, time
-import numpy as np, lightgbm as lgb
+import numpy as np, pandas as pd, lightgbm as lgb
 from sklearn.ensemble import HistGradientBoostingClassifier
 from runner import confine as cf
 
 cf.prepare()
 uid = int(sys.argv[1]) if sys.argv[1] != "none" else None
+folder = sys.argv[2]  # world-writable, outside `readable`; holds labels.csv (world-readable)
+
+
+def attempt(fn):
+    try:
+        fn()
+    except BaseException as exc:
+        return type(exc).__name__
+    return "ok"
+
 rng = np.random.default_rng(0)
 X = rng.normal(size=(4000, 12)); y = (X[:, 0] + X[:, 1] > 0).astype(int)
 read_fd, write_fd = os.pipe()
@@ -1049,6 +1059,18 @@ if pid == 0:
         h = HistGradientBoostingClassifier(max_iter=30).fit(X, y)
         out["hgb accuracy"] = float(h.score(X, y))
         out["tasks"] = len(os.listdir("/proc/self/task"))
+        frame = pd.DataFrame({"a": [1.0, 2.0]})
+        writes = {
+            "numpy save": lambda: np.save(f"{folder}/x.npy", X),
+            "numpy open_memmap": lambda: np.lib.format.open_memmap(f"{folder}/m.npy", mode="w+", shape=(2,)),
+            "numpy tofile": lambda: X.tofile(f"{folder}/x.bin"),
+            "pandas to_csv": lambda: frame.to_csv(f"{folder}/x.csv"),
+            "pandas to_parquet (pyarrow, C++ open)": lambda: frame.to_parquet(f"{folder}/x.parquet"),
+            "lightgbm save_model (C++ open)": lambda: m.booster_.save_model(f"{folder}/model.txt"),
+            "pandas read_csv of a label file": lambda: pd.read_csv(f"{folder}/labels.csv"),
+            "pyarrow read of a label file": lambda: pd.read_csv(f"{folder}/labels.csv", engine="pyarrow"),
+        }
+        out["library attempts"] = {name: attempt(fn) for name, fn in writes.items()}
     except BaseException as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
     os.write(write_fd, json.dumps(out).encode())
@@ -1063,12 +1085,17 @@ print(b"".join(chunks).decode())
 
 
 @needs_seccomp
-def test_numpy_lightgbm_and_hist_gradient_boosting_train_with_threads_when_confined(test_user: User | None) -> None:
+def test_numpy_lightgbm_and_hist_gradient_boosting_train_with_threads_when_confined(
+    test_user: User | None, open_dir: Path
+) -> None:
     """In a fresh interpreter (libgomp is not fork-safe once a parallel region ran, which this test process may have
-    done): import like the zygote, fork, confine, train with several threads."""
+    done): import like the zygote, fork, confine, train with several threads. The libraries' own file writers (some
+    in C++, beneath the audit hook) and readers of a label file fail."""
     uid = str(test_user.uid) if test_user else "none"
+    (open_dir / "labels.csv").write_text("id,target\n1,0\n2,1\n")
+    (open_dir / "labels.csv").chmod(0o644)
     result = subprocess.run(
-        [sys.executable, "-c", ML_PROBE, uid],
+        [sys.executable, "-c", ML_PROBE, uid, str(open_dir)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"},
         capture_output=True,
@@ -1083,3 +1110,6 @@ def test_numpy_lightgbm_and_hist_gradient_boosting_train_with_threads_when_confi
     assert "seccomp" in out["layers"] and "audit hook" in out["layers"]
     assert out["matmul ok"] and out["lightgbm accuracy"] > 0.95 and out["hgb accuracy"] > 0.95
     assert out["tasks"] >= 2  # threads ran
+    assert sorted(p.name for p in open_dir.iterdir()) == ["labels.csv"]
+    refused = out["library attempts"]
+    assert refused and all(result != "ok" for result in refused.values()), refused
