@@ -423,6 +423,13 @@ def confine(c: Confinement) -> list[str]:
         raise ConfinementError(f"confinement needs Linux (this is {sys.platform})")
     if _task_count() != 1:
         raise ConfinementError("confine() must run in a single-threaded process (fork first, start threads after)")
+    try:
+        return _confine(c)
+    except OSError as exc:  # a step that cannot fail on a sane Linux did: never run the body half-walled
+        raise ConfinementError(f"confinement failed: {exc}") from None
+
+
+def _confine(c: Confinement) -> list[str]:
     seccomp_filter = _build_seccomp_or_none(c)  # before anything restricts reading the library
     single_process_multiprocessing()
     loaded_libraries = _loaded_libraries() if c.audit_hook else frozenset()
@@ -432,6 +439,8 @@ def confine(c: Confinement) -> list[str]:
         Path("/proc/self/oom_score_adj").write_text("1000")
     layers += _switch_user(c)
     layers += _interpreter_warning()
+    if os.geteuid() == 0:
+        layers.append("warning: still root (no uid switch asked for): RLIMIT_NPROC does not bind root")
     tasks = _tasks_of_uid(os.getuid())  # before a user namespace hides whose tasks are whose
     layers += _userns(c)
     _drop_capabilities()
