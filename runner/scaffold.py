@@ -29,6 +29,7 @@ from runner.sandbox import FitReply, FitRequest
 Log = Callable[[str], None]
 DEFAULT_FOLDS = 5
 MIN_FOLDS = 2
+MAX_FIT_WALL_S = 6 * 3600.0  # a fit's kill time when its deadline is far away (or infinite, in tests)
 
 
 class CandidateError(Exception):
@@ -246,7 +247,7 @@ class _Fits:
             train_rows=train_rows,
             y_train=self.y_fit[train_rows],
             predict_rows=predict_rows,
-            wall_s=max(60.0, 4 * seconds + 30) if hard is None else max(1.0, hard - self.clock()),
+            wall_s=min(MAX_FIT_WALL_S, max(60.0, 4 * seconds + 30) if hard is None else max(1.0, hard - self.clock())),
             seed=task.seed * 1000 + index,
             reuse=self.reuse,
             memory_mb=self.memory_mb,
