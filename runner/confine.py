@@ -30,10 +30,12 @@ takes rights away; none can be undone from inside. Layers, in the order applied:
    so that glibc falls back to the calls the filter can inspect (as Docker does). 32-bit and x32 system calls kill
    the process (libseccomp's bad-architecture action).
 8. **Python audit hook** (second layer, for when a body reaches a Python API): refuses subprocess/os.system/exec/
-   fork/spawn, every `socket.*` and network client event, `open` for writing, file mutations (remove, rename, mkdir,
-   chmod, chown, link, symlink, truncate, utime, xattrs, shutil, tempfile), signals to other pids, rlimit changes,
-   `ctypes.dlopen` of a library that is not already loaded, `ctypes.dlsym` through the interpreter's own handle or of
-   process/exec/syscall entry points, and adding another audit hook. Hooks cannot be removed from Python code.
+   fork/spawn, every `socket.*` and network client event, `open` for writing or of a path outside `readable` (the
+   only read restriction beside the uid where Landlock is missing, e.g. Fargate's 5.10 kernel), file mutations
+   (remove, rename, mkdir, chmod, chown, link, symlink, truncate, utime, xattrs, shutil, tempfile), signals to other
+   pids, rlimit changes, `ctypes.dlopen` of a library that is not already loaded, `ctypes.dlsym` through the
+   interpreter's own handle or of process/exec/syscall entry points, and adding another audit hook. Hooks cannot be
+   removed from Python code.
 
 What still holds without a layer: without the uid switch (a user's own CLI run) seccomp and Landlock still stop
 signals, ptrace, sockets and writes, and Landlock hides the runner's files and /proc entries; without the namespaces
@@ -433,6 +435,7 @@ def _confine(c: Confinement) -> list[str]:
     seccomp_filter = _build_seccomp_or_none(c)  # before anything restricts reading the library
     single_process_multiprocessing()
     loaded_libraries = _loaded_libraries() if c.audit_hook else frozenset()
+    readable_roots = tuple(os.path.realpath(p) for p in c.readable)  # /proc/self resolves to this process's entry
     layers: list[str] = []
     parent = os.getppid()
     with contextlib.suppress(OSError):  # while the file is still ours (a uid switch makes it root's)
@@ -451,7 +454,7 @@ def _confine(c: Confinement) -> list[str]:
     layers.append(_landlock_layer(c))
     layers.append(_seccomp_layer(seccomp_filter, c))
     if c.audit_hook:
-        sys.addaudithook(_make_audit_hook(os.getpid(), loaded_libraries))
+        sys.addaudithook(_make_audit_hook(os.getpid(), loaded_libraries, readable_roots))
         layers.append("audit hook")
     return layers
 
@@ -781,23 +784,29 @@ def _loaded_libraries() -> frozenset[str]:
     return frozenset(names)
 
 
-def _make_audit_hook(pid: int, loaded: frozenset[str]) -> Callable[[str, tuple[Any, ...]], None]:
+def _make_audit_hook(
+    pid: int, loaded: frozenset[str], readable: tuple[str, ...]
+) -> Callable[[str, tuple[Any, ...]], None]:
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "sys.addaudithook":
             raise RuntimeError("confined: no further audit hooks")
-        reason = audit_refusal(event, args, pid, loaded)
+        reason = audit_refusal(event, args, pid, loaded, readable)
         if reason:
             raise RefusedByConfinement(errno.EPERM, f"confined: {reason}")
 
     return hook
 
 
-def audit_refusal(event: str, args: tuple[Any, ...], pid: int, loaded: frozenset[str]) -> str | None:
-    """Why the audit hook refuses this event (None: allowed). Pure, so that it can be tested without a hook."""
+def audit_refusal(
+    event: str, args: tuple[Any, ...], pid: int, loaded: frozenset[str], readable: tuple[str, ...] | None = None
+) -> str | None:
+    """Why the audit hook refuses this event (None: allowed). Pure, so that it can be tested without a hook.
+    `readable`: the real paths Python code may open for reading (None: any), Landlock's list again for machines
+    without Landlock (there it is the only layer on reads beside the uid; C code opening files is not seen)."""
     if event in AUDIT_REFUSED or event.startswith(AUDIT_REFUSED_PREFIXES):
         return event
     if event == "open":
-        return _open_refusal(args)
+        return _open_refusal(args, readable)
     if event in ("os.kill", "os.killpg"):
         return None if event == "os.kill" and args and args[0] == pid else f"{event} {args[0] if args else ''}"
     if event == "ctypes.dlopen":
@@ -809,14 +818,23 @@ def audit_refusal(event: str, args: tuple[Any, ...], pid: int, loaded: frozenset
     return None
 
 
-def _open_refusal(args: tuple[Any, ...]) -> str | None:
+def _open_refusal(args: tuple[Any, ...], readable: tuple[str, ...] | None) -> str | None:
     path, mode, flags = (*args, None, None, None)[:3]
     if isinstance(path, int):
         return None  # wrapping a descriptor the process already holds
     writes = isinstance(mode, str) and any(ch in mode for ch in "wax+")
     if isinstance(flags, int) and any(flags & flag for flag in WRITE_OPEN_FLAGS):
         writes = True
-    return f"open {path!r} for writing" if writes else None
+    if writes:
+        return f"open {path!r} for writing"
+    if readable is not None and isinstance(path, (str, bytes, os.PathLike)) and not _under(path, readable):
+        return f"open {path!r}: not among the readable paths"
+    return None
+
+
+def _under(path: str | bytes | os.PathLike[Any], roots: tuple[str, ...]) -> bool:
+    real = os.path.realpath(os.fsdecode(path))
+    return any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots)
 
 
 def _dlsym_refusal(library: Any, name: Any) -> str | None:

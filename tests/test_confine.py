@@ -522,7 +522,7 @@ def test_signals_ptrace_and_process_memory_of_others_are_refused(setting: Settin
     for name in result:
         if name.startswith("raw") and "self" not in name:
             assert result[name] == "EPERM", name
-    assert result["read parent environ"] in ("EACCES", "EPERM") and result["read parent mem"] in ("EACCES", "EPERM")
+    assert result["read parent environ"] == result["read parent mem"] == "hook"  # and Landlock, and the uid, beneath
     assert result["python kill self 0"] == result["raw kill self 0"] == result["raw tgkill self 0"] == "ok"
 
 
@@ -684,29 +684,63 @@ def test_another_uids_0600_file_is_unreadable_after_the_switch(setting: Setting,
     assert result["public"] == "ok"  # the same folder, readable: the test could fail
 
 
-@needs_seccomp
-def test_landlock_hides_everything_outside_readable(setting: Setting, open_dir: Path) -> None:
-    if cf.support().landlock_abi < 1:
-        pytest.skip(f"no Landlock here: {cf.support().landlock_reason}")
-    public = open_dir / "public.txt"
-    public.write_text("anyone")
-    public.chmod(0o644)
-
+def _read_attempts(public: Path) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def body(_: dict[str, Any]) -> dict[str, Any]:
         return {
             "world-readable file outside readable": outcome(public.read_text),
             "/etc/passwd": outcome(Path("/etc/passwd").read_text),
-            "list /": outcome(lambda: os.listdir("/")),
             "parent's /proc status": outcome(Path(f"/proc/{os.getppid()}/status").read_text),
+            "parent's /proc cmdline": outcome(Path(f"/proc/{os.getppid()}/cmdline").read_bytes),
             "own /proc status": outcome(Path("/proc/self/status").read_text),
             "the runner's code (readable)": outcome(lambda: Path(cf.__file__).read_bytes()),
+            "list /": outcome(lambda: os.listdir("/")),
         }
 
-    result = ok_run(run_confined(setting, body))
+    return body
 
-    for name in ("world-readable file outside readable", "/etc/passwd", "list /", "parent's /proc status"):
+
+READ_OUTSIDE = (
+    "world-readable file outside readable",
+    "/etc/passwd",
+    "parent's /proc status",
+    "parent's /proc cmdline",
+)
+
+
+@pytest.fixture
+def public_file(open_dir: Path) -> Path:
+    public = open_dir / "public.txt"
+    public.write_text("anyone")
+    public.chmod(0o644)
+    return public
+
+
+@needs_seccomp
+def test_landlock_hides_everything_outside_readable(setting: Setting, public_file: Path) -> None:
+    if cf.support().landlock_abi < 1:
+        pytest.skip(f"no Landlock here: {cf.support().landlock_reason}")
+    confinement = setting.confinement(audit_hook=False)  # Landlock alone
+
+    result = ok_run(run_confined(setting, _read_attempts(public_file), confinement=confinement))
+
+    for name in (*READ_OUTSIDE, "list /"):
         assert result[name] == "EACCES", name
     assert result["own /proc status"] == result["the runner's code (readable)"] == "ok"
+
+
+@needs_seccomp
+def test_without_landlock_the_audit_hook_still_keeps_python_reads_inside_readable(
+    setting: Setting, public_file: Path
+) -> None:
+    """Fargate's kernel (5.10) has no Landlock: Python-level reads outside `readable` are refused by the hook."""
+    confinement = setting.confinement(landlock=False)
+
+    result = ok_run(run_confined(setting, _read_attempts(public_file), confinement=confinement))
+
+    for name in READ_OUTSIDE:
+        assert result[name] == "hook", name
+    assert result["own /proc status"] == result["the runner's code (readable)"] == "ok"
+    assert result["list /"] == "ok"  # names, not contents: directory listings are Landlock's alone
 
 
 # --- limits -----------------------------------------------------------------------------------------------------------
@@ -825,6 +859,12 @@ def test_audit_refusal_is_a_pure_decision() -> None:
     assert cf.audit_refusal("os.kill", (1, 9), 1, loaded) is None and cf.audit_refusal("os.kill", (2, 9), 1, loaded)
     assert cf.audit_refusal("socket.connect", (None, ("127.0.0.1", 1)), 1, loaded)
     assert cf.audit_refusal("import", ("numpy", None, [], [], []), 1, loaded) is None
+    roots = ("/usr/lib", "/proc/1234")
+    assert cf.audit_refusal("open", ("/usr/lib/x.so", "rb", os.O_RDONLY), 1, loaded, roots) is None
+    assert cf.audit_refusal("open", ("/usr/lib", "rb", os.O_RDONLY), 1, loaded, roots) is None
+    assert cf.audit_refusal("open", ("/usr/lib64/x.so", "rb", os.O_RDONLY), 1, loaded, roots)  # a sibling, not under
+    assert cf.audit_refusal("open", ("/usr/lib/../../etc/passwd", "r", os.O_RDONLY), 1, loaded, roots)
+    assert cf.audit_refusal("open", (b"/etc/passwd", "r", os.O_RDONLY), 1, loaded, roots)
     lightgbm = type("CDLL", (), {"_name": "/site-packages/lightgbm/lib/lib_lightgbm.so"})()
     assert cf.audit_refusal("ctypes.dlsym", (lightgbm, "LGBM_BoosterCreate"), 1, loaded) is None
     for symbol in ("system", "_Fork", "__clone", "execvpe", "posix_spawnp", "dlopen", "syscall"):
