@@ -309,7 +309,11 @@ def open_dir() -> Iterator[Path]:
 
 @needs_seccomp
 def test_every_layer_is_applied_and_reported(setting: Setting) -> None:
-    layers = ok_run(run_confined(setting, lambda _: {}))["layers"]
+    def setup() -> dict[str, Any]:
+        return {"userns offered": cf._userns_support()}  # what support() would say in this setting's zygote
+
+    result = ok_run(run_confined(setting, lambda ctx: ctx, setup=setup))
+    layers = result["layers"]
 
     assert "no_new_privs" in layers and "seccomp" in layers and "audit hook" in layers
     assert any(layer.startswith("rlimits AS=") for layer in layers)
@@ -319,8 +323,9 @@ def test_every_layer_is_applied_and_reported(setting: Setting) -> None:
         assert f"uid {setting.user.uid}:{setting.user.gid}" in layers  # type: ignore[union-attr]
     if setting.outer_filter:
         assert any(layer.startswith("user+network namespace skipped: unshare refused") for layer in layers)
+        assert result["userns offered"] is False
     elif cf.support().userns:
-        assert "user+network namespace" in layers
+        assert "user+network namespace" in layers and result["userns offered"] is True
 
 
 # --- network ----------------------------------------------------------------------------------------------------------
