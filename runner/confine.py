@@ -444,8 +444,11 @@ def _confine(c: Confinement) -> list[str]:
     layers += _interpreter_warning()
     if os.geteuid() == 0:
         layers.append("warning: still root (no uid switch asked for): RLIMIT_NPROC does not bind root")
-    tasks = _tasks_of_uid(os.getuid())  # before a user namespace hides whose tasks are whose
-    layers += _userns(c)
+    userns = _userns(c)
+    layers += userns
+    # RLIMIT_NPROC counts the tasks of the real uid; in a user namespace of its own only this process's tasks
+    # count (each namespace level has its own count), elsewhere every task of the uid on the machine does.
+    tasks = 1 if userns == [USERNS_LAYER] else _tasks_of_uid(os.getuid())
     _drop_capabilities()
     layers.append(_hygiene(parent))
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
@@ -506,8 +509,11 @@ def _userns(c: Confinement) -> list[str]:
     if not c.userns:
         return []
     if _libc().unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
-        return [f"user+network namespace skipped: unshare refused ({os.strerror(ctypes.get_errno())})"]
-    return ["user+network namespace"]
+        return [f"{USERNS_LAYER} skipped: unshare refused ({os.strerror(ctypes.get_errno())})"]
+    return [USERNS_LAYER]
+
+
+USERNS_LAYER = "user+network namespace"
 
 
 class _CapHeader(ctypes.Structure):
@@ -570,12 +576,27 @@ def _tasks_of_uid(uid: int) -> int:
     """Threads of every process whose real uid is `uid` (what RLIMIT_NPROC counts)."""
     total = 0
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        uids, threads = _status_field("Uid", entry), _status_field("Threads", entry)
-        if uids and threads and int(uids.split()[0]) == uid:
-            total += int(threads)
+        if entry.isdigit():
+            fields = _status_fields(entry, ("Uid", "Threads"))
+            if len(fields) == 2 and int(fields["Uid"].split()[0]) == uid:
+                total += int(fields["Threads"])
     return max(total, 1)
+
+
+def _status_fields(pid: str, names: tuple[str, ...]) -> dict[str, str]:
+    """Some fields of /proc/<pid>/status, read once ({} for a process that is gone)."""
+    found: dict[str, str] = {}
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                name, _, value = line.partition(":")
+                if name in names:
+                    found[name] = value.strip()
+                    if len(found) == len(names):
+                        break
+    except OSError:
+        return {}
+    return found
 
 
 # --- Landlock: its three system calls through ctypes. PyPI offers no maintained binding (`landlock` has only
@@ -777,13 +798,14 @@ def _seccomp_layer(seccomp_filter: Any, c: Confinement) -> str:
 
 def _loaded_libraries() -> frozenset[str]:
     """Paths and file names of the shared objects mapped now: the only ones ctypes may still open."""
-    names: set[str] = set()
+    paths: set[str] = set()
     with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
         for line in maps:
             path = line.split(maxsplit=5)[-1].strip()
             if path.startswith("/") and ".so" in path:
-                names.update({path, os.path.realpath(path), os.path.basename(path)})
-    return frozenset(names)
+                paths.add(path)
+    names = {os.path.basename(path) for path in paths} | {os.path.realpath(path) for path in paths}
+    return frozenset(names | paths)
 
 
 def _make_audit_hook(
