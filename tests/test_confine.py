@@ -43,7 +43,8 @@ import pytest
 from runner import confine as cf
 from runner.confine import Confinement, ConfinementError, RefusedByConfinement
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the wall is Linux-only")
+if not sys.platform.startswith("linux"):
+    pytest.skip("the wall (seccomp, Landlock, namespaces) is Linux-only", allow_module_level=True)
 
 try:
     import pyseccomp as sc
@@ -115,10 +116,6 @@ def raw(name: str, *args: Any) -> str:
 
 
 _PID = [0]  # the confined child's pid, to recognise the copy a successful fork/clone would make
-
-
-def refused(result: str) -> bool:
-    return result not in ("ok", "absent")
 
 
 # --- the settings and the fork harness --------------------------------------------------------------------------------
