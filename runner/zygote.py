@@ -380,8 +380,14 @@ def child_main(rows: Any, n_train: int, job_fd: int, result_w: int, log_w: int) 
             handle.seek(0)
             job, arrays = read_job(handle, 3)
         _prepare_threads()
-        _say(f"worker: {_confine(job)}")
+        # RLIMIT_AS bounds address space, not resident memory: if the machine runs short, the kernel's OOM killer
+        # must pick a body, never the runner that still has to write the templates' submission.
+        with contextlib.suppress(OSError):
+            Path("/proc/self/oom_score_adj").write_text("1000")
+        walled = time.monotonic()
+        layers = _confine(job)
         started = time.monotonic()
+        _say(f"worker ({1000 * (started - walled):.0f} ms to confine): {layers}")
         predictions, reuse = _fit_and_predict(job, rows, n_train, arrays)
         body_s = time.monotonic() - started
     except BaseException as exc:  # the body may raise anything, SystemExit included

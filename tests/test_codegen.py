@@ -233,6 +233,7 @@ def direct(bodies: dict[str, str]):
     scoring) without the LLM and the AST check in front: the scoring must hold on its own."""
 
     def provide(context: SelectionContext):
+        assert context.workers is not None
         for name, source in bodies.items():
             body = BodySource(name, source, trusted=False)
             try:
@@ -259,9 +260,12 @@ def test_an_llm_candidate_never_makes_the_submission_worse_than_the_templates(tm
     hidden answers as the templates' own choice, and no cheat is chosen."""
     competition = write_competition(tmp_path / "comp" / "data", n_train=200, n_test=200, seed=seed)
     base, with_llm = tmp_path / "templates", tmp_path / "llm"
-    options = {"metric": "accuracy", "time_budget": 120, "codegen": "llm", "env": {}}
-    run_pipeline(competition, base, RunOptions(**options, extra_candidates=direct({})))  # same budget split
-    outcome = run_pipeline(competition, with_llm, RunOptions(**options, extra_candidates=direct(HOSTILE)))
+
+    def options(bodies: dict[str, str]) -> RunOptions:  # codegen llm either way: the templates get the same share
+        return RunOptions(metric="accuracy", time_budget=120, codegen="llm", env={}, extra_candidates=direct(bodies))
+
+    run_pipeline(competition, base, options({}))
+    outcome = run_pipeline(competition, with_llm, options(HOSTILE))
     assert outcome.status == "succeeded", outcome.reason
     result = json.loads((with_llm / "result.json").read_text())
     scores = {c["name"]: c["cv_score"] for c in result["candidates"]}
