@@ -93,22 +93,33 @@ SKLEARN_REFUSED = (
 MODULE_ATTRIBUTES = frozenset(
     _words(
         """
-        add_newdocs arrays basic biasedurn bisect bit_generator blas bsplines bsr char ckdtree cobyla compat
+        abc add_newdocs arrays cow basic biasedurn bit_generator blas bsplines bsr char ckdtree cobyla compat
         compressed constants construct contingency coo core csc csgraph csr ctypeslib cython_blas
         cython_lapack cython_special dask dataclasses datasets decomp decomp_cholesky decomp_lu decomp_qr
-        decomp_schur decomp_svd dia differentiate discovery distributions dok dsolve dtypes eigen emath
-        engine errors exceptions executors extensions externals extract f2py fftpack filter_design filters
-        fir_filter_design fitpack fitpack2 fixes fourier indexers inspect integrate interchange interface
-        internals interpnd interpolation interpolative io isolve joblib kde kdtree lapack lbfgsb lib libpath
-        lil linesearch lti_conversion ltisys ma matfuncs measurements minpack minpack2 misc moduleTNC
-        morestats morphology mstats mstats_basic mstats_extras mtrand mvn ndgriddata nonlin numbers nw odr
-        offsets operator orthogonal platform plotting polyint polynomial qhull qmc rbf re rec rotation
-        sf_error signaltools sklearn slsqp sparsetools specfun special_matrices spectral spfun_stats spline
-        sputils strings sys testing tests tnc tseries typing unicodedata util waveforms wavelets windows xpx
-        zeros os posix nt builtins ctypes importlib subprocess socket shutil pickle marshal signal threading
-        multiprocessing mmap gc code codeop runpy pathlib tempfile glob resource fcntl select selectors
-        asyncio concurrent atexit faulthandler traceback linecache sysconfig site pty tty termios ssl http
-        urllib zipimport pkgutil copyreg weakref ctypeslib cffi numba cloudpickle loky dill
+        decomp_schur decomp_svd dia differentiate discovery dok dsolve eigen emath engine exceptions
+        executors extensions externals f2py fftpack filter_design filters fir_filter_design fitpack fitpack2
+        fixes fourier indexers inspect integrate interchange interface internals interpnd interpolation
+        interpolative io isolve joblib kde kdtree lapack lbfgsb lib libpath lil linesearch lti_conversion
+        ltisys ma matfuncs measurements minpack minpack2 misc moduleTNC morestats morphology mstats_basic
+        mstats_extras mtrand mvn ndgriddata nonlin numbers nw odr offsets operator orthogonal platform
+        plotting polynomial qhull qmc rbf re rec rotation sf_error signaltools sklearn slsqp sparsetools
+        specfun special_matrices spectral spfun_stats spline sputils strings sys testing tests tnc tseries
+        typing unicodedata util waveforms wavelets xpx os posix nt builtins ctypes importlib subprocess
+        socket shutil pickle marshal signal threading multiprocessing mmap gc code codeop runpy pathlib
+        tempfile glob resource fcntl selectors asyncio concurrent atexit faulthandler traceback linecache
+        sysconfig site pty tty termios ssl http urllib zipimport pkgutil copyreg weakref ctypeslib cffi
+        numba cloudpickle loky dill
+        """
+    )
+)
+# Module-valued attributes whose names are also everyday API (np.zeros, df.dtypes, np.select, s.str.extract,
+# pipeline.transform, np.array, ...): not refused by name; the modules behind them hold nothing a body could misuse and
+# are walked like allowed ones by the test that computes MODULE_ATTRIBUTES.
+FOLLOWED_MODULE_ATTRIBUTES = frozenset(
+    _words(
+        """
+        array base bisect data distributions dtypes errors extract interpolate mstats optimize polyint select stats
+        transform windows zeros
         """
     )
 )

@@ -593,6 +593,8 @@ def test_the_check_refuses_the_escapes_and_the_clean_cheats_cannot_win(
     seen = verdicts(run.trace)
     assert seen[: len(escapes)] == ["rejected"] * len(escapes), seen
     assert "rejected" not in seen[len(escapes) :], seen
+    for construct in ("attribute 'sys'", "'_os'", "attribute 'basic'", "attribute 'get_handle'", "'read_csv'"):
+        assert construct in run.trace, construct  # each refusal names the body's own escape
     assert not problems, "\n".join(problems)
 
 

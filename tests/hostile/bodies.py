@@ -28,11 +28,6 @@ def marker(directory, suffix=""):
     return directory + "/kagent-hostile-" + TOKEN + "-" + NAME + suffix
 
 
-def listdir(path):
-    try:
-        return os.listdir(path)
-    except Exception:
-        return []
 
 
 class Useless(BaseEstimator):
@@ -50,6 +45,19 @@ class Useless(BaseEstimator):
 
 def build_model(task):
     return Useless()
+
+"""
+
+# For the escapes (not for the clean cheats, which must pass the AST check as they are).
+HELPERS = """\
+import os
+
+
+def listdir(path):
+    try:
+        return os.listdir(path)
+    except Exception:
+        return []
 
 """
 
@@ -388,8 +396,6 @@ attack()
 # The cheats: bodies that would make their CV look better than they are. They predict the remembered or stolen label
 # where they have one and 0.5 elsewhere, so a cheat that worked wins CV and ships a constant submission.
 CHEAT = """\
-import os
-
 KEY = "f0"
 
 
@@ -614,4 +620,5 @@ CLEAN_CHEATS = ("index_memory_clean", "row_memory_clean")
 
 
 def render(name: str, **values: object) -> str:
-    return Template(PRELUDE + ATTACKS[name]).substitute(name=name, **values)
+    helpers = "" if name in CLEAN_CHEATS else HELPERS
+    return Template(PRELUDE + helpers + ATTACKS[name]).substitute(name=name, **values)
