@@ -347,8 +347,9 @@ class Workers:
         try:
             header, payload, _fds = recv_message(sock)
         except (TimeoutError, EOFError, OSError, ProtocolError) as exc:
+            errors = self._errors()
             self.close()
-            raise SandboxError(f"the worker zygote failed ({type(exc).__name__}: {exc}){self._errors()}") from None
+            raise SandboxError(f"the worker zygote failed ({type(exc).__name__}: {exc}){errors}") from None
         finally:
             with contextlib.suppress(OSError):
                 sock.settimeout(None)
