@@ -20,8 +20,9 @@ run keeps the check and shows it refusing them. After each run:
   template` run's accuracy on the same data (less a small tolerance for timing), and no LLM candidate's CV above the
   best template's (a cheat that worked would score ~1.0).
 
-The matrix: as root (bodies run as the sandbox uid), as an unprivileged user (useradd; the CLI under setpriv), and as
-root under an outer seccomp filter that refuses user namespaces as Docker's default profile does (Fargate).
+The matrix: as root (bodies run as the sandbox uid) and as an unprivileged user (useradd; the CLI under setpriv), each
+with user namespaces and without (an outer seccomp filter that refuses them as Docker's default profile does: Fargate
+is root without them).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ TIME_BUDGET_S = 150
 CODEGEN_TIME_S = 110
 SCORE_TOLERANCE = 0.03  # template runs differ a little with timing (folds done, blend weights)
 CHEAT_MARGIN = 0.01
-SETTINGS = ("root", "unprivileged", "no-userns")
+SETTINGS = ("root", "unprivileged", "no-userns", "unprivileged-no-userns")
 SHARED_PLACES = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
 CANARY_NAMES = (
     "OPENAI_API_KEY",
@@ -199,15 +200,16 @@ def _setpriv(uid: int, gid: int) -> list[str]:
 @pytest.fixture(params=SETTINGS)
 def identity(request: pytest.FixtureRequest, test_user: tuple[int, int] | None) -> Identity:
     setting = request.param
-    if setting == "unprivileged":
+    outer_filter = setting.endswith("no-userns")
+    if setting.startswith("unprivileged"):
         if not IS_ROOT:
-            return Identity(setting, os.getuid(), os.getgid(), False, frozenset({os.getuid()}))
+            return Identity(setting, os.getuid(), os.getgid(), outer_filter, frozenset({os.getuid()}))
         python = request.getfixturevalue("user_python")
         assert test_user is not None
-        return Identity(setting, test_user[0], test_user[1], False, frozenset({test_user[0]}), python)
+        return Identity(setting, test_user[0], test_user[1], outer_filter, frozenset({test_user[0]}), python)
     if not IS_ROOT:
         pytest.skip("needs root (a container or CI); the unprivileged setting covers this machine")
-    return Identity(setting, 0, 0, setting == "no-userns", _sandbox_uids() | {0})
+    return Identity(setting, 0, 0, outer_filter, _sandbox_uids() | {0})
 
 
 # --- the host's listeners ----------------------------------------------------------------------------------------
