@@ -303,6 +303,7 @@ class Outcome:
     new_shared: list[str]  # new entries in /tmp, /var/tmp, /dev/shm owned by a body uid (or named with the token)
     markers: list[str]  # files named with the token anywhere the bodies aimed
     data_changes: list[str]
+    left_in_home_or_tmp: list[str]  # the run's HOME and TMPDIR end empty (the runner removes its workers' folders)
     result: dict[str, Any]
     trace: str
     graded: float | None
@@ -500,6 +501,7 @@ def _run_in(
         new_shared=new_shared,
         markers=markers,
         data_changes=changed,
+        left_in_home_or_tmp=sorted(str(p) for folder in (home, tmp) for p in folder.rglob("*")),
         result=json.loads(result_path.read_text()) if result_path.exists() else {},
         trace=trace_path.read_text(errors="replace") if trace_path.exists() else "",
         graded=grade(out / "submission.csv", competition.answers),
@@ -522,6 +524,7 @@ def violations(run: Outcome, reference: Reference) -> list[str]:
     found += [f"file left outside the body's folder: {m}" for m in run.markers]
     found += [f"new entry in a shared place: {e}" for e in run.new_shared if not any(m in e for m in run.markers)]
     found += [f"data folder changed: {c}" for c in run.data_changes]
+    found += [f"left in the run's HOME or TMPDIR: {p}" for p in run.left_in_home_or_tmp]
     found += [f"a host listener was contacted: {c}" for c in run.contacts]
     extra = [r for r in run.requests if r.get("model") == run.token]
     found += [f"the fake OpenAI server got a request from a body: {json.dumps(r)[:120]}" for r in extra]
