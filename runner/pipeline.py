@@ -2,6 +2,8 @@
 
 Stages: locate files → read and profile → prepare features → evaluate template bodies (CV within the budget) →
 extra candidates (the LLM codegen seam) → choose the best by the metric (or a blend) → format → validate → write.
+Every body, template or LLM, is evaluated the same way: each fold and the final fit in a fresh child of a warm zygote
+started per prepared data set (runner.sandbox.Workers), the scores computed here from predictions alone.
 `run_pipeline` never raises for bad input: it returns a RunResult whose reason is one line, and result.json says so.
 """
 
