@@ -427,3 +427,31 @@ def test_a_broken_worker_fails_clearly_and_the_caller_sees_a_candidate_error(dat
         body = "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n" + GOOD_BODY
         with pytest.raises(CandidateError, match=r"signal SIGSEGV"):
             evaluate(BodySource("segv", body, True), data, time.monotonic() + 60, workers=own)
+
+
+SANDBOX_USER_PROBE = """\
+import re, sys
+import numpy as np
+from runner.sandbox import FitRequest, SandboxLimits, Workers
+from tests.test_sandbox import GOOD_BODY, request, tiny_data
+
+data = tiny_data()
+with Workers.start(SandboxLimits(memory_mb=1500), threads=1) as workers:
+    workers.load(data.X, data.X_test)
+    reply = workers.fit_predict(request(data, "import os\\nprint('UID', os.getuid(), flush=True)\\n" + GOOD_BODY))
+print(reply.verdict, re.search(r"UID (\\d+)", reply.log_tail).group(1) if reply.ok else reply.detail)
+"""
+
+
+@needs_wall
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root runner switches bodies to another user")
+def test_kagent_sandbox_user_names_the_uid_bodies_run_as():
+    import pwd  # noqa: PLC0415
+
+    nobody = pwd.getpwnam("nobody")
+    env = {**os.environ, "KAGENT_SANDBOX_USER": "nobody", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run(
+        [sys.executable, "-c", SANDBOX_USER_PROBE], env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["ok", str(nobody.pw_uid)]
