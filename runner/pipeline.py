@@ -2,6 +2,8 @@
 
 Stages: locate files → read and profile → prepare features → evaluate template bodies (CV within the budget) →
 extra candidates (the LLM codegen seam) → choose the best by the metric (or a blend) → format → validate → write.
+Every body, template or LLM, is evaluated the same way: each fold and the final fit in a fresh child of a warm zygote
+started per prepared data set (runner.sandbox.Workers), the scores computed here from predictions alone.
 `run_pipeline` never raises for bad input: it returns a RunResult whose reason is one line, and result.json says so.
 """
 
@@ -23,14 +25,23 @@ from typing import Any
 import numpy as np
 
 from chalicelib.submission import validate_submission
-from runner.contract import ContractError, ModelBody, load_body_from_source
 from runner.data import CompetitionFiles, locate_competition
 from runner.errors import InputError, NotConfiguredError
 from runner.metrics import Metric, best_threshold, get_metric
 from runner.output import submission_rows, write_submission
 from runner.profile import LABEL, Profile, profile_competition, read_tables, target_groups
-from runner.scaffold import DEFAULT_FOLDS, CandidateError, Evaluation, PreparedData, blend, evaluate, prepare
-from runner.templates import TEMPLATES, load_template
+from runner.sandbox import SandboxError, Workers
+from runner.scaffold import (
+    DEFAULT_FOLDS,
+    BodySource,
+    CandidateError,
+    Evaluation,
+    PreparedData,
+    blend,
+    evaluate,
+    prepare,
+)
+from runner.templates import TEMPLATES, template_source
 
 CODEGEN_MODES = ("template", "llm", "auto")
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
@@ -55,7 +66,7 @@ def build_model(task):
 
 @dataclass(frozen=True)
 class Candidate:
-    """A model body from outside the templates (the LLM), already evaluated (e.g. in the sandbox)."""
+    """A model body from outside the templates (the LLM), already evaluated by scaffold.evaluate in the workers."""
 
     name: str
     source: str
@@ -64,7 +75,8 @@ class Candidate:
 
 @dataclass
 class SelectionContext:
-    """What an extra-candidates provider gets: the data, the profile, the best template so far and the clock."""
+    """What an extra-candidates provider gets: the data, the profile, the best template so far, the workers that
+    evaluate bodies on this data (runner.sandbox) and the clock."""
 
     data: PreparedData
     profile: Profile
@@ -75,6 +87,7 @@ class SelectionContext:
     log: Callable[[str], None]  # a line in logs.txt (and the terminal)
     plan: dict[str, Any] | None = None
     seed: int = 0
+    workers: Workers | None = None
 
 
 @dataclass
@@ -199,6 +212,33 @@ def _run(
     codegen = resolve_codegen(options.codegen, options)
     result["codegen"] = codegen.mode
     deadline = started + budget - _reserve(budget)
+    workers = Workers.start(threads=N_JOBS)  # its imports overlap with reading and preparing the data
+    try:
+        plan = _TaskPlan(metric_option, codegen, deadline)
+        _run_tasks(data, out, options, plan, workers, log=log, trace=trace, result=result)
+    finally:
+        workers.close()
+
+
+@dataclass(frozen=True)
+class _TaskPlan:
+    metric_option: str | None
+    codegen: CodegenPlan
+    deadline: float
+
+
+def _run_tasks(
+    data: Path,
+    out: Path,
+    options: RunOptions,
+    plan: _TaskPlan,
+    workers: Workers,
+    *,
+    log: RunLog,
+    trace: Trace,
+    result: dict[str, Any],
+) -> None:
+    metric_option, codegen, deadline = plan.metric_option, plan.codegen, plan.deadline
     with tempfile.TemporaryDirectory(prefix="kagent-") as work:
         log.stage = "data"
         files = locate_competition(data, Path(work))
@@ -231,16 +271,23 @@ def _run(
     thresholds: dict[str, float] = {}
     for index, (profile, prepared) in enumerate(tasks):
         share_deadline = time.monotonic() + max(0.0, deadline - time.monotonic()) / (len(tasks) - index)
-        chosen, threshold = _solve(
-            profile,
-            prepared,
-            options=options,
-            codegen=codegen,
-            deadline=share_deadline,
-            log=log,
-            trace=trace,
-            result=result,
-        )
+        own = workers if index == 0 else Workers.start(threads=N_JOBS)  # one zygote per prepared data set
+        try:
+            own.load(prepared.X, prepared.X_test)
+            chosen, threshold = _solve(
+                profile,
+                prepared,
+                own,
+                options=options,
+                codegen=codegen,
+                deadline=share_deadline,
+                log=log,
+                trace=trace,
+                result=result,
+            )
+        finally:
+            if own is not workers:
+                own.close()
         solved.append((profile, chosen))
         if threshold is not None:
             thresholds[profile.label_column] = round(threshold, 6)
@@ -258,6 +305,7 @@ def _run(
 def _solve(
     profile: Profile,
     prepared: PreparedData,
+    workers: Workers,
     *,
     options: RunOptions,
     codegen: CodegenPlan,
@@ -270,13 +318,16 @@ def _solve(
     metric = get_metric(profile.metric)
     log.stage = "train"
     template_deadline = time.monotonic() + codegen.baseline_share * max(0.0, deadline - time.monotonic())
-    evaluations, bodies = _evaluate_templates(prepared, template_deadline, log, options.progress)
+    evaluations, bodies = _evaluate_templates(prepared, template_deadline, log, workers, options.progress)
+    _log_overhead(workers, log)
     best = _best(evaluations, metric)
     candidates: list[Candidate] = []
     if codegen.mode == "llm" and options.extra_candidates is not None:
         log.stage = "codegen"
         _notify(options, "phase", phase="codegen", detail="LLM candidates")
-        context = SelectionContext(prepared, profile, best, metric, deadline, trace, log, options.plan, options.seed)
+        context = SelectionContext(
+            prepared, profile, best, metric, deadline, trace, log, options.plan, options.seed, workers
+        )
         candidates = _extra_candidates(options.extra_candidates, context, log)
         report = getattr(options.extra_candidates, "result_fields", None)
         if callable(report):
@@ -381,30 +432,42 @@ def _log_profile(profile: Profile, log: RunLog) -> None:
         log(note)
 
 
+def _log_overhead(workers: Workers, log: RunLog) -> None:
+    """What running each fold in its own fresh process cost on top of the bodies' own work (benchmark evidence)."""
+    if workers.overheads:
+        mean = 1000 * sum(workers.overheads) / len(workers.overheads)
+        log(f"workers: {len(workers.overheads)} fits in fresh processes, {mean:.0f} ms overhead per fit on average")
+
+
 def _evaluate_templates(
-    data: PreparedData, deadline: float, log: RunLog, progress: Callable[..., None] | None = None
-) -> tuple[list[Evaluation], dict[str, ModelBody]]:
+    data: PreparedData,
+    deadline: float,
+    log: RunLog,
+    workers: Workers,
+    progress: Callable[..., None] | None = None,
+) -> tuple[list[Evaluation], dict[str, BodySource]]:
     evaluations: list[Evaluation] = []
-    bodies: dict[str, ModelBody] = {}
+    bodies: dict[str, BodySource] = {}
     shares = {"linear": 0.25, "lightgbm_gbdt": 0.6, "mlp": 0.5, "kernel_svm": 0.35, "hist_gradient_boosting": 0.6}
     for index, name in enumerate(TEMPLATES, start=1):
         now = time.monotonic()
         if evaluations and now + _slowest_fit(evaluations) > deadline:
             log(f"skipping template {name}: not enough time left for one fold")
             continue
-        body = load_template(name)
+        body = BodySource(name, template_source(name), trusted=True)
         bodies[name] = body
         _call(progress, "candidate", index=index, total=len(TEMPLATES), name=name)
         own_deadline = now + shares.get(name, 1.0) * max(1.0, deadline - now)
-        evaluation = _try_evaluate(body, data, own_deadline, log, _give_up_rule(evaluations, data, deadline))
+        give_up = _give_up_rule(evaluations, data, deadline)
+        evaluation = _try_evaluate(body, data, own_deadline, log, workers, give_up=give_up)
         if evaluation is not None:
             evaluations.append(evaluation)
             _scored(progress, evaluation, get_metric(data.task.metric))
     if not evaluations:
         log("every template failed: falling back to the training prior")
-        body = load_body_from_source(_FALLBACK_SOURCE, "prior")
+        body = BodySource("prior", _FALLBACK_SOURCE, trusted=True)
         bodies[body.name] = body
-        evaluation = _try_evaluate(body, data, time.monotonic() + 60, log)
+        evaluation = _try_evaluate(body, data, time.monotonic() + 60, log, workers)
         if evaluation is None:
             raise RuntimeError("even the prior fallback failed")
         evaluations.append(evaluation)
@@ -445,15 +508,17 @@ def _clearly_behind(metric: Metric, score: float, leader: float) -> bool:
 
 
 def _try_evaluate(
-    body: ModelBody,
+    body: BodySource,
     data: PreparedData,
     deadline: float,
     log: RunLog,
+    workers: Workers,
+    *,
     give_up: Callable[[float, float], bool] | None = None,
 ) -> Evaluation | None:
     try:
-        return evaluate(body, data, deadline, log=log, give_up=give_up)
-    except (CandidateError, ContractError) as exc:
+        return evaluate(body, data, deadline, workers=workers, log=log, give_up=give_up)
+    except (CandidateError, SandboxError) as exc:
         log(f"{body.name} failed: {exc}")
         return None
 

@@ -11,14 +11,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 
 
-def _as_text(frame):
-    return frame.astype(object).where(frame.notna(), "__missing__").astype(str)
+def as_text(frame):
+    return frame.astype(object).where(frame.notna(), "(missing)").astype(str)
 
 
 def build_model(task):
     numeric = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
     categorical = make_pipeline(
-        FunctionTransformer(_as_text, feature_names_out="one-to-one"),
+        FunctionTransformer(as_text, feature_names_out="one-to-one"),
         OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
     )
     encode = ColumnTransformer(

@@ -13,24 +13,25 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 CHUNK = 50  # trees per warm-started step
 
 
-def _timed(base, seconds):
+def timed(base, seconds):
     """`base` (a HistGradientBoosting class) that stops adding trees once `seconds` have passed."""
 
-    def fit(self, X, y, sample_weight=None):
-        stop_at = time.monotonic() + seconds
-        target = self.max_iter
-        self.warm_start = True
-        self.max_iter = min(CHUNK, target)
-        while True:
-            base.fit(self, X, y, sample_weight=sample_weight)
-            stopped_early = self.n_iter_ < self.max_iter
-            if stopped_early or self.max_iter >= target or time.monotonic() > stop_at:
-                break
-            self.max_iter = min(self.max_iter + CHUNK, target)
-        self.max_iter, self.warm_start = target, False
-        return self
+    class TimedHistGradientBoosting(base):
+        def fit(self, X, y, sample_weight=None):
+            stop_at = time.monotonic() + seconds
+            target = self.max_iter
+            self.warm_start = True
+            self.max_iter = min(CHUNK, target)
+            while True:
+                base.fit(self, X, y, sample_weight=sample_weight)
+                stopped_early = self.n_iter_ < self.max_iter
+                if stopped_early or self.max_iter >= target or time.monotonic() > stop_at:
+                    break
+                self.max_iter = min(self.max_iter + CHUNK, target)
+            self.max_iter, self.warm_start = target, False
+            return self
 
-    return type("TimedHistGradientBoosting", (base,), {"fit": fit})
+    return TimedHistGradientBoosting
 
 
 def build_model(task):
@@ -51,5 +52,5 @@ def build_model(task):
     seconds = max(1.0, 1.5 * task.fit_seconds)
     if task.type == "regression":
         loss = "absolute_error" if task.metric == "mae" else "squared_error"
-        return _timed(HistGradientBoostingRegressor, seconds)(loss=loss, **params)
-    return _timed(HistGradientBoostingClassifier, seconds)(**params)
+        return timed(HistGradientBoostingRegressor, seconds)(loss=loss, **params)
+    return timed(HistGradientBoostingClassifier, seconds)(**params)

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator
 from sklearn.model_selection import train_test_split
 
 
-def _time_limit(seconds):
+def time_limit(seconds):
     """A LightGBM callback that ends training when `seconds` have passed (keeps the run inside its budget)."""
     started = time.monotonic()
 
@@ -54,7 +54,7 @@ class EarlyStoppedLGBM(BaseEstimator):
         self.refit = refit
         self.fixed_rounds = fixed_rounds
 
-    def _make(self, rounds):
+    def make_model(self, rounds):
         params = dict(self.params or {})
         params.update(n_estimators=int(rounds), random_state=self.seed, verbose=-1)
         if self.task_type == "regression":
@@ -65,16 +65,16 @@ class EarlyStoppedLGBM(BaseEstimator):
         y = np.asarray(y)
         if self.fixed_rounds:
             self.rounds_ = int(self.fixed_rounds)
-            self.model_ = self._make(self.rounds_)
-            self.model_.fit(X, y, callbacks=[_time_limit(self.fit_seconds * 1.5)])
-            return self._fitted()
+            self.model_ = self.make_model(self.rounds_)
+            self.model_.fit(X, y, callbacks=[time_limit(self.fit_seconds * 1.5)])
+            return self.finish()
         stratify = None
         if self.task_type != "regression" and np.bincount(y.astype(int)).min() >= 2:
             stratify = y
         X_fit, X_stop, y_fit, y_stop = train_test_split(
             X, y, test_size=self.holdout, random_state=self.seed, stratify=stratify
         )
-        probe = self._make(self.max_rounds)
+        probe = self.make_model(self.max_rounds)
         probe.fit(
             X_fit,
             y_fit,
@@ -82,7 +82,7 @@ class EarlyStoppedLGBM(BaseEstimator):
             eval_y=(y_stop,),
             callbacks=[
                 lgb.early_stopping(self.patience, verbose=False, min_delta=self.min_delta),
-                _time_limit(self.fit_seconds * (0.5 if self.refit else 1.5)),
+                time_limit(self.fit_seconds * (0.5 if self.refit else 1.5)),
             ],
         )
         best = probe.best_iteration_ or probe.n_estimators_
@@ -92,11 +92,11 @@ class EarlyStoppedLGBM(BaseEstimator):
             self.reuse_params_ = {"fixed_rounds": full_rounds}
         else:
             self.rounds_ = full_rounds
-            self.model_ = self._make(self.rounds_)
-            self.model_.fit(X, y, callbacks=[_time_limit(self.fit_seconds * 0.5)])
-        return self._fitted()
+            self.model_ = self.make_model(self.rounds_)
+            self.model_.fit(X, y, callbacks=[time_limit(self.fit_seconds * 0.5)])
+        return self.finish()
 
-    def _fitted(self):
+    def finish(self):
         if self.task_type != "regression":
             self.classes_ = self.model_.classes_
         return self
