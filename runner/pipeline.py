@@ -40,6 +40,7 @@ from runner.scaffold import (
     blend,
     evaluate,
     prepare,
+    validation_folds,
 )
 from runner.templates import TEMPLATES, template_source
 
@@ -543,7 +544,7 @@ def _select(evaluations: list[Evaluation], metric: Metric, data: PreparedData, l
     best = _best(evaluations, metric)
     for evaluation in evaluations:
         log(f"{evaluation.name}: CV {metric.name}={evaluation.cv_score:.5f} ({evaluation.n_folds} folds)")
-    mixed = blend(_well_measured(evaluations), metric, data.y)
+    mixed = blend(_well_measured(evaluations), metric, data.y, folds=validation_folds(data))
     if mixed is not None:
         log(f"{mixed.name}: CV {metric.name}={mixed.cv_score:.5f} beats every single model on shared folds")
         return mixed

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -287,8 +287,22 @@ def _one_line_text(text: str) -> str:
     return lines[-1].strip()[:300] if lines else "failed"
 
 
-def blend(evaluations: list[Evaluation], metric: Metric, y: np.ndarray, rounds: int = 20) -> Evaluation | None:
-    """Greedy ensemble selection (with replacement) on out-of-fold predictions; None unless it beats the best single."""
+def validation_folds(data: PreparedData, n_folds: int = DEFAULT_FOLDS) -> list[np.ndarray]:
+    """The validation rows of each CV fold `evaluate` uses (the same for every body: same target, seed and count)."""
+    return [valid for _train, valid in _folds(data.y, data.task, n_folds)]
+
+
+def blend(
+    evaluations: list[Evaluation],
+    metric: Metric,
+    y: np.ndarray,
+    rounds: int = 20,
+    folds: Sequence[np.ndarray] = (),
+) -> Evaluation | None:
+    """Greedy ensemble selection (with replacement) on out-of-fold predictions; None unless it beats the best single.
+
+    `folds` (validation rows per CV fold) give the blend its own fold scores, so its spread is reported like a model's.
+    """
     shape = evaluations[0].oof.shape if evaluations else ()
     usable = [e for e in evaluations if e.oof.shape == shape and len(e.oof) == len(y) and e.oof_mask.any()]
     if len(usable) < 2:
@@ -320,12 +334,13 @@ def blend(evaluations: list[Evaluation], metric: Metric, y: np.ndarray, rounds: 
     test_parts = [metric.transform(e.test_predictions) if regression else e.test_predictions for e in usable]
     oof_parts = [metric.transform(e.oof) if regression else e.oof for e in usable]
     names = "+".join(f"{e.name}*{w:.2f}" for e, w in zip(usable, weights, strict=True) if w > 0)
+    oof = _mix(oof_parts, counts, metric, usable[0].oof.ndim)
     return Evaluation(
         name=f"blend({names})",
         metric=metric.name,
         cv_score=best_score,
-        fold_scores=[],
-        oof=_mix(oof_parts, counts, metric, usable[0].oof.ndim),
+        fold_scores=[metric.score(y[rows], oof[rows]) for rows in folds if mask[rows].all()],
+        oof=oof,
         test_predictions=_mix(test_parts, counts, metric, usable[0].oof.ndim),
         elapsed=sum(e.elapsed for e in usable),
         n_folds=min(e.n_folds for e in usable),

@@ -208,3 +208,24 @@ def test_a_class_with_a_single_row_keeps_five_stratified_folds(workers: Workers)
     evaluation = run(workers, template_source("linear"), data, "linear")
     assert evaluation.n_folds == 5 and evaluation.test_predictions.shape == (20, 3)
     assert np.isfinite(evaluation.cv_score)
+
+
+def test_a_blend_scores_each_fold_it_is_given_so_its_spread_is_reported_like_a_models():
+    y = np.array([0, 1] * 20)
+    metric = get_metric("logloss")
+    good = np.where(y == 1, 0.7, 0.3)
+
+    def ev(name, p):
+        proba = np.column_stack([1 - p, p])
+        return Evaluation(name, "logloss", metric.score(y, proba), [], proba, proba[:5], 0.0, 5)
+
+    complementary = [
+        ev("a", np.where(np.arange(40) < 20, good, 0.5)),
+        ev("b", np.where(np.arange(40) >= 20, good, 0.5)),
+    ]
+    folds = [np.arange(i, 40, 4) for i in range(4)]
+    combined = blend(complementary, metric, y, folds=folds)
+    assert combined is not None
+    assert combined.fold_scores == pytest.approx([metric.score(y[rows], combined.oof[rows]) for rows in folds])
+    assert len(combined.fold_scores) == 4
+    assert blend(complementary, metric, y).fold_scores == []  # no folds given: none invented
