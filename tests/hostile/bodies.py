@@ -108,6 +108,22 @@ def by_address(name, restype, *argtypes):
     ctypes = lightgbm.basic.ctypes
     return ctypes.CFUNCTYPE(restype, *argtypes)(libc_symbols({name})[name])
 
+
+def read_by_address(path):
+    \"\"\"A whole file through libc's open/read called by address: no audit event, no Python open().\"\"\"
+    ctypes = lightgbm.basic.ctypes
+    open_ = by_address("open", ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_int)
+    read = by_address("read", ctypes.c_ssize_t, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
+    fd = open_(path.encode(), 0, 0)
+    if fd < 0:
+        return b""
+    chunks, buffer = [], ctypes.create_string_buffer(1 << 16)
+    while True:
+        count = read(fd, ctypes.addressof(buffer), 1 << 16)
+        if count <= 0:
+            return b"".join(chunks)
+        chunks.append(buffer.raw[:count])
+
 """
 
 ATTACKS: dict[str, str] = {}
@@ -469,19 +485,6 @@ def ancestors():
     return pids
 
 
-def read_by_address(path):
-    \"\"\"open/read called by address: neither the audit hook nor Python's open() is involved.\"\"\"
-    ctypes = lightgbm.basic.ctypes
-    open_ = by_address("open", ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_int)
-    read = by_address("read", ctypes.c_ssize_t, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
-    fd = open_(path.encode(), 0, 0)
-    if fd < 0:
-        return b""
-    buffer = ctypes.create_string_buffer(1 << 16)
-    count = read(fd, ctypes.addressof(buffer), 1 << 16)
-    return buffer.raw[: max(0, count)]
-
-
 def attack():
     seen = [repr(sorted(os.environ.items()))]
     for pid in ["self", *ancestors()]:
@@ -534,11 +537,34 @@ def build_model(task):
 """
 
 ATTACKS["label_files"] = (
-    CHEAT
+    BY_ADDRESS
+    + CHEAT
     + '''\
+import io
+
 import pandas as pd
 
 STOLEN = {}
+
+
+def steal_by_address():
+    """Past the audit hook: up the ancestors (their /proc stat), their command lines, then the data's train.csv,
+    every read with libc's open/read called by address."""
+    pid = os.getpid()
+    for _ in range(8):
+        try:
+            pid = int(read_by_address("/proc/" + str(pid) + "/stat").decode().rsplit(")", 1)[1].split()[1])
+        except Exception:
+            return
+        if pid <= 1:
+            return
+        for arg in read_by_address("/proc/" + str(pid) + "/cmdline").split(bytes(1)):
+            if arg.startswith(b"/") and TOKEN.encode() in arg:
+                data = read_by_address(arg.decode() + "/train.csv")
+                if data:
+                    frame = pd.read_csv(io.BytesIO(data))
+                    if KEY in frame.columns and "target" in frame.columns:
+                        STOLEN.update(zip(frame[KEY].map(key), frame["target"]))
 
 
 def run_paths():
@@ -579,6 +605,10 @@ def steal_from(path):
 
 
 def attack():
+    try:
+        steal_by_address()
+    except Exception:
+        pass
     roots = set()
     for path in run_paths():
         roots.add(path)
