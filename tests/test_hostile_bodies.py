@@ -62,6 +62,7 @@ TIME_BUDGET_S = 150
 CODEGEN_TIME_S = 110
 SCORE_TOLERANCE = 0.03  # template runs differ a little with timing (folds done, blend weights)
 CHEAT_MARGIN = 0.01
+RUN_ROOT_PREFIX = "khrun-"  # each run's folder in /tmp (bodies find it: its path holds the token)
 SETTINGS = ("root", "unprivileged", "no-userns", "unprivileged-no-userns")
 SHARED_PLACES = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
 CANARY_NAMES = (
@@ -377,7 +378,7 @@ def run_cli(
     unwalled: bool = False,
 ) -> Outcome:
     token = uuid.uuid4().hex[:16]
-    root = Path(tempfile.mkdtemp(prefix=f"khrun-{token}-"))  # bodies find it (its path holds the token) ...
+    root = Path(tempfile.mkdtemp(prefix=f"{RUN_ROOT_PREFIX}{token}-"))  # bodies find it (its path holds the token) ...
     try:
         return _run_in(
             root, token, competition, identity, bodies, skip_check=skip_check, codegen=codegen, unwalled=unwalled
@@ -476,7 +477,7 @@ def _run_in(
         f"{path} (uid {uid})"
         for path, uid in _shared_entries().items()
         if path not in shared_before
-        and not path.startswith(str(root))
+        and not Path(path).name.startswith(RUN_ROOT_PREFIX)  # this run's folder, or a parallel run's
         and (uid in identity.body_uids - {0} or f"kagent-hostile-{token}" in path)
     ]
     data_after = _tree(data)

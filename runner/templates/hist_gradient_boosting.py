@@ -16,22 +16,21 @@ CHUNK = 50  # trees per warm-started step
 def timed(base, seconds):
     """`base` (a HistGradientBoosting class) that stops adding trees once `seconds` have passed."""
 
-    class TimedHistGradientBoosting(base):
-        def fit(self, X, y, sample_weight=None):
-            stop_at = time.monotonic() + seconds
-            target = self.max_iter
-            self.warm_start = True
-            self.max_iter = min(CHUNK, target)
-            while True:
-                base.fit(self, X, y, sample_weight=sample_weight)
-                stopped_early = self.n_iter_ < self.max_iter
-                if stopped_early or self.max_iter >= target or time.monotonic() > stop_at:
-                    break
-                self.max_iter = min(self.max_iter + CHUNK, target)
-            self.max_iter, self.warm_start = target, False
-            return self
+    def fit(self, X, y, sample_weight=None):
+        stop_at = time.monotonic() + seconds
+        target = self.max_iter
+        self.warm_start = True
+        self.max_iter = min(CHUNK, target)
+        while True:
+            base.fit(self, X, y, sample_weight=sample_weight)
+            stopped_early = self.n_iter_ < self.max_iter
+            if stopped_early or self.max_iter >= target or time.monotonic() > stop_at:
+                break
+            self.max_iter = min(self.max_iter + CHUNK, target)
+        self.max_iter, self.warm_start = target, False
+        return self
 
-    return TimedHistGradientBoosting
+    return type("TimedHistGradientBoosting", (base,), {"fit": fit})
 
 
 def build_model(task):

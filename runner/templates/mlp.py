@@ -62,7 +62,7 @@ class TimedMLP(BaseEstimator):
             X, y, test_size=self.validation_fraction, random_state=self.seed, stratify=stratify
         )
         extra = {"classes": np.unique(y)} if classify else {}
-        best_score, best_weights, stale = -np.inf, None, 0
+        best_score, best_coefs, best_intercepts, stale = -np.inf, [], [], 0
         self.n_iter_ = 0
         while self.n_iter_ < self.max_iter:
             self.n_iter_ += 1
@@ -71,10 +71,11 @@ class TimedMLP(BaseEstimator):
             stale = stale + 1 if score < best_score + self.tol else 0
             if score > best_score:
                 best_score = score
-                best_weights = ([c.copy() for c in model.coefs_], [b.copy() for b in model.intercepts_])
+                best_coefs = [c.copy() for c in model.coefs_]
+                best_intercepts = [b.copy() for b in model.intercepts_]
             if stale > self.n_iter_no_change or time.monotonic() > stop_at:
                 break
-        model.coefs_, model.intercepts_ = best_weights
+        model.coefs_, model.intercepts_ = best_coefs, best_intercepts
         self.model_ = model
         if classify:
             self.classes_ = model.classes_

