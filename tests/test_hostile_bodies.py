@@ -407,8 +407,11 @@ def _run_in(
     unwalled: bool,
 ) -> Outcome:
     data, out, home, tmp = (root / name for name in ("data", "out", "home", "tmp"))
+    # The runner's own report draws with matplotlib, which keeps a font cache in its config folder: a user's lives in
+    # their HOME, here it lives beside it, so that HOME and TMPDIR stay empty unless a body wrote there.
+    matplotlib_home = root / "runner-matplotlib"
     shutil.copytree(competition.folder, data)
-    for folder in (out, home, tmp):
+    for folder in (out, home, tmp, matplotlib_home):
         folder.mkdir()
     root.chmod(0o755)
     if identity.uid != os.getuid():
@@ -437,6 +440,7 @@ def _run_in(
                 "PATH": "/usr/local/bin:/usr/bin:/bin",
                 "HOME": str(home),
                 "TMPDIR": str(tmp),
+                "MPLCONFIGDIR": str(matplotlib_home),
                 "LANG": "C.UTF-8",
                 "PYTHONPATH": str(REPO),
                 "OPENAI_BASE_URL": server.base_url,
