@@ -1,12 +1,12 @@
 """Model bodies from an LLM: prompt → extract → AST check → CV in the workers → repair or improve, within budgets.
 
 The loop never trusts the generated code. It runs no LLM body at all unless the OS wall can be raised here
-(`runner.confine.support().seccomp`): otherwise it logs the one-line reason and the run keeps the templates. A body
-that fails the check is rejected without running; one that passes is evaluated by runner.scaffold.evaluate like the
-templates, each fold and the final fit in a fresh, confined child of the zygote (runner.sandbox) that never sees a
-label of a row it predicts, its `reuse_params_` ignored; the CV score is computed by the runner from the predictions
-alone. The pipeline compares every candidate with the templates by the same folds and scores, so a body cannot win by
-cheating its score. Every attempt is written to the code trace.
+(`runner.sandbox.wall_support()`: seccomp, and Landlock or a separate uid): otherwise it logs the one-line reason
+and the run keeps the templates. A body that fails the check is rejected without running; one that passes is
+evaluated by runner.scaffold.evaluate like the templates, each fold and the final fit in a fresh, confined child of
+the zygote (runner.sandbox) that never sees a label of a row it predicts, its `reuse_params_` ignored; the CV score
+is computed by the runner from the predictions alone. The pipeline compares every candidate with the templates by
+the same folds and scores, so a body cannot win by cheating its score. Every attempt is written to the code trace.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class LLMCodegen:
 
     def _loop(self, problem: Problem, deadline: float) -> Iterator[Generated]:
         wall = self.wall()
-        if not wall.seccomp:
+        if not wall.holds:
             self._stop(f"LLM bodies never run without the OS wall: {wall.reason}", failure=True)
             return
         best: Attempt | None = None  # the best LLM body so far, the one to improve

@@ -150,23 +150,39 @@ def clean_env(workdir: Path, threads: int | None = None) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class WallSupport:
-    """Whether untrusted bodies may run here (the seccomp filter can be installed), with the reason when not."""
+    """Whether untrusted bodies may run here, with the reason when not."""
 
-    seccomp: bool
+    holds: bool
     reason: str
 
 
 def wall_support() -> WallSupport:
-    """runner.confine.support().seccomp, or why not (a missing module included)."""
+    """Whether the wall an LLM body needs stands on this machine, or why not (a missing module included)."""
     try:
         from runner import confine  # noqa: PLC0415
     except ImportError as exc:
         return WallSupport(False, f"the OS wall (runner.confine) is not available: {exc}")
     try:
         support = confine.support()
+        uid = confine.sandbox_uid()
     except Exception as exc:
         return WallSupport(False, f"the OS wall cannot be checked: {type(exc).__name__}: {exc}")
-    return WallSupport(bool(support.seccomp), "" if support.seccomp else str(support.seccomp_reason))
+    return wall_verdict(support, uid)
+
+
+def wall_verdict(support: Any, uid: tuple[int, int] | None) -> WallSupport:
+    """seccomp is required (no sockets, processes, writes); and something must keep a body from READING what its
+    user can read (the labels, other processes' environment): Landlock, or a separate uid (the runner is root).
+    Without either, a body runs as the user with every file of theirs in reach, so LLM bodies do not run."""
+    if not support.seccomp:
+        return WallSupport(False, str(support.seccomp_reason))
+    if support.landlock_abi < 1 and uid is None:
+        return WallSupport(
+            False,
+            f"no filesystem wall: Landlock is unavailable ({support.landlock_reason}) and the runner is not root, so a "
+            "body would read whatever this user can (labels, keys); use Linux 5.13+ or run the runner as root",
+        )
+    return WallSupport(True, "")
 
 
 def sandbox_identity() -> tuple[int, int] | None:

@@ -35,7 +35,7 @@ from runner.scaffold import BodySource, CandidateError, PreparedData, evaluate
 pytestmark = pytest.mark.slow
 
 WALL = wall_support()
-needs_wall = pytest.mark.skipif(not WALL.seccomp, reason=f"untrusted bodies need the OS wall: {WALL.reason}")
+needs_wall = pytest.mark.skipif(not WALL.holds, reason=f"untrusted bodies need the OS wall: {WALL.reason}")
 
 GOOD_BODY = """\
 from sklearn.linear_model import LogisticRegression
@@ -387,7 +387,7 @@ def test_an_llm_body_never_runs_without_its_wall(monkeypatch: pytest.MonkeyPatch
         _confine({"confine": {**spec, "required": True}})
     assert _confine({"confine": {**spec, "required": False}}).startswith("unconfined")
     support = wall_support()
-    assert not support.seccomp and "not available" in support.reason
+    assert not support.holds and "not available" in support.reason
 
 
 def test_the_zygote_environment_is_built_from_scratch(tmp_path: Path):
@@ -409,7 +409,7 @@ def test_canaries_in_the_runner_environment_never_reach_a_body(data, monkeypatch
     body = "import os\nprint('ENV', sorted(os.environ.items()), flush=True)\n" + GOOD_BODY
     with Workers.start(SandboxLimits(memory_mb=1500), threads=1) as own:
         own.load(data.X, data.X_test)
-        reply = own.fit_predict(request(data, body, trusted=not WALL.seccomp))
+        reply = own.fit_predict(request(data, body, trusted=not WALL.holds))
     assert reply.ok, reply.detail
     assert "ENV" in reply.log_tail
     assert not [name for name, value in CANARIES.items() if value in reply.log_tail]
