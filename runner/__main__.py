@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--codegen", default="auto", help=f"{'|'.join(CODEGEN_MODES)}: model bodies from (default auto)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--memory-limit",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="plan for at most this much memory (default: the cgroup's limit, else $KAGENT_MEMORY_LIMIT_MB, else RAM)",
+    )
     llm = parser.add_argument_group("LLM codegen budgets (with --codegen llm|auto and an LLM configured)")
     llm.add_argument("--codegen-attempts", type=int, default=5, help="LLM answers asked for (default 5)")
     llm.add_argument("--codegen-tokens", type=int, default=150_000, help="tokens in+out for codegen (default 150000)")
@@ -80,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if min(args.codegen_attempts, args.codegen_tokens) < 1 or not args.codegen_time > 0:
         return _fail("--codegen-attempts, --codegen-tokens and --codegen-time must be positive")
+    if args.memory_limit is not None and not args.memory_limit >= 64:
+        return _fail(f"--memory-limit is in MB and must be at least 64, got {args.memory_limit:g}")
     budget = CodegenBudget(attempts=args.codegen_attempts, tokens=args.codegen_tokens, wall_s=args.codegen_time)
     options = RunOptions(
         metric=args.metric,
@@ -89,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         started_at=STARTED,
         plan=_read_plan(args.plan),
         codegen_budget=budget,
+        memory_limit_mb=args.memory_limit,
     )
     outcome = run_pipeline(args.data, args.out, options, log=_progress_printer())
     if outcome.status != "succeeded":

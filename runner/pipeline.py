@@ -25,11 +25,13 @@ from chalicelib.submission import validate_submission
 from runner.contract import ContractError, ModelBody, load_body_from_source
 from runner.data import CompetitionFiles, locate_competition
 from runner.errors import InputError, NotConfiguredError
+from runner.memory import start_watch
 from runner.metrics import Metric, best_threshold, get_metric
 from runner.output import submission_rows, write_submission
 from runner.profile import LABEL, Profile, profile_competition, read_tables, target_groups
 from runner.scaffold import DEFAULT_FOLDS, CandidateError, Evaluation, PreparedData, blend, evaluate, prepare
-from runner.templates import TEMPLATES, load_template
+from runner.shape import choose_templates
+from runner.templates import load_template
 
 CODEGEN_MODES = ("template", "llm", "auto")
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
@@ -87,6 +89,7 @@ class RunOptions:
     started_at: float | None = None  # time.monotonic() when the process started (the budget counts from there)
     codegen_budget: Any = None  # runner.codegen.CodegenBudget (attempts, tokens, wall time); None: its defaults
     env: MutableMapping[str, str] | None = None  # where the LLM settings are read (os.environ when None)
+    memory_limit_mb: float | None = None  # a memory ceiling below the cgroup's (runner.memory); None: the kernel's
 
 
 @dataclass
@@ -165,6 +168,8 @@ def run_pipeline(data: Path, out: Path, options: RunOptions, *, log: Callable[[s
     trace = Trace(out / "gpt_code_trace.txt")
     result: dict[str, Any] = {"status": "failed", "reason": "", "time_budget_s": options.time_budget}
     status, reason, code = "failed", "", EXIT_INTERNAL
+    watch = start_watch(options.memory_limit_mb)  # engine-reach: the memory ceiling the templates plan for
+    run_log(f"memory ceiling {watch.ceiling.mb:.0f} MB ({watch.ceiling.source})")
     try:
         _run(Path(data), out, options, started=started, log=run_log, trace=trace, result=result)
         status, reason, code = "succeeded", "", EXIT_OK
@@ -178,6 +183,7 @@ def run_pipeline(data: Path, out: Path, options: RunOptions, *, log: Callable[[s
         (out / "submission.csv").unlink(missing_ok=True)
     result.update(status=status, reason=reason, elapsed_s=round(time.monotonic() - started, 2))
     result["peak_memory_mb"] = _peak_memory_mb()
+    result.update(watch.stop())
     run_log.stage = "done"
     run_log(f"{status} in {result['elapsed_s']}s, peak memory {result['peak_memory_mb']} MB")
     run_log.close()
@@ -375,7 +381,8 @@ def _evaluate_templates(
     evaluations: list[Evaluation] = []
     bodies: dict[str, ModelBody] = {}
     shares = {"linear": 0.25, "lightgbm_gbdt": 0.6, "mlp": 0.5, "kernel_svm": 0.35, "hist_gradient_boosting": 0.6}
-    for name in TEMPLATES:
+    shares.update(text_linear=0.4, text_boost=0.6)
+    for name, template_data in choose_templates(data, log):  # engine-reach: by shape and memory (runner/shape.py)
         now = time.monotonic()
         if evaluations and now + _slowest_fit(evaluations) > deadline:
             log(f"skipping template {name}: not enough time left for one fold")
@@ -383,7 +390,8 @@ def _evaluate_templates(
         body = load_template(name)
         bodies[name] = body
         own_deadline = now + shares.get(name, 1.0) * max(1.0, deadline - now)
-        evaluation = _try_evaluate(body, data, own_deadline, log, _give_up_rule(evaluations, data, deadline))
+        give_up = _give_up_rule(evaluations, data, deadline)
+        evaluation = _try_evaluate(body, template_data, own_deadline, log, give_up)
         if evaluation is not None:
             evaluations.append(evaluation)
     if not evaluations:

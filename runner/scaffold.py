@@ -22,7 +22,8 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from runner.contract import ContractError, ModelBody, TaskSpec, build_estimator, check_estimator
-from runner.features import ColumnRoles, build_features, normalise_body_output
+from runner.features import ColumnRoles, build_features, column_kinds, normalise_body_output
+from runner.memory import current_watch
 from runner.metrics import Metric, get_metric
 from runner.profile import Profile, Tables
 
@@ -122,11 +123,11 @@ def prepare(tables: Tables, profile: Profile, *, seed: int = 0, n_jobs: int = 2)
     excluded = {profile.id_column, profile.label_column, *profile.target_columns}
     shared = [c for c in train.columns if c in test.columns and c not in excluded]
     combined = pd.concat([train[shared], test[shared]], ignore_index=True)
-    features, roles = build_features(combined, len(train))
+    features, roles = build_features(combined, len(train), memory_mb=current_watch().ceiling.mb)
     X = features.iloc[: len(train)].reset_index(drop=True)
     X_test = features.iloc[len(train) :].reset_index(drop=True)
     y = _encode_target(train[profile.label_column], profile)
-    categorical = [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)]
+    numeric, categorical, text = column_kinds(X)
     metric = get_metric(profile.metric)
     task = TaskSpec(
         type=profile.task_type,
@@ -134,7 +135,8 @@ def prepare(tables: Tables, profile: Profile, *, seed: int = 0, n_jobs: int = 2)
         seed=seed,
         n_rows=len(X),
         categorical=categorical,
-        numeric=[c for c in X.columns if c not in categorical],
+        numeric=numeric,
+        text=text,
         n_classes=len(profile.classes),
         n_jobs=n_jobs,
         higher_is_better=metric.higher_is_better,
@@ -250,9 +252,8 @@ def _apply_body_features(body: ModelBody, data: PreparedData) -> tuple[pd.DataFr
     if result.columns.duplicated().any() or result.shape[1] == 0:
         raise CandidateError(f"{body.name}: add_features must return uniquely named columns (at least one)")
     frame = normalise_body_output(result, n_train)
-    categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
-    numeric = [c for c in frame.columns if c not in categorical]
-    task = replace(data.task, categorical=categorical, numeric=numeric)
+    numeric, categorical, text = column_kinds(frame)
+    task = replace(data.task, categorical=categorical, numeric=numeric, text=text)
     return frame.iloc[:n_train].reset_index(drop=True), frame.iloc[n_train:].reset_index(drop=True), task
 
 

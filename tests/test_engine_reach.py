@@ -1,0 +1,170 @@
+"""The engine's reach: free text, wide data and the memory ceiling (runner.memory, runner.shape, text templates)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from runner.contract import TaskSpec
+from runner.features import build_features, column_kinds, downcast
+from runner.memory import Ceiling, MemoryWatch, cgroup_limit, memory_ceiling
+from runner.scaffold import PreparedData, evaluate
+from runner.shape import choose_templates
+from runner.templates import load_template
+
+WORDS_GOOD = ["great", "love", "delicious", "perfect", "excellent", "tasty"]
+WORDS_BAD = ["stale", "awful", "broken", "bland", "refund", "disappointed"]
+FILLER = ["the", "bag", "arrived", "and", "this", "coffee", "was", "for", "my", "family", "price", "box"]
+
+
+def reviews(n: int, seed: int = 0) -> tuple[pd.Series, np.ndarray]:
+    """Texts whose label depends only on which words they use (a mix, so a few are misleading)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, size=n)
+    texts = []
+    for label in y:
+        own = WORDS_GOOD if label else WORDS_BAD
+        other = WORDS_BAD if label else WORDS_GOOD
+        words = list(rng.choice(FILLER, size=8)) + list(rng.choice(own, size=2)) + list(rng.choice(other, size=1))
+        rng.shuffle(words)
+        texts.append(" ".join(words).capitalize() + ".")
+    return pd.Series(texts), y
+
+
+def text_data(n: int = 600) -> PreparedData:
+    texts, y = reviews(n + 200)
+    combined = pd.DataFrame({"review": texts, "noise": np.random.default_rng(1).normal(size=n + 200)})
+    frame, roles = build_features(combined, n)
+    assert roles.text == ["review"]
+    numeric, categorical, text = column_kinds(frame)
+    task = TaskSpec(
+        type="binary",
+        metric="roc_auc",
+        seed=0,
+        n_rows=n,
+        categorical=categorical,
+        numeric=numeric,
+        text=text,
+        n_classes=2,
+        n_jobs=1,
+    )
+    X, X_test = frame.iloc[:n].reset_index(drop=True), frame.iloc[n:].reset_index(drop=True)
+    return PreparedData(X, y[:n], X_test, [str(i) for i in range(200)], task, ["0", "1"])
+
+
+def test_free_text_is_told_apart_from_a_high_cardinality_category_and_kept_raw():
+    n = 300
+    combined = pd.DataFrame(
+        {
+            "review": reviews(n)[0],
+            "city": [f"Town {i % 180} North" for i in range(n)],  # many values, but repeated short names
+            "sku": [f"SKU-{i:05d}" for i in range(n)],  # unique but one word
+        }
+    )
+    frame, roles = build_features(combined, n_train=250)
+    assert roles.text == ["review"]
+    assert "city" not in roles.text and "sku" not in roles.text
+    numeric, _categorical, text = column_kinds(frame)
+    assert text == ["review"] and "review__words" in numeric and frame["review"].iloc[3] == combined["review"].iloc[3]
+
+
+@pytest.mark.parametrize("name", ["text_linear", "text_boost"])
+def test_text_templates_read_the_words_where_the_numbers_cannot(name):
+    data = text_data()
+    words = evaluate(load_template(name), data, deadline=float("inf"), n_folds=3)
+    numbers_only = evaluate(load_template("lightgbm_gbdt"), data, deadline=float("inf"), n_folds=3)
+    assert words.cv_score > 0.85, words.cv_score
+    assert numbers_only.cv_score < 0.75  # length and word counts say nothing about the label here
+    assert words.test_predictions.shape == (200, 2)
+
+
+def test_the_other_templates_ignore_raw_text_columns():
+    data = text_data(300)
+    for name in ("linear", "lightgbm_gbdt", "hist_gradient_boosting", "extra_trees"):
+        evaluation = evaluate(load_template(name), data, deadline=float("inf"), n_folds=2)
+        assert np.isfinite(evaluation.cv_score), name
+
+
+def fake_watch(ceiling_mb: float, used_mb: float) -> MemoryWatch:
+    watch = MemoryWatch(Ceiling(ceiling_mb, "option"))
+    watch.sample = lambda: used_mb  # type: ignore[method-assign]
+    return watch
+
+
+def wide_or_tall(rows: int, columns: int) -> PreparedData:
+    task = TaskSpec(
+        type="binary", metric="logloss", seed=0, n_rows=rows, numeric=[f"c{i}" for i in range(columns)], n_classes=2
+    )
+    X = pd.DataFrame(np.zeros((4, columns)), columns=task.numeric)
+    return PreparedData(X, np.zeros(4, dtype=int), X, ["a"], task)
+
+
+def test_wide_data_skips_the_kernel_and_the_mlp():
+    lines: list[str] = []
+    names = [name for name, _data in choose_templates(wide_or_tall(6000, 1500), lines.append, fake_watch(2048, 200))]
+    assert "kernel_svm" not in names and "mlp" not in names and "lightgbm_gbdt" in names and "linear" in names
+    assert any("too wide" in line for line in lines)
+    assert "text_linear" not in names  # no text, no text templates
+
+
+def test_under_a_tight_ceiling_slow_templates_sample_rows_or_are_skipped_and_say_so():
+    lines: list[str] = []
+    chosen = dict(choose_templates(wide_or_tall(300_000, 20), lines.append, fake_watch(2048, 400)))
+    assert chosen["lightgbm_gbdt"].task.max_fit_rows == 0  # the floor always trains on every row
+    assert 2000 <= chosen["kernel_svm"].task.max_fit_rows < 300_000
+    assert any("fits on a sample" in line for line in lines)
+    starved = dict(choose_templates(wide_or_tall(300_000, 20), lines.append, fake_watch(2048, 1500)))
+    assert "extra_trees" not in starved and "lightgbm_gbdt" in starved
+    assert any("skipping template extra_trees" in line and "memory ceiling" in line for line in lines)
+
+
+def test_a_sampled_template_trains_on_fewer_rows_and_still_predicts_every_row():
+    data = text_data(400)
+    capped = PreparedData(
+        data.X, data.y, data.X_test, data.test_ids, TaskSpec(**{**data.task.to_dict(), "max_fit_rows": 100})
+    )
+    evaluation = evaluate(load_template("extra_trees"), capped, deadline=float("inf"), n_folds=2)
+    assert evaluation.oof_mask.all() and evaluation.test_predictions.shape == (200, 2)
+
+
+def test_numbers_are_downcast_only_when_they_would_crowd_the_ceiling():
+    frame = pd.DataFrame(np.ones((1000, 50)))
+    assert (downcast(frame, memory_mb=4096).dtypes == "float64").all()
+    assert (downcast(frame, memory_mb=1).dtypes == "float32").all()
+
+
+def test_the_ceiling_is_the_tightest_cgroup_limit_up_the_tree(tmp_path: Path):
+    proc = tmp_path / "cgroup"
+    proc.write_text("4:memory:/outer/inner\n0::/\n")
+    v1 = tmp_path / "fs" / "memory"
+    (v1 / "outer" / "inner").mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text(str(2**63 - 4096))
+    (v1 / "outer" / "memory.limit_in_bytes").write_text(str(2048 * 2**20))
+    (v1 / "outer" / "inner" / "memory.limit_in_bytes").write_text(str(2**63 - 4096))  # unlimited: inherits
+    found = cgroup_limit(root=tmp_path / "fs", proc_cgroup=proc)
+    assert found is not None and found.mb == 2048 and found.source == "cgroup1"
+    v2 = tmp_path / "v2"
+    (v2 / "task").mkdir(parents=True)
+    (v2 / "cgroup.controllers").write_text("memory")
+    (v2 / "task" / "memory.max").write_text(str(1536 * 2**20))
+    (tmp_path / "cgroup2").write_text("0::/task\n")
+    found = cgroup_limit(root=v2, proc_cgroup=tmp_path / "cgroup2")
+    assert found is not None and found.mb == 1536 and found.source == "cgroup2"
+
+
+def test_an_option_or_env_limit_below_the_kernel_one_wins_and_a_bad_env_value_is_ignored():
+    assert memory_ceiling(option_mb=512, env={}).source == "option"
+    assert memory_ceiling(option_mb=None, env={"KAGENT_MEMORY_LIMIT_MB": "300"}).mb == 300
+    assert memory_ceiling(option_mb=None, env={"KAGENT_MEMORY_LIMIT_MB": "lots"}).source != "env"
+
+
+def test_the_llm_preview_says_which_columns_are_free_text():
+    from runner.prompting import data_preview  # noqa: PLC0415 - the prompt side, only for this test
+
+    data = text_data(100)
+    preview = data_preview(data.X.assign(target=data.y), ["target"])
+    assert "- review: FREE TEXT (11 words on average)" in preview
+    assert "- noise: float64" in preview
