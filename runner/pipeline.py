@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from chalicelib.submission import validate_submission
+from runner.budget import bag_seeds, stop_reason
 from runner.contract import ContractError, ModelBody, load_body_from_source
 from runner.data import CompetitionFiles, locate_competition
 from runner.errors import InputError, NotConfiguredError
@@ -268,7 +269,13 @@ def _solve(
     metric = get_metric(profile.metric)
     log.stage = "train"
     template_deadline = time.monotonic() + codegen.baseline_share * max(0.0, deadline - time.monotonic())
-    evaluations, bodies = _evaluate_templates(prepared, template_deadline, log)
+    evaluations, bodies, planned = _evaluate_templates(prepared, template_deadline, log)
+    # engine-reach (runner/budget.py): time left after the templates buys seed bags; say why the run stopped
+    bags, bagging = bag_seeds(evaluations, bodies, prepared, deadline=template_deadline, log=log)
+    result["stop_reason"] = stop_reason(evaluations, planned, bagging, max(0.0, deadline - time.monotonic()))
+    log(f"stopped: {result['stop_reason']}")
+    bodies.update({bag.name: bodies[bag.name.rsplit("_bag", 1)[0]] for bag in bags})
+    evaluations += bags
     best = _best(evaluations, metric)
     candidates: list[Candidate] = []
     if codegen.mode == "llm" and options.extra_candidates is not None:
@@ -377,12 +384,14 @@ def _log_profile(profile: Profile, log: RunLog) -> None:
 
 def _evaluate_templates(
     data: PreparedData, deadline: float, log: RunLog
-) -> tuple[list[Evaluation], dict[str, ModelBody]]:
+) -> tuple[list[Evaluation], dict[str, ModelBody], list[str]]:
     evaluations: list[Evaluation] = []
     bodies: dict[str, ModelBody] = {}
+    planned: list[str] = []  # the templates chosen for this data (for the stopping reason)
     shares = {"linear": 0.25, "lightgbm_gbdt": 0.6, "mlp": 0.5, "kernel_svm": 0.35, "hist_gradient_boosting": 0.6}
-    shares.update(text_linear=0.4, text_boost=0.6)
+    shares.update(text_linear=0.6, text_boost=0.6)
     for name, template_data in choose_templates(data, log):  # engine-reach: by shape and memory (runner/shape.py)
+        planned.append(name)
         now = time.monotonic()
         if evaluations and now + _slowest_fit(evaluations) > deadline:
             log(f"skipping template {name}: not enough time left for one fold")
@@ -402,7 +411,7 @@ def _evaluate_templates(
         if evaluation is None:
             raise RuntimeError("even the prior fallback failed")
         evaluations.append(evaluation)
-    return evaluations, bodies
+    return evaluations, bodies, planned
 
 
 def _slowest_fit(evaluations: list[Evaluation]) -> float:

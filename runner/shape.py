@@ -1,7 +1,7 @@
 """Which templates run, and on how many rows, from the data's shape and the memory the run may use.
 
-- Free text (`task.text`): the text templates run (TF-IDF n-grams in a linear model; LightGBM stacked on it); without
-  text they are skipped.
+- Free text (`task.text`): the text templates run first (TF-IDF n-grams in a linear model; LightGBM stacked on it);
+  without text they are skipped. From BOOSTER_FIRST_ROWS rows LightGBM runs first.
 - Wide data (more than WIDE_COLUMNS features): the RBF kernel and the MLP are skipped: distances and dense first
   layers over 1,000+ mostly sparse columns cost the most and win the least; the linear and boosted models take it.
 - Memory: before each template, its peak for one fit is estimated from rows and columns and compared with what is left
@@ -23,6 +23,7 @@ from runner.templates import TEMPLATES, TEXT_TEMPLATES
 WIDE_COLUMNS = 500
 HEADROOM = 0.7  # share of the ceiling the templates may plan to use (the rest: the runner, the data, fragmentation)
 MIN_SAMPLE_ROWS = 2_000
+BOOSTER_FIRST_ROWS = 250_000
 FULL_ROWS = ("linear", "lightgbm_gbdt")  # the floor: never sampled, never skipped for memory
 SAMPLES = ("mlp", "kernel_svm", "extra_trees", "hist_gradient_boosting", "text_linear")  # honour max_fit_rows
 MB = 2**20
@@ -63,7 +64,7 @@ def choose_templates(
     watch = watch or current_watch()
     task = data.task
     width = len(task.numeric) + len(task.categorical)
-    for name in _order(task.text):
+    for name in _order(task.text, task.n_rows, width):
         if name in TEXT_TEMPLATES and not task.text:
             continue
         if name in ("mlp", "kernel_svm") and width > WIDE_COLUMNS:
@@ -91,11 +92,14 @@ def choose_templates(
         yield name, replace(data, task=replace(task, max_fit_rows=rows))
 
 
-def _order(text: list[str]) -> list[str]:
-    """TEMPLATES' order; with free text, where the words carry the signal, the text models go first."""
-    if not text:
-        return list(TEMPLATES)
-    return [*TEXT_TEMPLATES, *(name for name in TEMPLATES if name not in TEXT_TEMPLATES)]
+def _order(text: list[str], rows: int, width: int) -> list[str]:
+    """TEMPLATES' order; with free text, where the words carry the signal, the text models go first; on very large
+    or wide data LightGBM does (there one linear fold alone can cost a tenth of a minute's budget, and the booster
+    wins)."""
+    first = [*TEXT_TEMPLATES] if text else []
+    if rows >= BOOSTER_FIRST_ROWS or width > WIDE_COLUMNS:
+        first.append("lightgbm_gbdt")
+    return [*first, *(name for name in TEMPLATES if name not in first)]
 
 
 def _rows_that_fit(name: str, data: PreparedData, available: float) -> int:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import BaggingClassifier
 
-from runner.contract import TaskSpec
+from runner.budget import bag_seeds, stop_reason
+from runner.contract import ModelBody, TaskSpec
 from runner.features import build_features, column_kinds, downcast
 from runner.memory import Ceiling, MemoryWatch, cgroup_limit, memory_ceiling
-from runner.scaffold import PreparedData, evaluate
+from runner.metrics import get_metric
+from runner.scaffold import Evaluation, PreparedData, evaluate
 from runner.shape import choose_templates
 from runner.templates import load_template
 
@@ -168,3 +172,45 @@ def test_the_llm_preview_says_which_columns_are_free_text():
     preview = data_preview(data.X.assign(target=data.y), ["target"])
     assert "- review: FREE TEXT (11 words on average)" in preview
     assert "- noise: float64" in preview
+
+
+def noisy_data(n: int = 2400) -> PreparedData:
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(n + 100, 6)), columns=[f"x{i}" for i in range(6)])
+    y = (X["x0"] + 0.5 * X["x1"] + rng.normal(scale=1.0, size=n + 100) > 0).astype(int).to_numpy()
+    task = TaskSpec(type="binary", metric="logloss", seed=0, n_rows=n, numeric=list(X.columns), n_classes=2, n_jobs=1)
+    train, test = X.iloc[:n].reset_index(drop=True), X.iloc[n:].reset_index(drop=True)
+    return PreparedData(train, y[:n], test, [str(i) for i in range(100)], task, ["0", "1"])
+
+
+def seeded_body() -> ModelBody:
+    def build_model(task):
+        return BaggingClassifier(n_estimators=3, max_samples=0.5, random_state=task.seed)
+
+    return ModelBody("bagger", build_model)
+
+
+def test_seed_bags_are_honest_out_of_fold_and_stop_on_convergence_or_the_budget():
+    data = noisy_data()
+    base = evaluate(seeded_body(), data, deadline=float("inf"))
+    bags, reason = bag_seeds([base], {"bagger": seeded_body()}, data, deadline=time.monotonic() + 300, log=print)
+    assert len(bags) == 1 and bags[0].name.startswith("bagger_bag")
+    bag = bags[0]
+    assert bag.oof_mask.all() and bag.cv_score < base.cv_score  # averaging seeds lowers the logloss here
+    assert "CV converged" in reason or "seeds (the most tried)" in reason
+    assert bag.cv_score == pytest.approx(get_metric("logloss").score(data.y, bag.oof))
+    _bags, reason = bag_seeds([base], {"bagger": seeded_body()}, data, deadline=time.monotonic(), log=print)
+    assert "time budget" in reason
+
+
+def test_small_data_is_not_bagged_and_the_stop_reason_names_what_was_cut():
+    data = noisy_data(300)
+    base = evaluate(seeded_body(), data, deadline=float("inf"))
+    assert bag_seeds([base], {"bagger": seeded_body()}, data, deadline=float("inf"), log=print) == ([], "")
+    short = Evaluation("mlp", "logloss", 0.5, [0.5], base.oof, base.test_predictions, 1.0, n_folds=1)
+    assert stop_reason([base, short], ["bagger", "mlp", "extra_trees"], "", 10).startswith(
+        "time budget (templates cut short: mlp; not run: extra_trees)"
+    )
+    assert stop_reason([base], ["bagger"], "bagger: CV converged after 3 seeds", 42.4) == (
+        "bagging bagger: CV converged after 3 seeds; 42 s left"
+    )

@@ -36,7 +36,7 @@ def _vectoriser(text_columns):
             ngram_range=(1, 2), min_df=2, max_df=0.9, sublinear_tf=True, max_features=50_000, dtype=np.float32
         )
         chars = TfidfVectorizer(
-            analyzer="char_wb", ngram_range=(3, 5), min_df=3, sublinear_tf=True, max_features=30_000, dtype=np.float32
+            analyzer="char_wb", ngram_range=(3, 5), min_df=5, sublinear_tf=True, max_features=20_000, dtype=np.float32
         )
         parts.append((f"words_{column}", make_pipeline(FunctionTransformer(_one_text), words), [column]))
         parts.append((f"chars_{column}", make_pipeline(FunctionTransformer(_one_text), chars), [column]))

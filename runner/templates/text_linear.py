@@ -36,7 +36,7 @@ def text_features(task):
     """The sparse encoder: per text column word and char n-grams; scaled numbers; one-hot categories."""
     # vocabularies shrink as rows grow so one fit stays within its time and memory share
     words = 100_000 if task.n_rows < 50_000 else 50_000
-    chars = 50_000 if task.n_rows < 20_000 else 30_000
+    chars = 20_000 if task.n_rows < 50_000 else 10_000
     parts = []
     for column in task.text:
         parts.append(
