@@ -2,8 +2,9 @@
 
 - Free text (`task.text`): the text templates run first (TF-IDF n-grams in a linear model; LightGBM stacked on it);
   without text they are skipped. From BOOSTER_FIRST_ROWS rows LightGBM runs first.
-- Wide data (more than WIDE_COLUMNS features): the RBF kernel and the MLP are skipped: distances and dense first
-  layers over 1,000+ mostly sparse columns cost the most and win the least; the linear and boosted models take it.
+- Wide data (more than WIDE_COLUMNS features): the RBF kernel, the MLP and the randomised trees are skipped:
+  distances, dense first layers and unbounded deep trees over 1,000+ mostly sparse columns cost the most and win the
+  least; the linear (C tuned on inner folds) and boosted models take it, LightGBM first.
 - Memory: before each template, its peak for one fit is estimated from rows and columns and compared with what is left
   under the ceiling (runner.memory: HEADROOM of the ceiling, less what is in use now). A template that would not fit
   trains on a random sample that does (`task.max_fit_rows`; it still predicts every row); one that would not fit even
@@ -21,6 +22,7 @@ from runner.scaffold import PreparedData
 from runner.templates import TEMPLATES, TEXT_TEMPLATES
 
 WIDE_COLUMNS = 500
+WIDE_SKIPS = ("mlp", "kernel_svm", "extra_trees")  # one fold of randomised trees on 1,500 columns took 25-40 s
 HEADROOM = 0.7  # share of the ceiling the templates may plan to use (the rest: the runner, the data, fragmentation)
 MIN_SAMPLE_ROWS = 2_000
 BOOSTER_FIRST_ROWS = 250_000
@@ -67,7 +69,7 @@ def choose_templates(
     for name in _order(task.text, task.n_rows, width):
         if name in TEXT_TEMPLATES and not task.text:
             continue
-        if name in ("mlp", "kernel_svm") and width > WIDE_COLUMNS:
+        if name in WIDE_SKIPS and width > WIDE_COLUMNS:
             log(f"skipping template {name}: {width} feature columns is too wide for it to pay within the budget")
             continue
         if name in FULL_ROWS:

@@ -25,6 +25,15 @@ from sklearn.preprocessing import FunctionTransformer
 SVD_COMPONENTS = 20
 
 
+CHAR_HEAD = 200  # characters of each text that get character n-grams
+
+
+def _text_head(frame):
+    """The first CHAR_HEAD characters of each text: character n-grams cost a Python loop per character, and the words
+    already cover the rest of a long text."""
+    return [text[:CHAR_HEAD] for text in _one_text(frame)]
+
+
 def _one_text(frame):
     return frame.iloc[:, 0].fillna("").astype(str).tolist()
 
@@ -39,7 +48,7 @@ def _vectoriser(text_columns):
             analyzer="char_wb", ngram_range=(3, 5), min_df=5, sublinear_tf=True, max_features=20_000, dtype=np.float32
         )
         parts.append((f"words_{column}", make_pipeline(FunctionTransformer(_one_text), words), [column]))
-        parts.append((f"chars_{column}", make_pipeline(FunctionTransformer(_one_text), chars), [column]))
+        parts.append((f"chars_{column}", make_pipeline(FunctionTransformer(_text_head), chars), [column]))
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=1.0)
 
 

@@ -17,6 +17,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.utils import resample
 
+CHAR_HEAD = 200  # characters of each text that get character n-grams
+
 
 def _signed_log(values):
     values = np.asarray(values, dtype=float)
@@ -25,6 +27,12 @@ def _signed_log(values):
 
 def _as_text(frame):
     return frame.astype(object).where(frame.notna(), "__missing__").astype(str)
+
+
+def _text_head(frame):
+    """The first CHAR_HEAD characters of each text: character n-grams cost a Python loop per character, and the words
+    already cover the rest of a long text."""
+    return [text[:CHAR_HEAD] for text in _one_text(frame)]
 
 
 def _one_text(frame):
@@ -61,7 +69,7 @@ def text_features(task):
             (
                 f"chars_{column}",
                 make_pipeline(
-                    FunctionTransformer(_one_text),
+                    FunctionTransformer(_text_head),
                     TfidfVectorizer(
                         analyzer="char_wb",
                         ngram_range=(3, 5),
