@@ -389,7 +389,7 @@ def _evaluate_templates(
     bodies: dict[str, ModelBody] = {}
     planned: list[str] = []  # the templates chosen for this data (for the stopping reason)
     shares = {"linear": 0.25, "lightgbm_gbdt": 0.6, "mlp": 0.5, "kernel_svm": 0.35, "hist_gradient_boosting": 0.6}
-    shares.update(text_linear=0.8, text_boost=0.6)
+    shares.update(text_linear=0.5, text_boost=0.6)
     for name, template_data in choose_templates(data, log):  # engine-reach: by shape and memory (runner/shape.py)
         planned.append(name)
         now = time.monotonic()

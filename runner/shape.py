@@ -1,7 +1,7 @@
 """Which templates run, and on how many rows, from the data's shape and the memory the run may use.
 
-- Free text (`task.text`): the text templates run first (TF-IDF n-grams in a linear model; LightGBM stacked on it);
-  without text they are skipped. From BOOSTER_FIRST_ROWS rows LightGBM runs first.
+- Free text (`task.text`): the text model runs first (TF-IDF n-grams in a linear model), then LightGBM, then LightGBM
+  stacked on the text model; without text they are skipped. From BOOSTER_FIRST_ROWS rows LightGBM runs first.
 - Wide data (more than WIDE_COLUMNS features): the RBF kernel, the MLP and the randomised trees are skipped:
   distances, dense first layers and unbounded deep trees over 1,000+ mostly sparse columns cost the most and win the
   least; the linear (C tuned on inner folds) and boosted models take it, LightGBM first.
@@ -95,12 +95,15 @@ def choose_templates(
 
 
 def _order(text: list[str], rows: int, width: int) -> list[str]:
-    """TEMPLATES' order; with free text, where the words carry the signal, the text models go first; on very large
-    or wide data LightGBM does (there one linear fold alone can cost a tenth of a minute's budget, and the booster
-    wins)."""
-    first = [*TEXT_TEMPLATES] if text else []
-    if rows >= BOOSTER_FIRST_ROWS or width > WIDE_COLUMNS:
-        first.append("lightgbm_gbdt")
+    """TEMPLATES' order, except: with free text the text model goes first and LightGBM right after it (dates, counts
+    and categories may carry as much as the words), then the stacked text booster; on very large or wide data
+    LightGBM goes first (there one linear fold alone can cost a tenth of a minute's budget, and the booster wins)."""
+    if text:
+        first = ["text_linear", "lightgbm_gbdt", "text_boost"]
+    elif rows >= BOOSTER_FIRST_ROWS or width > WIDE_COLUMNS:
+        first = ["lightgbm_gbdt"]
+    else:
+        first = []
     return [*first, *(name for name in TEMPLATES if name not in first)]
 
 

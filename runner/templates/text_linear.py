@@ -1,10 +1,11 @@
 """Template model body: word and character n-gram TF-IDF of the free-text columns, plus the other features, in one
 sparse linear model (logistic or ridge regression).
 
-The classic strong baseline for text: word uni- and bigrams catch what is said, character 2-5-grams (within word
-boundaries) catch spelling, inflections and emphasis ("LOVE", "!!!"). Sublinear term frequencies and a vocabulary
-capped by size keep it fast and the matrix sparse end to end; numbers are scaled and categories one-hot encoded
-beside the n-grams, so the model sees the whole row. Runs only when the profile found free text (`task.text`).
+The classic strong baseline for text: word uni- and bigrams catch what is said, character 3-5-grams (within word
+boundaries, on each text's first 200 characters; only when a fit may take 8 s or more) catch spelling, inflections
+and emphasis ("LOVE", "!!!"). Sublinear term frequencies and a vocabulary capped by size keep it fast and the matrix
+sparse end to end; numbers are scaled and categories one-hot encoded beside the n-grams, so the model sees the whole
+row. Runs only when the profile found free text (`task.text`).
 """
 
 import numpy as np
@@ -18,6 +19,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from sklearn.utils import resample
 
 CHAR_HEAD = 200  # characters of each text that get character n-grams
+CHARS_MIN_SECONDS = 8.0  # character n-grams only when one fit may take this long (longer budgets)
 
 
 def _signed_log(values):
@@ -65,6 +67,8 @@ def text_features(task):
                 [column],
             )
         )
+        if task.fit_seconds < CHARS_MIN_SECONDS:
+            continue  # a tight fit budget: words only (character n-grams cost most of a text fit)
         parts.append(
             (
                 f"chars_{column}",
