@@ -214,3 +214,27 @@ def test_small_data_is_not_bagged_and_the_stop_reason_names_what_was_cut():
     assert stop_reason([base], ["bagger"], "bagger: CV converged after 3 seeds", 42.4) == (
         "bagging bagger: CV converged after 3 seeds; 42 s left"
     )
+
+
+def test_a_text_competition_end_to_end_uses_the_words_and_records_memory_and_why_it_stopped(tmp_path: Path):
+    from runner.pipeline import RunOptions, run_pipeline  # noqa: PLC0415 - the whole runner, only here
+
+    texts, y = reviews(700, seed=5)
+    folder = tmp_path / "comp"
+    folder.mkdir()
+    frame = pd.DataFrame({"id": range(700), "review": texts, "label": np.where(y == 1, "good", "bad")})
+    frame.iloc[:500].to_csv(folder / "train.csv", index=False)
+    frame.iloc[500:, :2].to_csv(folder / "test.csv", index=False)
+    frame.iloc[500:][["id"]].assign(label="bad").to_csv(folder / "sample_submission.csv", index=False)
+    outcome = run_pipeline(
+        folder, tmp_path / "out", RunOptions(time_budget=40, env={}, memory_limit_mb=1500, metric="accuracy")
+    )
+    assert outcome.status == "succeeded", outcome.reason
+    result = outcome.result
+    assert result["memory_ceiling_mb"] <= 1500 and result["memory_ceiling_source"] in ("option", "cgroup1", "cgroup2")
+    assert result["memory_peak_mb"] > 0 and 0 < result["memory_peak_share"] < 1
+    assert result["stop_reason"]
+    assert "text" in result["model"]  # a text template (alone or in the blend) made the submission
+    assert result["cv_score"] > 0.8
+    logs = (tmp_path / "out" / "logs.txt").read_text()
+    assert "memory ceiling" in logs and "stopped: " in logs
