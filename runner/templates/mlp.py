@@ -92,7 +92,7 @@ class SampledFit(BaseEstimator):
             )
             X, y = X.iloc[np.sort(rows)], y[np.sort(rows)]
         self.model_ = clone(self.model).fit(X, y)
-        if hasattr(self.model_, "classes_"):
+        if self.stratify:  # a classifier
             self.classes_ = self.model_.classes_
         return self
 
@@ -104,6 +104,6 @@ class SampledFit(BaseEstimator):
 
 
 def _sampled(model, task):
-    if not getattr(task, "max_fit_rows", 0) or task.max_fit_rows >= task.n_rows:
+    if not task.max_fit_rows or task.max_fit_rows >= task.n_rows:
         return model
     return SampledFit(model, max_rows=task.max_fit_rows, seed=task.seed, stratify=task.type != "regression")
