@@ -7,7 +7,8 @@ row), so the bag's CV is honest and the blend can weigh it like any candidate. B
 or when CV has converged: a further seed moved the bag's score by less than CONVERGED (relative), so more of them
 would buy nothing measurable.
 
-`stop_reason` is one line for logs.txt and result.json: what ended the run.
+`stop_reason` is one line for logs.txt and result.json: what ended the templates (the time budget, naming those cut
+short or not run, or every one finished), what ended bagging, and the seconds left.
 """
 
 from __future__ import annotations
@@ -128,11 +129,14 @@ def stop_reason(evaluations: list[Evaluation], planned: list[str], bagging: str,
     """Why the run ended, in one line (see the module docstring)."""
     cut = [e.name for e in evaluations if e.n_folds < DEFAULT_FOLDS]
     skipped = [name for name in planned if name not in {e.name for e in evaluations}]
+    parts = []
     if cut or skipped:
-        parts = ([f"cut short: {', '.join(cut)}"] if cut else []) + (
+        short = ([f"cut short: {', '.join(cut)}"] if cut else []) + (
             [f"not run: {', '.join(skipped)}"] if skipped else []
         )
-        return f"time budget (templates {'; '.join(parts)})"
+        parts.append(f"time budget (templates {'; '.join(short)})")
+    else:
+        parts.append("every template finished")
     if bagging:
-        return f"bagging {bagging}; {left_s:.0f} s left"
-    return f"every template finished; {left_s:.0f} s left"
+        parts.append(f"bagging {bagging}")
+    return f"{'; '.join(parts)}; {left_s:.0f} s left"

@@ -212,7 +212,10 @@ def test_small_data_is_not_bagged_and_the_stop_reason_names_what_was_cut():
         "time budget (templates cut short: mlp; not run: extra_trees)"
     )
     assert stop_reason([base], ["bagger"], "bagger: CV converged after 3 seeds", 42.4) == (
-        "bagging bagger: CV converged after 3 seeds; 42 s left"
+        "every template finished; bagging bagger: CV converged after 3 seeds; 42 s left"
+    )
+    assert stop_reason([base, short], ["bagger", "mlp"], "bagger: time budget after 2 seeds", 3) == (
+        "time budget (templates cut short: mlp); bagging bagger: time budget after 2 seeds; 3 s left"
     )
 
 
