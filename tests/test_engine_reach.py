@@ -114,6 +114,17 @@ def test_wide_data_skips_the_kernel_and_the_mlp():
     assert "text_linear" not in names  # no text, no text templates
 
 
+def test_text_templates_need_enough_rows_to_pay():
+    lines: list[str] = []
+    few = text_data(600)
+    names = [name for name, _data in choose_templates(few, lines.append, fake_watch(2048, 200))]
+    assert "text_linear" not in names and "text_boost" not in names and names[0] == "linear"
+    assert any("too few for n-gram models" in line for line in lines)
+    enough = text_data(1200)
+    names = [name for name, _data in choose_templates(enough, lines.append, fake_watch(2048, 200))]
+    assert names[:3] == ["text_linear", "lightgbm_gbdt", "text_boost"]
+
+
 def test_under_a_tight_ceiling_slow_templates_sample_rows_or_are_skipped_and_say_so():
     lines: list[str] = []
     chosen = dict(choose_templates(wide_or_tall(300_000, 20), lines.append, fake_watch(2048, 400)))
@@ -222,13 +233,13 @@ def test_small_data_is_not_bagged_and_the_stop_reason_names_what_was_cut():
 def test_a_text_competition_end_to_end_uses_the_words_and_records_memory_and_why_it_stopped(tmp_path: Path):
     from runner.pipeline import RunOptions, run_pipeline  # noqa: PLC0415 - the whole runner, only here
 
-    texts, y = reviews(700, seed=5)
+    texts, y = reviews(1300, seed=5)
     folder = tmp_path / "comp"
     folder.mkdir()
-    frame = pd.DataFrame({"id": range(700), "review": texts, "label": np.where(y == 1, "good", "bad")})
-    frame.iloc[:500].to_csv(folder / "train.csv", index=False)
-    frame.iloc[500:, :2].to_csv(folder / "test.csv", index=False)
-    frame.iloc[500:][["id"]].assign(label="bad").to_csv(folder / "sample_submission.csv", index=False)
+    frame = pd.DataFrame({"id": range(1300), "review": texts, "label": np.where(y == 1, "good", "bad")})
+    frame.iloc[:1100].to_csv(folder / "train.csv", index=False)
+    frame.iloc[1100:, :2].to_csv(folder / "test.csv", index=False)
+    frame.iloc[1100:][["id"]].assign(label="bad").to_csv(folder / "sample_submission.csv", index=False)
     outcome = run_pipeline(
         folder, tmp_path / "out", RunOptions(time_budget=40, env={}, memory_limit_mb=1500, metric="accuracy")
     )
