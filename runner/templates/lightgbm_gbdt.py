@@ -42,7 +42,7 @@ class EarlyStoppedLGBM(BaseEstimator):
         min_delta=0.0,
         refit=True,
         fixed_rounds=None,
-        columns=None,
+        drop=None,
     ):
         self.task_type = task_type
         self.params = params
@@ -54,11 +54,11 @@ class EarlyStoppedLGBM(BaseEstimator):
         self.min_delta = min_delta
         self.refit = refit
         self.fixed_rounds = fixed_rounds
-        self.columns = columns
+        self.drop = drop
 
     def _columns(self, X):
-        """The columns trained on: all, or `columns` (numbers and categories when X also holds raw text)."""
-        return X[list(self.columns)] if self.columns is not None else X
+        """The columns trained on, in X's order: all but `drop` (the raw text columns, when X holds any)."""
+        return X.drop(columns=list(self.drop)) if self.drop else X
 
     def _make(self, rounds):
         params = dict(self.params or {})
@@ -149,5 +149,5 @@ def build_model(task):
         fit_seconds=task.fit_seconds,
         # near-separable classes keep shaving tiny amounts off the logloss for thousands of rounds: stop there
         min_delta=0.0 if task.type == "regression" else 1e-4,
-        columns=[*task.numeric, *task.categorical] if task.text else None,
+        drop=list(task.text) or None,
     )
