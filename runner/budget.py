@@ -28,6 +28,7 @@ CONVERGED = 2e-4  # relative change in CV below which a further seed is not wort
 MAX_SEEDS = 8
 BAGGED = 2  # the best this many finished templates are bagged
 SAFETY = 1.3  # a seed is started only when 1.3x the template's last run time is left
+DETERMINISTIC = ("linear", "text_linear")  # a new seed changes only their folds: nothing to average
 
 
 def _finished(evaluations: list[Evaluation]) -> list[Evaluation]:
@@ -53,7 +54,8 @@ def bag_seeds(
     reasons: list[str] = []
     if data.task.n_rows < MIN_ROWS:
         return bags, ""
-    for base in _ranked(_finished(evaluations), metric)[:BAGGED]:
+    candidates = [e for e in _finished(evaluations) if e.name not in DETERMINISTIC]
+    for base in _ranked(candidates, metric)[:BAGGED]:
         body = bodies.get(base.name)
         if body is None:
             continue
