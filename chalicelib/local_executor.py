@@ -51,6 +51,10 @@ SUPPORTED_FIELDS = {
 }  # fmt: skip
 _PATH_STEP = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]")
 
+# The runner tasks running now, by RUN_ID: DELETE /runs/{id} stops one (stop below), as StopExecution stops its task.
+_runner_tasks: dict[str, subprocess.Popen[bytes]] = {}
+_runner_tasks_lock = threading.Lock()
+
 log = logging.getLogger("kagent.local_executor")
 log.setLevel(logging.INFO)  # under Chalice's app logger, which shows only errors; here each state is the point
 
@@ -368,6 +372,9 @@ def run_runner(
     started = time.time()
     # Same process group as the app: stopping the local stack (a signal to the group) stops the runner too.
     process = subprocess.Popen(list(command), cwd=cwd, env=env)
+    run_id = env.get("RUN_ID", "?")
+    with _runner_tasks_lock:
+        _runner_tasks[run_id] = process
     try:
         exit_code = process.wait(timeout=timeout_s)
         stopped_reason = "Essential container in task exited"
@@ -381,7 +388,10 @@ def run_runner(
         raise StatesError(
             "States.Timeout", f"the runner task ran longer than its TimeoutSeconds ({timeout_s:g} s)"
         ) from None
-    run_id = env.get("RUN_ID", "?")
+    finally:
+        with _runner_tasks_lock:
+            if _runner_tasks.get(run_id) is process:
+                del _runner_tasks[run_id]
     log.info("run %s: runner task exited with code %s after %.2f s", run_id, exit_code, time.time() - started)
     description = {
         "LastStatus": "STOPPED",
@@ -394,6 +404,18 @@ def run_runner(
     if exit_code != 0:
         raise StatesError("States.TaskFailed", json.dumps(description))
     return description
+
+
+def stop(run_id: str) -> bool:
+    """The local stage's StopExecution: SIGTERM to the run's runner task, as ECS sends when a stopped execution stops
+    its task (the runner records its outcome and exits; the state machine then reaches MarkFailed). False when the
+    run has no runner task running (not started yet, or over): its next step sees the run ended anyway."""
+    with _runner_tasks_lock:
+        process = _runner_tasks.get(run_id)
+    if process is None or process.poll() is not None:
+        return False
+    process.send_signal(signal.SIGTERM)
+    return True
 
 
 def task_dispatch(lambdas: Mapping[str, Handler], ecs: Callable[[Any, float | None], Any]) -> TaskDispatch:

@@ -8,6 +8,7 @@ integration's Parameters in PascalCase, nested ones included (the ECS API's own 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 from collections.abc import Callable
@@ -118,3 +119,13 @@ def start(run: Run, settings: Settings, executor: Executor | None = None) -> str
 
         executor = choose_executor(settings, lambda: aws.client("stepfunctions"))
     return executor(run, execution_input(run, settings))
+
+
+# StopExecution for DELETE /runs/{id}: the execution's ARN; an execution that does not exist (or ended) is no error.
+ExecutionStopper = Callable[[str], None]
+
+
+def stop_execution(sfn_client: Any, arn: str, cause: str) -> None:
+    # An execution that never started, or is already gone, is no error: the sweeper gives the slot back either way.
+    with contextlib.suppress(sfn_client.exceptions.ExecutionDoesNotExist):
+        sfn_client.stop_execution(executionArn=arn, error="Cancelled", cause=cause)

@@ -19,7 +19,9 @@ MAX_SLUG_LENGTH = 100
 MAX_IDEMPOTENCY_KEY = 256
 KAGGLE_HOST = "www.kaggle.com"
 COMPETITION_PREFIXES = ("competitions", "c")
-REQUEST_FIELDS = ("url", "email")
+REQUEST_FIELDS = ("url", "email", "submit")
+SUBMIT_TRUE = ("true", "1", "yes")
+SUBMIT_FALSE = ("false", "0", "no", "")
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
@@ -45,6 +47,7 @@ class RunRequest:
     url: str  # canonical: https://www.kaggle.com/competitions/<slug>
     slug: str
     email: str
+    submit: bool = False  # send the submission to Kaggle once it is validated
 
 
 def competition_url(slug: str) -> str:
@@ -105,7 +108,16 @@ def parse_run_request(params: Mapping[str, Any]) -> RunRequest:
     """A RunRequest from the merged query parameters / JSON body, or InvalidRequest naming the first bad field."""
     slug = parse_slug(_field(params, "url"))
     email = parse_email(_field(params, "email"))
-    return RunRequest(url=competition_url(slug), slug=slug, email=email)
+    return RunRequest(url=competition_url(slug), slug=slug, email=email, submit=parse_submit(params.get("submit")))
+
+
+def parse_submit(value: Any) -> bool:
+    """`submit`: a JSON boolean, or true/false (1/0, yes/no) as a query parameter; absent means false."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in SUBMIT_TRUE + SUBMIT_FALSE:
+        return value.strip().lower() in SUBMIT_TRUE
+    raise InvalidRequest("submit", "submit must be true or false")
 
 
 def merge_params(query: Mapping[str, str] | None, body: Any) -> dict[str, Any]:

@@ -11,23 +11,38 @@ forward (conditional updates); a duplicate is a no-op.
 While a run holds its slot it also carries `holding = "slot"`, written and removed together with `slot_held`: the key
 of the sparse index SLOT_INDEX (sort key `queued_at`), which therefore lists exactly the runs holding a slot, oldest
 first — at most KAGENT_MAX_RUNNING plus any leaked ones, however many runs the table keeps. The sweeper reads it.
+
+Every run records its `caller` (the IAM identity API Gateway verified); the index CALLER_INDEX (partition key `caller`,
+sort key `queued_at`) lists one caller's runs newest first for `GET /runs`. A caller's runs per UTC day are counted in
+one quota item per caller and day (`run_id = "#quota#<day>#<caller>"`, attribute `runs`), taken in the admission
+transaction under `runs < limit`, so the quota is as exact as the slots.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import math
 import random
 import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 SLOTS_KEY = "#slots"
+QUOTA_KEY_PREFIX = "#quota#"  # + "<YYYY-MM-DD>#<caller>": runs admitted for the caller that UTC day
+QUOTA_KEEP_S = 2 * 86400  # quota items carry `expires_at` (epoch seconds) for the table's TTL
+CALLER_INDEX = "runs-by-caller"  # partition key `caller`, sort key queued_at: GET /runs, newest first
+# What the caller index projects besides its keys: what a listing shows (GET /runs/{id} reads the whole run).
+CALLER_INDEX_ATTRIBUTES = (
+    "status", "slug", "error", "cv_score", "metric", "planned_at", "running_at", "validated_at", "succeeded_at",
+    "failed_at",
+)  # fmt: skip
+LOCAL_CALLER = "local"  # chalicelib.run_request.LOCAL_CALLER: the one caller of the local stage
 SLOT_INDEX = "runs-holding-slots"  # a sparse GSI: partition key HOLDING, sort key queued_at, keys only
 HOLDING = "holding"  # present (= HOLDING_SLOT) exactly while slot_held is
 HOLDING_SLOT = "slot"
@@ -78,6 +93,19 @@ class AdmissionRefused(Exception):
         self.max_running = max_running
 
 
+class QuotaExceeded(Exception):
+    """The caller has started its runs for today; `retry_after_s` is the time until the next UTC day."""
+
+    def __init__(self, limit: int, retry_after_s: int) -> None:
+        super().__init__(f"you have started {limit} runs today, the most one caller may (UTC day); retry tomorrow")
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before, by the same caller, for another request."""
+
+
 class NewRun(Protocol):
     """What admission needs from a validated request (chalicelib.run_request.RunRequest satisfies it)."""
 
@@ -104,8 +132,16 @@ RECORDABLE = frozenset(
         "email_error",
         "execution_arn",
         "notified_at",
+        # issue 14: what the user sees (progress is written by RunStore.record_progress, conditionally)
+        "report_key",
+        "logs_key",
+        "trace_key",
+        "chart_key",
+        "cost",
+        "kaggle_submission",
     }
 )
+NON_TERMINAL = ("QUEUED", "PLANNED", "RUNNING", "VALIDATED")
 
 
 @dataclass(frozen=True)
@@ -130,7 +166,17 @@ class Run:
     notified_at: str | None = None
     idempotency_key: str | None = None
     idempotency_caller: str | None = None  # whose key it is: keys are scoped to the caller that sent them
+    caller: str | None = None  # who started the run: only this caller may read, list or cancel it (None: before owners)
     slot_held: bool = False
+    # issue 14: live progress, the report's artifacts, the cost and the Kaggle submission (chalicelib/progress_view.py)
+    submit: bool = False  # POST /run asked for the submission to be sent to Kaggle
+    progress: dict[str, Any] | None = None
+    report_key: str | None = None
+    logs_key: str | None = None
+    trace_key: str | None = None
+    chart_key: str | None = None
+    cost: dict[str, Any] | None = None
+    kaggle_submission: dict[str, Any] | None = None
 
     @property
     def created_at(self) -> str:
@@ -150,12 +196,13 @@ class Run:
     def from_item(cls, item: Mapping[str, Any]) -> Run:
         plain = {k: _from_dynamo(v) for k, v in item.items()}
         timestamps = {s.value: plain[s.timestamp_attribute] for s in Status if s.timestamp_attribute in plain}
-        known = {name for name in cls.__dataclass_fields__} - {"timestamps", "status", "slot_held"}
+        known = {name for name in cls.__dataclass_fields__} - {"timestamps", "status", "slot_held", "submit"}
         cv = plain.get("cv_score")
         return cls(
             status=Status(plain["status"]),
             timestamps=timestamps,
             slot_held=bool(plain.get("slot_held", False)),
+            submit=plain.get("submit") is True,
             **{k: v for k, v in plain.items() if k in known and k != "cv_score"},
             cv_score=float(cv) if cv is not None else None,
         )
@@ -196,13 +243,13 @@ def _from_dynamo(value: Any) -> Any:
 
 
 def table_spec(name: str) -> dict[str, Any]:
-    """boto3 `create_table` arguments for the runs table, its sparse SLOT_INDEX included (what terraform/ creates;
-    the local stack and the tests create it from here)."""
+    """boto3 `create_table` arguments for the runs table, its sparse SLOT_INDEX and CALLER_INDEX included (what
+    terraform/ creates; the local stack and the tests create it from here)."""
     return {
         "TableName": name,
         "KeySchema": [{"AttributeName": "run_id", "KeyType": "HASH"}],
         "AttributeDefinitions": [
-            {"AttributeName": name_, "AttributeType": "S"} for name_ in ("run_id", HOLDING, "queued_at")
+            {"AttributeName": name_, "AttributeType": "S"} for name_ in ("run_id", HOLDING, "queued_at", "caller")
         ],
         "GlobalSecondaryIndexes": [
             {
@@ -212,7 +259,15 @@ def table_spec(name: str) -> dict[str, Any]:
                     {"AttributeName": "queued_at", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
+            },
+            {
+                "IndexName": CALLER_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "caller", "KeyType": "HASH"},
+                    {"AttributeName": "queued_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(CALLER_INDEX_ATTRIBUTES)},
+            },
         ],
         "BillingMode": "PAY_PER_REQUEST",
     }
@@ -275,13 +330,22 @@ class RunStore:
 
     # -- admission ---------------------------------------------------------------------------------------------------
 
-    def admit(self, request: NewRun, max_running: int, idempotency_key: str | None = None, caller: str = "") -> Run:
-        """Take a slot and create the QUEUED run, atomically; the same caller's same idempotency key returns the same
-        run (another caller's same key is another run)."""
+    def admit(
+        self,
+        request: NewRun,
+        max_running: int,
+        idempotency_key: str | None = None,
+        caller: str = LOCAL_CALLER,
+        runs_per_day: int | None = None,
+    ) -> Run:
+        """Take a slot (and, with `runs_per_day`, one of the caller's runs of the UTC day) and create the QUEUED run,
+        atomically. The same caller's same idempotency key returns the same run, or IdempotencyConflict when it came
+        with another request (another caller's same key is another run)."""
         run_id = run_id_for(idempotency_key, caller)
         if idempotency_key is not None and (existing := self.get(run_id)) is not None:
-            return existing
-        now = format_time(self._clock())
+            return _same_request(existing, request)
+        moment = self._clock()
+        now = format_time(moment)
         item: dict[str, Any] = {
             "run_id": run_id,
             "url": request.url,
@@ -292,23 +356,76 @@ class RunStore:
             "slot_held": True,
             HOLDING: HOLDING_SLOT,
         }
+        if caller:
+            item["caller"] = caller
+        if getattr(request, "submit", False) is True:
+            item["submit"] = True
         if idempotency_key is not None:
             item["idempotency_key"] = idempotency_key
             item["idempotency_caller"] = caller
+        # The quota item goes first: when both the quota and the slots refuse, the longer wait is the one to report.
+        writes = [self._take_slot(max_running), self._put_new(item)]
+        if runs_per_day is not None:
+            writes.insert(0, self._take_quota(caller, moment, runs_per_day))
+        slot, put = len(writes) - 2, len(writes) - 1
         for attempt in range(_CONFLICT_RETRIES):
             try:
-                self._client.transact_write_items(
-                    TransactItems=[self._take_slot(max_running), self._put_new(item)],
-                )
+                self._client.transact_write_items(TransactItems=writes)
                 return Run.from_item(item)
             except self._client.exceptions.TransactionCanceledException as error:
-                codes = _cancellation_codes(error)
-                if codes[1] == "ConditionalCheckFailed" and (existing := self.get(run_id)) is not None:
-                    return existing  # the same key won a concurrent race
-                if codes[0] == "ConditionalCheckFailed":
+                codes = _cancellation_codes(error, len(writes))
+                if codes[put] == "ConditionalCheckFailed" and (existing := self.get(run_id)) is not None:
+                    return _same_request(existing, request)  # the same key won a concurrent race
+                if runs_per_day is not None and codes[0] == "ConditionalCheckFailed":
+                    raise QuotaExceeded(runs_per_day, _seconds_to_next_day(moment)) from None
+                if codes[slot] == "ConditionalCheckFailed":
                     raise AdmissionRefused(max_running) from None
                 self._backoff(attempt)  # TransactionConflict on the counter: someone else was admitted just now
         raise AdmissionRefused(max_running)
+
+    def _take_quota(self, caller: str, moment: datetime, limit: int) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self._table.name,
+                "Key": {"run_id": quota_key(caller, moment)},
+                "UpdateExpression": "SET #r = if_not_exists(#r, :zero) + :one, expires_at = :expires",
+                "ConditionExpression": "attribute_not_exists(#r) OR #r < :limit",
+                "ExpressionAttributeNames": {"#r": "runs"},
+                "ExpressionAttributeValues": {
+                    ":zero": 0,
+                    ":one": 1,
+                    ":limit": limit,
+                    ":expires": int(moment.timestamp()) + QUOTA_KEEP_S,
+                },
+            }
+        }
+
+    def runs_today(self, caller: str) -> int:
+        """How many runs `caller` started this UTC day (the quota item's count)."""
+        key = quota_key(caller, self._clock())
+        item = self._table.get_item(Key={"run_id": key}, ConsistentRead=True).get("Item") or {}
+        return int(item.get("runs", 0))
+
+    def list_for(
+        self, caller: str, limit: int, after: tuple[str, str] | None = None
+    ) -> tuple[list[Run], tuple[str, str] | None]:
+        """`caller`'s runs, newest first, at most `limit`, from the caller index (eventually consistent: a run admitted
+        a moment ago may show a moment later). Returns the runs (with the index's attributes only) and the position
+        to continue after (queued_at, run_id), or None at the end."""
+        query: dict[str, Any] = {
+            "IndexName": CALLER_INDEX,
+            "KeyConditionExpression": "#c = :caller",
+            "ExpressionAttributeNames": {"#c": "caller"},
+            "ExpressionAttributeValues": {":caller": caller},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if after is not None:
+            query["ExclusiveStartKey"] = {"caller": caller, "queued_at": after[0], "run_id": after[1]}
+        page = self._table.query(**query)
+        runs = [Run.from_item({"url": "", "email": "", **item}) for item in page.get("Items", [])]
+        last = page.get("LastEvaluatedKey")
+        return runs, (str(last["queued_at"]), str(last["run_id"])) if last else None
 
     def _take_slot(self, max_running: int) -> dict[str, Any]:
         return {
@@ -379,6 +496,15 @@ class RunStore:
     def fail(self, run_id: str, reason: str) -> bool:
         return self.transition(run_id, Status.FAILED, error=reason)
 
+    def fail_keeping_slot(self, run_id: str, reason: str) -> bool:
+        """FAILED with `reason` from any live status, but still holding its slot: the slot goes back (release_slot)
+        once the workflow has really ended (the reconciler, MarkFailed or the sweeper), never while its task may still
+        run. DELETE /runs/{id} uses it, and so does the runner, whose role may not write the slot counter. False when
+        the run is unknown or already terminal."""
+        if not is_run_id(run_id):
+            return False
+        return self._conditional_update(self._status_update(run_id, Status.FAILED, {"error": reason}))
+
     def record(self, run_id: str, **attrs: Any) -> None:
         """Set non-status attributes of an existing run (allowed in any status, e.g. an email error after FAILED)."""
         _check_recordable(attrs)
@@ -393,6 +519,25 @@ class RunStore:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+
+    def record_progress(self, run_id: str, progress: Mapping[str, Any]) -> bool:
+        """Store the runner's live progress; refused (False) once the run is terminal, so a late write from a runner
+        that lost the race with MarkFailed or the sweeper never touches a finished run."""
+        if not is_run_id(run_id):
+            return False
+        values: dict[str, Any] = {":progress": _to_dynamo(dict(progress))}
+        values.update({f":s{i}": status for i, status in enumerate(NON_TERMINAL)})
+        try:
+            self._table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression="SET progress = :progress",
+                ConditionExpression=f"#s IN ({', '.join(f':s{i}' for i in range(len(NON_TERMINAL)))})",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def claim_notification(self, run_id: str) -> bool:
         """True exactly once per run: the caller may send its email (sets `notified_at`)."""
@@ -479,7 +624,26 @@ def _assignments(attrs: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, An
     return names, values, sets
 
 
-def _cancellation_codes(error: Any) -> list[str]:
+def _cancellation_codes(error: Any, items: int = 2) -> list[str]:
     reasons = error.response.get("CancellationReasons") or []
     codes = [str(r.get("Code", "None")) for r in reasons]
-    return codes + ["None"] * (2 - len(codes))
+    return codes + ["None"] * (items - len(codes))
+
+
+def quota_key(caller: str, moment: datetime) -> str:
+    return f"{QUOTA_KEY_PREFIX}{moment.astimezone(UTC).date().isoformat()}#{caller}"
+
+
+def _seconds_to_next_day(moment: datetime) -> int:
+    utc = moment.astimezone(UTC)
+    midnight = datetime(utc.year, utc.month, utc.day, tzinfo=UTC) + timedelta(days=1)
+    return max(1, math.ceil((midnight - utc).total_seconds()))
+
+
+def _same_request(existing: Run, request: NewRun) -> Run:
+    """The run an idempotent replay returns, or IdempotencyConflict when the replay asks for something else."""
+    if (existing.url, existing.email) != (request.url, request.email):
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used for another request (a different url or email); use a new key"
+        )
+    return existing

@@ -6,28 +6,42 @@ error to MarkFailed, which stores the reason, gives the slot back and emails —
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from chalicelib import orchestrator
+from chalicelib import orchestrator, run_view
 from chalicelib.config import Settings
 from chalicelib.kaggle_meta import KaggleUnavailable
-from chalicelib.notify import Mailer, deliver_once, failure_email, success_email
+from chalicelib.notify import Email, Mailer, deliver_once, failure_email, success_email
 from chalicelib.plan import PlanTools, make_plan
+from chalicelib.recipients import VerifiedCheck, check_recipient
 from chalicelib.run_request import (
     LOCAL_CALLER,
     InvalidRequest,
+    RunRequest,
     mask_email,
     merge_params,
     parse_idempotency_key,
     parse_run_request,
 )
-from chalicelib.runs import AdmissionRefused, Run, RunStore, Status, utc_now
+from chalicelib.runs import (
+    AdmissionRefused,
+    IdempotencyConflict,
+    QuotaExceeded,
+    Run,
+    RunStore,
+    Status,
+    is_run_id,
+    utc_now,
+)
 
 RETRY_AFTER_S = 60
 STATUS_LINK_EXPIRY_S = 900  # GET /runs/{id}: a short-lived link; the email's link lives KAGENT_PRESIGN_EXPIRY_S
@@ -38,6 +52,10 @@ ENDED_BADLY = ("FAILED", "TIMED_OUT", "ABORTED")
 SWEEP_GRACE_S = 900
 SWEEP_LIMIT = 100
 NEVER_STARTED = "the workflow never started"
+CANCELLED = "cancelled by the caller"
+LIST_DEFAULT_LIMIT = 20
+LIST_MAX_LIMIT = 100
+MAX_CURSOR_CHARS = 400
 
 
 def submission_key(run_id: str) -> str:
@@ -117,6 +135,10 @@ class Service:
     # DescribeExecution for the sweeper; None with the local executor (its runs end through its own reconcile call).
     describe_execution: orchestrator.ExecutionDescriber | None = None
     now: Callable[[], datetime] = utc_now
+    # SES: whether an address is a verified identity (asked only when KAGENT_SES_SANDBOX is true).
+    recipient_verified: VerifiedCheck | None = None
+    # StopExecution for DELETE /runs/{id} (the local executor's stop with KAGENT_EXECUTOR=local).
+    stop_execution: orchestrator.ExecutionStopper | None = None
 
     # -- HTTP ------------------------------------------------------------------------------------------------------
 
@@ -132,16 +154,12 @@ class Service:
         try:
             request = parse_run_request(merge_params(query, body))
             key = parse_idempotency_key(idempotency_header)
+            check_recipient(request.email, self.settings, self.recipient_verified)  # before any write
         except InvalidRequest as error:
             return Reply(400, error.to_json(), {})
-        try:
-            run = self.store.admit(request, self.settings.max_running, idempotency_key=key, caller=caller)
-        except AdmissionRefused as error:
-            return Reply(429, {"error": str(error)}, {"Retry-After": str(RETRY_AFTER_S)})
-        except Exception as error:
-            if (busy := store_busy(error)) is None:
-                raise
-            return busy
+        run = self._admit(request, key, caller)
+        if isinstance(run, Reply):
+            return run
         if run.status is Status.QUEUED and not run.execution_arn:
             try:
                 arn = orchestrator.start(run, self.settings, self.executor)
@@ -156,6 +174,27 @@ class Service:
         status_url = f"{base_url.rstrip('/')}/runs/{run.run_id}"
         return Reply(202, {"run_id": run.run_id, "status": run.status.value, "status_url": status_url}, {})
 
+    def _admit(self, request: RunRequest, key: str | None, caller: str) -> Run | Reply:
+        """The admitted (or idempotently replayed) run, or the refusal: 409, 429 (quota or slots), 503 (store busy)."""
+        try:
+            return self.store.admit(
+                request,
+                self.settings.max_running,
+                idempotency_key=key,
+                caller=caller,
+                runs_per_day=self.settings.runs_per_caller_per_day,
+            )
+        except IdempotencyConflict as error:
+            return Reply(409, {"error": str(error), "field": "Idempotency-Key"}, {})
+        except QuotaExceeded as error:
+            return Reply(429, {"error": str(error)}, {"Retry-After": str(error.retry_after_s)})
+        except AdmissionRefused as error:
+            return Reply(429, {"error": str(error)}, {"Retry-After": str(RETRY_AFTER_S)})
+        except Exception as error:
+            if (busy := store_busy(error)) is None:
+                raise
+            return busy
+
     def _note_execution(self, run_id: str, arn: str) -> None:
         """Best effort, after the workflow started: the run exists and runs, so the caller gets its 202 whatever happens
         here. A missing ARN loses nothing: the execution is named by run_id, so it is found without it."""
@@ -169,15 +208,15 @@ class Service:
                     return
                 self.sleep(delay)
 
-    def describe(self, run_id: str) -> Reply:
+    def describe(self, run_id: str, caller: str = LOCAL_CALLER) -> Reply:
         try:
-            run = self.store.get(run_id)
+            run = self._own_run(run_id, caller)
         except Exception as error:
             if (busy := store_busy(error)) is None:
                 raise
             return busy
         if run is None:
-            return Reply(404, {"error": f"no run with id {run_id[:80]!r}"}, {})
+            return not_found(run_id)
         body: dict[str, Any] = {
             "run_id": run.run_id,
             "status": run.status.value,
@@ -196,7 +235,76 @@ class Service:
         if run.status is Status.SUCCEEDED:
             body["submission_url"] = self.presign(run.s3_key or submission_key(run.run_id), STATUS_LINK_EXPIRY_S)
             body["submission_url_expires_in_s"] = STATUS_LINK_EXPIRY_S
+        body.update(run_view.describe_fields(run, self.presign, STATUS_LINK_EXPIRY_S))  # progress, links, cost, Kaggle
         return Reply(200, body, {})
+
+    def _own_run(self, run_id: str, caller: str) -> Run | None:
+        """The run if `caller` started it; None for another caller's run exactly as for an unknown id."""
+        run = self.store.get(run_id)
+        return run if run is not None and run.caller == caller else None
+
+    def list_runs(self, caller: str, limit: str | None, cursor: str | None) -> Reply:
+        """GET /runs: the caller's runs, newest first, `limit` per page; `next_cursor` continues (null at the end)."""
+        try:
+            count = parse_limit(limit)
+            after = decode_cursor(cursor)
+            runs, last = self.store.list_for(caller, count, after)
+        except InvalidRequest as error:
+            return Reply(400, error.to_json(), {})
+        except Exception as error:
+            if (busy := store_busy(error)) is None:
+                raise
+            return busy
+        listed = [
+            {
+                "run_id": run.run_id,
+                "status": run.status.value,
+                "slug": run.slug,
+                "created_at": run.created_at,
+                "timestamps": run.timestamps,
+                "cv_score": run.cv_score,
+                "metric": run.metric,
+                "error": run.error,
+            }
+            for run in runs
+        ]
+        return Reply(200, {"runs": listed, "next_cursor": encode_cursor(last) if last else None}, {})
+
+    def cancel(self, run_id: str, caller: str) -> Reply:
+        """DELETE /runs/{id}: the run ends FAILED "cancelled by the caller" and its execution is stopped. The slot and
+        the one failure email follow when the workflow has really ended (the reconciler on ABORTED, MarkFailed, or
+        the sweeper): the runner task may run on for seconds after StopExecution. Repeating the call is safe."""
+        try:
+            run = self._own_run(run_id, caller)
+            if run is None:
+                return not_found(run_id)
+            if run.status.is_terminal and run.error != CANCELLED:
+                return Reply(409, {"error": f"the run already ended ({run.status.value}); nothing to cancel"}, {})
+            if not run.status.is_terminal and not self.store.fail_keeping_slot(run.run_id, CANCELLED):
+                ended = self.store.get(run.run_id)  # it ended just now, on its own
+                if ended is None or ended.error != CANCELLED:
+                    state = ended.status.value if ended else "gone"
+                    return Reply(409, {"error": f"the run already ended ({state}); nothing to cancel"}, {})
+        except Exception as error:
+            if (busy := store_busy(error)) is None:
+                raise
+            return busy
+        if self.stop_execution is not None:
+            arn = run.execution_arn or orchestrator.execution_arn(self.settings.state_machine_arn, run.run_id)
+            try:
+                self.stop_execution(arn)
+            except Exception as error:  # the run is cancelled; a repeated DELETE stops the execution again
+                log.warning("run %s: StopExecution failed (%s: %s)", run.run_id, type(error).__name__, error)
+                return Reply(
+                    503,
+                    {
+                        "error": f"the run is cancelled but its workflow did not stop yet ({type(error).__name__}); "
+                        "repeat the DELETE",
+                        "run_id": run.run_id,
+                    },
+                    {"Retry-After": str(STORE_RETRY_AFTER_S)},
+                )
+        return Reply(202, {"run_id": run.run_id, "status": Status.FAILED.value, "error": CANCELLED}, {})
 
     def presign(self, key: str, expiry_s: int) -> str:
         return str(
@@ -285,8 +393,15 @@ class Service:
             raise RunAlreadyEnded(run.error or f"the run is {run.status.value}")
         expiry = self.settings.presign_expiry_s
         link = self.presign(run.s3_key or submission_key(run_id), expiry)
-        emailed = deliver_once(self.store, run, success_email(run, link, expiry), self.mailer)
+        emailed = deliver_once(self.store, run, self._success_email(run, link, expiry), self.mailer)
         return {"status": run.status.value, "emailed": emailed}
+
+    def _success_email(self, run: Run, link: str, expiry: int) -> Email:
+        """The success email with the leaderboard (result.json), the chart and the report's link, when uploaded."""
+        result = run_view.read_result(run, self._read, result_key(run.run_id))
+        chart = self._read(run.chart_key) if run.chart_key else None
+        report = self.presign(run.report_key, expiry) if run.report_key else None
+        return success_email(run, link, expiry, report_link=report, result=result, chart=chart)
 
     def mark_failed(self, event: Mapping[str, Any]) -> dict[str, Any]:
         run_id = str(event.get("run_id", ""))
@@ -295,12 +410,12 @@ class Service:
     def finish_failed(self, run_id: str, reason: str) -> dict[str, Any]:
         """FAILED with `reason` (unless already terminal), slot back, one failure email. Safe to repeat."""
         self.store.fail(run_id, reason[:MAX_REASON_CHARS])
-        self.store.release_slot(run_id)
+        released = self.store.release_slot(run_id)
         run = self.store.get(run_id)
         if run is None:
-            return {"status": "UNKNOWN", "emailed": False}
+            return {"status": "UNKNOWN", "emailed": False, "released": released}
         emailed = run.status is Status.FAILED and deliver_once(self.store, run, failure_email(run), self.mailer)
-        return {"status": run.status.value, "reason": run.error, "emailed": emailed}
+        return {"status": run.status.value, "reason": run.error, "emailed": emailed, "released": released}
 
     def reconcile(self, detail: Mapping[str, Any]) -> dict[str, Any]:
         """An execution ended badly: no run may stay non-terminal (or hold its slot) after its execution ended."""
@@ -337,6 +452,11 @@ class Service:
         run = self.store.get(run_id)  # the index is eventually consistent: act on the run as it is now
         if run is None or not run.slot_held:
             return None
+        if run.status is Status.FAILED and run.error == CANCELLED:
+            # A cancelled run keeps its slot until its workflow ended; the reconciler missed it (or it never started).
+            if self._why_ended(run) is None:
+                return None
+            return "released" if self.finish_failed(run_id, CANCELLED)["released"] else None
         if run.status.is_terminal:
             return "released" if self.store.release_slot(run_id) else None
         reason = self._why_ended(run)
@@ -367,6 +487,48 @@ class Service:
         return execution_end_reason(
             {"status": status, "error": execution.get("error"), "cause": execution.get("cause")}
         )
+
+
+def not_found(run_id: str) -> Reply:
+    """The one 404 for an unknown run and for another caller's run: no existence oracle."""
+    return Reply(404, {"error": f"no run with id {run_id[:80]!r}"}, {})
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None or not raw.strip():
+        return LIST_DEFAULT_LIMIT
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= LIST_MAX_LIMIT:
+        raise InvalidRequest("limit", f"limit must be a whole number from 1 to {LIST_MAX_LIMIT}")
+    return int(raw)
+
+
+def encode_cursor(position: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(position)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: str | None) -> tuple[str, str] | None:
+    """The (queued_at, run_id) a `next_cursor` names; the caller is never taken from it (it is the request's)."""
+    if raw is None or not raw.strip():
+        return None
+    bad = InvalidRequest("cursor", "cursor must be a next_cursor value from an earlier GET /runs")
+    if len(raw) > MAX_CURSOR_CHARS:
+        raise bad
+    try:
+        position = json.loads(base64.urlsafe_b64decode(raw.strip() + "=" * (-len(raw.strip()) % 4)))
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise bad from None
+    if (
+        not isinstance(position, list)
+        or len(position) != 2
+        or not all(isinstance(part, str) for part in position)
+        or not is_run_id(position[1])
+        or not _TIMESTAMP.match(position[0])
+    ):
+        raise bad
+    return position[0], position[1]
+
+
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 
 
 def _training_outcome(training: Any) -> tuple[int | None, str]:

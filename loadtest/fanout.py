@@ -431,7 +431,12 @@ def measure(args: argparse.Namespace, base_url: str, aws_endpoint: str | None, l
         report.in_flight_samples = len(sampler.samples)
         report.max_in_flight_counter = max((c for c, _ in sampler.samples), default=0)
         report.max_runs_holding_slots = max((h for _, h in sampler.samples), default=0)
-        report.slots_held_at_end = sampler.counter() + sampler.holding()
+        # A run can be FAILED a moment before its slot is back (the runner records the failure; MarkFailed or the
+        # reconciler releases the slot once the workflow ended): wait for that within what is left of the drain time.
+        deadline = started + args.drain_seconds
+        while (held := sampler.counter() + sampler.holding()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        report.slots_held_at_end = held
     judge(report, load.results)
     return report
 

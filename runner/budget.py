@@ -14,14 +14,23 @@ short or not run, or every one finished), what ended bagging, and the seconds le
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 import numpy as np
 
-from runner.contract import ModelBody
 from runner.metrics import Metric, get_metric
-from runner.scaffold import DEFAULT_FOLDS, CandidateError, Evaluation, PreparedData, evaluate
+from runner.sandbox import SandboxError
+from runner.scaffold import (
+    DEFAULT_FOLDS,
+    BodySource,
+    CandidateError,
+    Evaluation,
+    FoldRunner,
+    PreparedData,
+    evaluate,
+    validation_folds,
+)
 
 MIN_ROWS = 2_000  # below this, CV noise outweighs what seeds add (and the blend would chase it)
 CONVERGED = 2e-4  # relative change in CV below which a further seed is not worth its time
@@ -41,14 +50,17 @@ def _ranked(evaluations: list[Evaluation], metric: Metric) -> list[Evaluation]:
 
 def bag_seeds(
     evaluations: list[Evaluation],
-    bodies: dict[str, ModelBody],
+    bodies: dict[str, BodySource],
     data: PreparedData,
     *,
     deadline: float,
     log: Callable[[str], None],
+    workers: FoldRunner,
+    sampled: Mapping[str, int] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[list[Evaluation], str]:
-    """Bagged candidates for the best finished templates (see the module docstring), and why bagging stopped."""
+    """Bagged candidates for the best finished templates (see the module docstring), and why bagging stopped.
+    `sampled` names the templates the memory plan ran on a sample (their `task.max_fit_rows`): their seeds do too."""
     metric = get_metric(data.task.metric)
     bags: list[Evaluation] = []
     reasons: list[str] = []
@@ -59,7 +71,8 @@ def bag_seeds(
         body = bodies.get(base.name)
         if body is None:
             continue
-        bag, reason = _bag_one(base, body, data, deadline=deadline, log=log, metric=metric, clock=clock)
+        own = replace(data, task=replace(data.task, max_fit_rows=(sampled or {}).get(base.name, 0)))
+        bag, reason = _bag_one(base, body, own, deadline=deadline, log=log, metric=metric, clock=clock, workers=workers)
         reasons.append(f"{base.name}: {reason}")
         if bag is not None:
             bags.append(bag)
@@ -70,13 +83,14 @@ def bag_seeds(
 
 def _bag_one(
     base: Evaluation,
-    body: ModelBody,
+    body: BodySource,
     data: PreparedData,
     *,
     deadline: float,
     log: Callable[[str], None],
     metric: Metric,
     clock: Callable[[], float],
+    workers: FoldRunner,
 ) -> tuple[Evaluation | None, str]:
     runs = [base]
     score = base.cv_score
@@ -87,8 +101,8 @@ def _bag_one(
         seeded = replace(data, task=replace(data.task, seed=seed))
         started = clock()
         try:
-            run = evaluate(body, seeded, deadline, log=log)
-        except CandidateError as exc:
+            run = evaluate(body, seeded, deadline, workers=workers, log=log, clock=clock)
+        except (CandidateError, SandboxError) as exc:
             return _bag(runs, metric, data), f"seed {seed} failed ({exc})"
         seconds = clock() - started
         if run.n_folds < DEFAULT_FOLDS:
@@ -105,7 +119,8 @@ def _bag_one(
 
 
 def _bag(runs: list[Evaluation], metric: Metric, data: PreparedData) -> Evaluation | None:
-    """The average of `runs` (same template, different seeds) as one candidate; None for a single run."""
+    """The average of `runs` (same template, different seeds) as one candidate; None for a single run. Its fold
+    scores are over the first run's validation folds: every averaged prediction is out of fold, whatever its seed."""
     if len(runs) < 2:
         return None
     regression = runs[0].oof.ndim == 1
@@ -118,7 +133,7 @@ def _bag(runs: list[Evaluation], metric: Metric, data: PreparedData) -> Evaluati
         name=f"{runs[0].name}_bag{len(runs)}",
         metric=metric.name,
         cv_score=metric.score(data.y, oof),
-        fold_scores=[],
+        fold_scores=[metric.score(data.y[rows], oof[rows]) for rows in validation_folds(data)],
         oof=oof,
         test_predictions=test,
         elapsed=sum(r.elapsed for r in runs),

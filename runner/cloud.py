@@ -27,8 +27,10 @@ SUBMISSION = "submission.csv"
 LOGS = "logs.txt"
 TRACE = "gpt_code_trace.txt"
 RESULT = "result.json"
+REPORT_NAME = "report.html"  # runner.report.REPORT
+CV_CHART_NAME = "cv_chart.png"  # runner.report.CV_CHART: the chart the success email shows
 SAMPLE_NAME = "sample_submission.csv"
-RUN_ARTIFACTS = (SUBMISSION, LOGS, TRACE, RESULT)
+RUN_ARTIFACTS = (SUBMISSION, LOGS, TRACE, RESULT, REPORT_NAME, CV_CHART_NAME)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,13 @@ class ArtifactStore:
 
     def upload(self, path: Path, name: str | None = None) -> str:
         key = self.key(name or path.name)
-        content_type = {".csv": "text/csv", ".json": "application/json", ".txt": "text/plain"}.get(path.suffix)
+        content_type = {
+            ".csv": "text/csv",
+            ".json": "application/json",
+            ".txt": "text/plain",
+            ".html": "text/html; charset=utf-8",
+            ".png": "image/png",
+        }.get(path.suffix)
         extra = {"ContentType": content_type} if content_type else None
         self._s3.upload_file(str(path), self._bucket, key, ExtraArgs=extra)
         return key

@@ -1,37 +1,38 @@
-"""Model bodies from an LLM: prompt → extract → AST check → sandboxed CV → repair or improve, within budgets.
+"""Model bodies from an LLM: prompt → extract → AST check → CV in the workers → repair or improve, within budgets.
 
-The loop never trusts the generated code: a body that fails the check is rejected without running, one that passes runs
-only in runner.sandbox, and its score is the scaffold's CV computed in the sandbox from the scaffold's own code (never
-anything the body reports). The pipeline compares every candidate with the template baseline by the same CV, so a
-run with the LLM can never end worse than the template. Every attempt is written to the code trace.
+The loop never trusts the generated code. It runs no LLM body at all unless the OS wall can be raised here
+(`runner.confine.support().seccomp`): otherwise it logs the one-line reason and the run keeps the templates. A body
+that fails the check is rejected without running; one that passes is evaluated by runner.scaffold.evaluate like the
+templates, each fold and the final fit in a fresh, confined child of the zygote (runner.sandbox) that never sees a
+label of a row it predicts, its `reuse_params_` ignored; the CV score is computed by the runner from the predictions
+alone. The pipeline compares every candidate with the templates by the same folds and scores, so a body cannot win by
+cheating its score. Every attempt is written to the code trace.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from chalicelib.config import OPENAI_API_KEY, SANDBOX_USER, load_settings
+from chalicelib.config import OPENAI_API_KEY, load_settings
 from chalicelib.llm import ChatResult, LLMClient, LLMError, LLMPermanentError, llm_config_from_env, llm_configured
 from runner.bodycheck import check_body, extract_code
 from runner.prompting import Attempt, PromptContext, build_messages, data_preview
 from runner.sandbox import (
-    Sandbox,
     SandboxError,
     SandboxLimits,
-    SandboxResult,
+    WallSupport,
     drop_secrets,
     protect_runner_process,
-    resolve_sandbox_user,
     trim,
+    wall_support,
 )
-from runner.scaffold import DEFAULT_FOLDS
+from runner.scaffold import DEFAULT_FOLDS, BodySource, CandidateError, evaluate
 
 if TYPE_CHECKING:
     from runner.pipeline import Candidate, SelectionContext
@@ -62,7 +63,7 @@ class CodegenReport:
     scored: int = 0
     best_score: float | None = None
     stopped: str = ""  # why the loop ended
-    failure: str | None = None  # a permanent LLM failure (bad key, unknown model) or a sandbox misconfiguration
+    failure: str | None = None  # a permanent LLM failure (bad key, unknown model), no OS wall, a worker failure
     codegen_s: float = 0.0
     usage: dict[str, Any] = field(default_factory=dict)
 
@@ -86,16 +87,15 @@ class Problem:
     prompt: PromptContext
     better: Callable[[float | None, float | None], bool]  # the metric's strict comparison
     baseline_score: float | None
-    write_data: Callable[[Path], None]  # writes the prepared data (no pickle) into the sandbox's data dir
-    job: Mapping[str, Any]  # passed to the worker (e.g. seed, fold settings)
+    # evaluate(source, name, body_deadline, kill_deadline) -> (evaluation, CV score computed by the runner); raises
+    # CandidateError (with the worker's reply) when the body fails, SandboxError when the workers do
+    evaluate: Callable[[str, str, float, float], tuple[Any, float | None]]
     deadline: float  # time.monotonic() instant by which codegen must be finished
-    load_evaluation: Callable[[Path, str], Any]  # reads what the worker wrote (JSON + npy), naming it
-    score_of: Callable[[Any], float | None]  # the CV score of a loaded evaluation
 
 
 @dataclass(frozen=True)
 class Generated:
-    """A body that ran in the sandbox and has a CV score; `evaluation` is the scaffold's, loaded by the parent."""
+    """A body that ran in the workers and has a CV score; `evaluation` is the scaffold's, computed by the runner."""
 
     number: int
     name: str
@@ -111,7 +111,7 @@ class LLMCodegen:
         budget: CodegenBudget | None = None,
         limits: SandboxLimits | None = None,
         *,
-        sandbox_factory: Callable[[SandboxLimits], Sandbox] | None = None,
+        wall: Callable[[], WallSupport] = wall_support,
         log: Callable[[str], None] = lambda line: None,
         trace: Callable[[str], None] = lambda text: None,
     ) -> None:
@@ -119,7 +119,7 @@ class LLMCodegen:
         self.trace_sink = trace
         self.budget = budget or CodegenBudget()
         self.limits = limits or SandboxLimits()
-        self.sandbox_factory = sandbox_factory or Sandbox.create
+        self.wall = wall
         self.log = log
         self.trace: list[str] = []  # also streamed to the sink (gpt_code_trace.txt) as it happens
         self.report = CodegenReport(model=client.config.model)
@@ -139,39 +139,35 @@ class LLMCodegen:
             self._trace(f"== codegen ended: {self.report.stopped}")
 
     def _loop(self, problem: Problem, deadline: float) -> Iterator[Generated]:
-        try:
-            sandbox = self.sandbox_factory(self.limits)
-        except Exception as exc:
-            self._stop(f"sandbox unavailable: {exc}", failure=True)
+        wall = self.wall()
+        if not wall.seccomp:
+            self._stop(f"LLM bodies never run without the OS wall: {wall.reason}", failure=True)
             return
-        with sandbox:
-            problem.write_data(sandbox.data_dir)
-            sandbox.seal_data()
-            best: Attempt | None = None  # the best LLM body so far, the one to improve
-            mode, focus = "new", None
-            for number in range(1, self.budget.attempts + 1):
-                reason = self._out_of_budget(deadline)
-                if reason:
-                    self._stop(reason)
-                    return
-                attempt, generated = self._attempt(number, problem, sandbox, deadline, (mode, focus))
-                if attempt is None:  # the LLM failed for good; _attempt recorded why
-                    return
-                self.history.append(attempt)
-                if generated is not None:
-                    if best is None or problem.better(attempt.score, best.score):
-                        best = attempt
-                    yield generated
-                if attempt.score is None:
-                    mode, focus = "repair", attempt
-                elif self.budget.improve and best is not None:
-                    mode, focus = "improve", best
-                else:
-                    mode, focus = "new", None
-            self._stop(f"attempt budget ({self.budget.attempts}) used")
+        best: Attempt | None = None  # the best LLM body so far, the one to improve
+        mode, focus = "new", None
+        for number in range(1, self.budget.attempts + 1):
+            reason = self._out_of_budget(deadline)
+            if reason:
+                self._stop(reason)
+                return
+            attempt, generated = self._attempt(number, problem, deadline, (mode, focus))
+            if attempt is None:  # the LLM (or the workers) failed for good; _attempt recorded why
+                return
+            self.history.append(attempt)
+            if generated is not None:
+                if best is None or problem.better(attempt.score, best.score):
+                    best = attempt
+                yield generated
+            if attempt.score is None:
+                mode, focus = "repair", attempt
+            elif self.budget.improve and best is not None:
+                mode, focus = "improve", best
+            else:
+                mode, focus = "new", None
+        self._stop(f"attempt budget ({self.budget.attempts}) used")
 
     def _attempt(
-        self, number: int, problem: Problem, sandbox: Sandbox, deadline: float, step: tuple[str, Attempt | None]
+        self, number: int, problem: Problem, deadline: float, step: tuple[str, Attempt | None]
     ) -> tuple[Attempt | None, Generated | None]:
         mode, focus = step
         messages = build_messages(problem.prompt, self.history, mode, focus)
@@ -192,14 +188,7 @@ class LLMCodegen:
             cut = " (the answer was cut at the output token limit: keep the module short)"
             detail = check.message + (cut if reply.finish_reason == "length" else "")
             return self._verdict(Attempt(number, "rejected", detail, None, code)), None
-        remaining = deadline - time.monotonic()
-        job = {**problem.job, "name": f"llm{number}"}
-        try:
-            run = sandbox.run(code, job, wall_s=min(self.limits.wall_s, remaining), hard_s=max(remaining, 1.0))
-        except SandboxError as exc:
-            self._stop(f"sandbox failed: {exc}", failure=True)
-            return None, None
-        return self._scored(number, code, run, problem)
+        return self._run(number, code, problem, deadline)
 
     def _ask(self, messages: list[dict[str, str]], deadline: float) -> ChatResult | None:
         try:
@@ -211,24 +200,33 @@ class LLMCodegen:
             self._stop(f"LLM failed: {exc.reason}", failure=isinstance(exc, LLMPermanentError))
             return None
 
-    def _scored(self, number: int, code: str, run: SandboxResult, problem: Problem) -> tuple[Attempt, Generated | None]:
-        if run.log_tail:
-            self._trace("-- sandbox output (trimmed)\n" + run.log_tail)
-        if not run.ok:
-            return self._verdict(Attempt(number, run.verdict, run.detail, None, code)), None
+    def _run(
+        self, number: int, code: str, problem: Problem, deadline: float
+    ) -> tuple[Attempt | None, Generated | None]:
+        """Evaluate the body (its folds in fresh confined workers); its time is the sandbox wall time at most."""
+        started = time.monotonic()
+        limit = max(1.0, min(self.limits.wall_s, deadline - started))
+        name = f"llm{number}"
         try:
-            evaluation = problem.load_evaluation(run.output_dir, f"llm{number}")
-            score = problem.score_of(evaluation)
-        except Exception as exc:  # unreadable or inconsistent output: the body's fault, never trusted
-            detail = f"the sandbox output could not be used: {type(exc).__name__}: {exc}"
-            return self._verdict(Attempt(number, "bad_output", detail, None, code)), None
+            evaluation, score = problem.evaluate(code, name, started + max(1.0, 0.9 * limit - 1.0), started + limit)
+        except CandidateError as exc:
+            reply = exc.reply
+            if reply is not None and reply.log_tail:
+                self._trace("-- worker output (trimmed)\n" + reply.log_tail)
+            verdict = reply.verdict if reply is not None else "crashed"
+            detail = f"{exc}\n{reply.detail}" if reply is not None and reply.detail else str(exc)
+            return self._verdict(Attempt(number, verdict, detail, None, code)), None
+        except SandboxError as exc:
+            self._stop(f"the workers failed: {exc}", failure=True)
+            return None, None
         if score is None:
             return self._verdict(Attempt(number, "bad_output", "no usable CV score", None, code)), None
-        attempt = self._verdict(Attempt(number, "scored", f"in {run.elapsed_s:.1f} s", score, code))
+        elapsed = time.monotonic() - started
+        attempt = self._verdict(Attempt(number, "scored", f"in {elapsed:.1f} s", score, code))
         self.report.scored += 1
         if problem.better(score, self.report.best_score) or self.report.best_score is None:
             self.report.best_score = score
-        return attempt, Generated(number, f"llm{number}", code, score, evaluation)
+        return attempt, Generated(number, name, code, score, evaluation)
 
     def _verdict(self, attempt: Attempt) -> Attempt:
         label = f"scored {attempt.score:.6g}" if attempt.score is not None else attempt.verdict.replace("_", " ")
@@ -270,9 +268,10 @@ DEFAULT_SANDBOX_LIMITS = SandboxLimits(wall_s=240.0, memory_mb=4096)
 
 
 class LLMCandidates:
-    """`RunOptions.extra_candidates`: LLM bodies evaluated in the sandbox, as pipeline Candidates.
+    """`RunOptions.extra_candidates`: LLM bodies evaluated in the pipeline's workers, as pipeline Candidates.
 
     `result_fields()` gives what result.json records about codegen (tokens, attempts, time, cost, failure reason).
+    The uid bodies run as is runner.confine.sandbox_uid()'s (KAGENT_SANDBOX_USER, or a dedicated one when root).
     """
 
     def __init__(
@@ -280,30 +279,22 @@ class LLMCandidates:
         client: LLMClient,
         budget: CodegenBudget | None = None,
         limits: SandboxLimits | None = None,
-        sandbox_user: str | None = None,
         plan_text: str | None = None,
+        *,
+        wall: Callable[[], WallSupport] = wall_support,
     ) -> None:
-        """`sandbox_user`: the KAGENT_SANDBOX_USER name; resolved when codegen starts, so a bad name fails codegen
-        (with the reason in the trace and result.json), not the run."""
         self.client = client
         self.budget = budget or CodegenBudget()
         self.limits = limits or DEFAULT_SANDBOX_LIMITS
-        self.sandbox_user = sandbox_user
         self.plan_text = plan_text
+        self.wall = wall
         self.engine: LLMCodegen | None = None
 
     def __call__(self, context: SelectionContext) -> Iterator[Candidate]:
         from runner.pipeline import Candidate  # noqa: PLC0415 - the pipeline imports this module lazily too
 
         self.engine = LLMCodegen(
-            self.client,
-            self.budget,
-            self.limits,
-            sandbox_factory=lambda limits: Sandbox.create(
-                limits, user=resolve_sandbox_user(self.sandbox_user), threads=context.data.task.n_jobs
-            ),
-            log=context.log,
-            trace=context.trace,
+            self.client, self.budget, self.limits, wall=self.wall, log=context.log, trace=context.trace
         )
         context.log(
             f"codegen with {self.client.config.model} via {_where(self.client.config.base_url)}: "
@@ -334,50 +325,29 @@ class LLMCandidates:
             prompt=prompt,
             better=metric.better,
             baseline_score=_finite(context.baseline.cv_score),
-            write_data=data.save,
-            job={"n_folds": DEFAULT_FOLDS},  # the templates' folds: same seed, same split, comparable scores
+            evaluate=lambda source, name, body_deadline, kill_deadline: self._evaluate(
+                context, BodySource(name, source, trusted=False), body_deadline, kill_deadline
+            ),
             deadline=context.deadline,
-            load_evaluation=lambda directory, name: load_checked_evaluation(directory, context, name),
-            score_of=lambda evaluation: _finite(evaluation.cv_score),
         )
 
-
-def load_checked_evaluation(directory: Path, context: SelectionContext, name: str) -> Evaluation:
-    """The worker's evaluation, checked against the data, with the CV score recomputed here from its OOF predictions.
-
-    What the sandbox wrote is data, not truth: shapes and ranges are checked and the score is the parent's own.
-    """
-    from runner.scaffold import Evaluation  # noqa: PLC0415
-
-    evaluation = Evaluation.load(directory)
-    data = context.data
-    classes = data.task.n_classes if data.task.is_classification else 0
-    expected_oof = (len(data.y), classes) if classes else (len(data.y),)
-    expected_test = (len(data.X_test), classes) if classes else (len(data.X_test),)
-    if evaluation.oof.shape != expected_oof or evaluation.test_predictions.shape != expected_test:
-        raise ValueError(f"prediction shapes {evaluation.oof.shape}/{evaluation.test_predictions.shape} are wrong")
-    if not np.isfinite(evaluation.test_predictions).all():
-        raise ValueError("test predictions contain NaN or inf")
-    if classes and not (
-        (evaluation.test_predictions >= -1e-9).all() and (evaluation.test_predictions <= 1 + 1e-9).all()
-    ):
-        raise ValueError("class probabilities outside [0, 1]")
-    done = evaluation.oof_mask
-    if done.sum() < max(2, len(done) // 10):
-        raise ValueError("too few out-of-fold predictions to score")
-    score = context.metric.score(data.y[done], evaluation.oof[done])
-    # Every field is re-derived or coerced: nothing the sandbox wrote reaches result.json unchecked.
-    return replace(
-        evaluation,
-        name=name,
-        cv_score=score,
-        metric=context.metric.name,
-        fold_scores=[float(x) for x in evaluation.fold_scores][:20],
-        elapsed=float(evaluation.elapsed),
-        n_folds=int(evaluation.n_folds),
-        test_source=evaluation.test_source if evaluation.test_source in ("final_fit", "fold_average") else "final_fit",
-        notes=[],
-    )
+    def _evaluate(
+        self, context: SelectionContext, body: BodySource, deadline: float, kill_deadline: float
+    ) -> tuple[Evaluation, float | None]:
+        """The templates' folds (same seed, same split: comparable scores), every score computed by the runner."""
+        if context.workers is None:
+            raise SandboxError("no workers to evaluate the body in")
+        evaluation = evaluate(
+            body,
+            context.data,
+            deadline,
+            workers=context.workers,
+            n_folds=DEFAULT_FOLDS,
+            log=context.log,
+            hard_deadline=kill_deadline,
+            memory_mb=self.limits.memory_mb,
+        )
+        return evaluation, _finite(evaluation.cv_score)
 
 
 def _preview(context: SelectionContext) -> str:
@@ -431,7 +401,6 @@ def llm_candidates_from_env(
         return None
     settings = load_settings(env)
     config = llm_config_from_env(env, settings.llm_model)
-    user = env.get(SANDBOX_USER, "").strip() or None
     protect_runner_process()
     drop_secrets(env, names=[OPENAI_API_KEY])
-    return LLMCandidates(LLMClient(config), budget, limits, user, plan_text)
+    return LLMCandidates(LLMClient(config), budget, limits, plan_text)

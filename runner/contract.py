@@ -7,9 +7,9 @@ A model body is a Python module that defines:
     ``predict_proba(X)`` (typically a ``Pipeline`` that does its own encoding and imputation).
 
 ``add_features(df) -> DataFrame`` (optional)
-    Receives the features of train and test concatenated (train rows first; no id column, no target) and returns a
-    DataFrame with the same rows in the same order: add, transform or drop columns. It must not change the row count.
-    New text columns become ``category`` columns; new numeric columns stay numeric.
+    Receives the features of the train and test rows together, shuffled, with a fresh index (no id column, no
+    target) and returns a DataFrame with the same rows in the same order: add, transform or drop columns. It must not
+    change the row count. New text columns become ``category`` columns; new numeric columns stay numeric.
 
 What the scaffold guarantees to the estimator:
 
@@ -25,8 +25,10 @@ What the scaffold guarantees to the estimator:
 - ``y`` is a 1-D numpy array. Classification: integer codes ``0..k-1`` (in binary tasks ``1`` is the positive class).
   Regression: float values, already transformed for the metric (``log1p`` for ``rmsle``; the scaffold maps predictions
   back), so fit plain squared-error models.
-- The scaffold does K-fold cross-validation with the estimator (fresh ``build_model`` per fold), fits it once more on
-  all train rows and predicts the test rows. Classification predictions come from ``predict_proba``.
+- The scaffold does K-fold cross-validation with the estimator, fits it once more on all train rows and predicts the
+  test rows. Every fold and the final fit run in a fresh process (nothing of the body survives from one to the
+  next); the rows arrive shuffled with a fresh index (0..n-1), and the rows to predict mix validation and test rows.
+  The runner computes every score from the predictions. Classification predictions come from ``predict_proba``.
 
 ``task`` (a :class:`TaskSpec`) says what to build: ``type`` ("binary" | "multiclass" | "regression"), ``metric`` (name),
 ``seed``, ``n_rows``, ``n_classes``, ``categorical``, ``numeric`` and ``text`` (column names), ``n_jobs`` (use at most
@@ -100,7 +102,7 @@ class ModelBody:
 def load_body_from_source(source: str, name: str) -> ModelBody:
     """Execute `source` as a fresh module called `name` and return its model body; ContractError if it is not one.
 
-    This runs the code in this process: call it on untrusted code only inside the sandbox.
+    This runs the code in this process: call it on untrusted code only in a confined worker (runner.zygote).
     """
     module = types.ModuleType(f"kagent_body_{name}")
     module.__file__ = f"<model body {name}>"

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 CACHE_PREFIX = "data-cache"
 MANIFEST = "manifest.json"
@@ -102,6 +102,46 @@ class S3DataCache:
         return files or None
 
 
+class DataCache(Protocol):
+    """Where Kaggle's bundles are kept between runs: the S3 cache (cloud) or a local folder (the CLI)."""
+
+    def get(self, slug: str, dest: Path) -> Path | None: ...
+    def put(self, slug: str, files: list[Path]) -> None: ...
+
+
+class LocalDataCache:
+    """The CLI's cache: Kaggle's files for a slug under `<root>/<slug>/`, with the S3 cache's manifest written last
+    (so a half-filled folder is never taken for a complete one)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def get(self, slug: str, dest: Path) -> Path | None:
+        folder = self._root / slug
+        try:
+            files = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files") or []
+        except (OSError, ValueError):
+            return None
+        if not files or not all(isinstance(f, dict) and _is_plain_name(f.get("name")) for f in files):
+            return None
+        dest.mkdir(parents=True, exist_ok=True)
+        for entry in files:
+            source = folder / entry["name"]
+            if not source.is_file() or source.stat().st_size != entry.get("size"):
+                return None
+            shutil.copyfile(source, dest / entry["name"])
+        return dest
+
+    def put(self, slug: str, files: list[Path]) -> None:
+        folder = self._root / slug
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / MANIFEST).unlink(missing_ok=True)
+        for path in files:
+            shutil.copyfile(path, folder / path.name)
+        manifest = [{"name": path.name, "size": path.stat().st_size} for path in files]
+        (folder / MANIFEST).write_text(json.dumps({"slug": slug, "files": manifest}), encoding="utf-8")
+
+
 def _is_plain_name(name: Any) -> bool:
     return isinstance(name, str) and bool(name) and name == Path(name).name and name not in (".", "..")
 
@@ -113,7 +153,7 @@ class DataSource:
         self,
         *,
         mirror: Path | None = None,
-        cache: S3DataCache | None = None,
+        cache: DataCache | None = None,
         download: Download | None = None,
         log: Log | None = None,
     ) -> None:
@@ -131,7 +171,7 @@ class DataSource:
                 return FetchedData(found, "mirror")
         cached = self._from_cache(slug, workdir / "cache" / slug)
         if cached is not None:
-            self._log(f"data for {slug} from the S3 cache")
+            self._log(f"data for {slug} from the {'S3 ' if isinstance(self._cache, S3DataCache) else ''}cache")
             return FetchedData(cached, "cache")
         if self._download is None:
             where = f" in the mirror {self._mirror}" if self._mirror else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import random
 import sys
@@ -236,3 +237,185 @@ class KaggleDownloader:
         except SystemExit as exc:  # never let the client end the process
             raise classify(exc, slug) from None
         return outfile
+
+
+# -- submitting (issue 14) -------------------------------------------------------------------------------------------
+
+SUBMITTED = "submitted"  # accepted by Kaggle; scored later (the poll ran out of time)
+SCORED = "scored"  # Kaggle scored it: public_score is set
+SCORING_ERROR = "scoring_error"  # Kaggle accepted the file but could not score it
+REFUSED = "refused"  # Kaggle refused the submission (daily limit, rules, credentials): reason says what to do
+FAILED = "failed"  # the submission could not be sent (network, upload): reason says why
+_LIMIT_WORDS = ("daily", "allowance", "limit", "too many")
+
+
+@dataclass(frozen=True)
+class SubmitPolicy:
+    """How long to wait for the public score: a poll every `poll_every_s`, `timeout_s` in all."""
+
+    poll_every_s: float = 10.0
+    timeout_s: float = 300.0
+    request_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class SubmissionOutcome:
+    """What became of a submission; `as_dict` is what the run item and result.json store."""
+
+    status: str
+    message: str
+    reason: str = ""
+    ref: int | None = None
+    public_score: float | None = None
+    url: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"status": self.status, "message": self.message, "url": self.url}
+        if self.reason:
+            data["reason"] = self.reason
+        if self.ref is not None:
+            data["ref"] = self.ref
+        if self.public_score is not None:
+            data["public_score"] = self.public_score
+        return data
+
+
+def submissions_url(slug: str) -> str:
+    return f"https://www.kaggle.com/competitions/{slug}/submissions"
+
+
+def submission_refusal(status: int | None, message: str, slug: str) -> SubmissionOutcome | None:
+    """Kaggle's refusals a user acts on (daily limit, rules, credentials, closed); None for anything else."""
+    text = " ".join(message.split())[:300]
+    lower = text.lower()
+    if status == 401:
+        reason = f"Kaggle credentials rejected (401): check {USERNAME_ENV}/{KEY_ENV} or {TOKEN_ENV}"
+    elif "rules" in lower and ("accept" in lower or status == 403):
+        reason = f"accept the rules at {rules_url(slug)}, then submit submission.csv yourself"
+    elif any(word in lower for word in _LIMIT_WORDS) or status == 429:
+        reason = f"Kaggle's daily submission limit is reached ({text}); submit submission.csv yourself later"
+    elif status == 403:
+        reason = f"Kaggle does not accept submissions to '{slug}' from this account (403): {text}"
+    else:
+        return None
+    return SubmissionOutcome(REFUSED, "", reason=reason, url=submissions_url(slug))
+
+
+class KaggleSubmitter:
+    """Sends a submission with the official client's `competition_submit`, then polls `competition_submissions` for
+    its public score within `SubmitPolicy.timeout_s`. Never raises: every end is a SubmissionOutcome."""
+
+    def __init__(
+        self,
+        credentials: KaggleCredentials,
+        *,
+        policy: SubmitPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self._credentials = credentials
+        self._policy = policy or SubmitPolicy()
+        self._sleep = sleep
+        self._clock = clock
+        self._log = log or (lambda message: None)
+
+    def submit(self, slug: str, path: Path, message: str) -> SubmissionOutcome:
+        url = submissions_url(slug)
+        if not self._credentials.present:
+            reason = f"Kaggle credentials missing: set {USERNAME_ENV} and {KEY_ENV}, or {TOKEN_ENV}"
+            return SubmissionOutcome(REFUSED, message, reason=reason, url=url)
+        try:
+            api = self._api()
+            response = _bounded(
+                lambda: api.competition_submit(str(path), message, slug, quiet=True), self._policy.request_timeout_s
+            )
+        except Exception as exc:
+            return self._refusal(exc, slug, message)
+        if getattr(response, "message", "") == getattr(api, "COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE", None):
+            return SubmissionOutcome(FAILED, message, reason="the upload of submission.csv to Kaggle failed", url=url)
+        ref = int(getattr(response, "ref", 0) or 0) or None
+        self._log(f"submitted to Kaggle: {getattr(response, 'message', '')} (ref {ref})")
+        return self._poll(api, slug, message, ref)
+
+    def _api(self) -> Any:
+        api = load_kaggle_api_class()()
+        api.config_values = self._credentials.config_values()
+        return api
+
+    def _refusal(self, exc: BaseException, slug: str, message: str) -> SubmissionOutcome:
+        status, text = None, str(exc)
+        if isinstance(exc, requests.HTTPError) and exc.response is not None:
+            status, text = exc.response.status_code, _response_message(exc)
+        refused = submission_refusal(status, text, slug)
+        if refused is not None:
+            return SubmissionOutcome(refused.status, message, reason=refused.reason, url=refused.url)
+        if isinstance(exc, SystemExit):
+            reason = f"Kaggle credentials missing: set {USERNAME_ENV} and {KEY_ENV}, or {TOKEN_ENV}"
+            return SubmissionOutcome(REFUSED, message, reason=reason, url=submissions_url(slug))
+        shown = " ".join(text.split())[:300]
+        where = f"HTTP {status}: " if status else f"{type(exc).__name__}: "
+        return SubmissionOutcome(FAILED, message, reason=f"the submission to Kaggle failed ({where}{shown})")
+
+    def _poll(self, api: Any, slug: str, message: str, ref: int | None) -> SubmissionOutcome:
+        url = submissions_url(slug)
+        deadline = self._clock() + self._policy.timeout_s
+        while True:
+            try:
+                listed = _bounded(lambda: api.competition_submissions(slug), self._policy.request_timeout_s)
+                found = self._find(listed, ref, message)
+            except Exception as exc:  # the submission is in; only its score is unknown
+                self._log(f"could not read the submission's status: {type(exc).__name__}: {exc}")
+                found = None
+            if found is not None:
+                status = getattr(getattr(found, "status", None), "name", "PENDING")
+                if status == "COMPLETE":
+                    return SubmissionOutcome(SCORED, message, ref=ref, public_score=_score(found), url=url)
+                if status == "ERROR":
+                    reason = f"Kaggle could not score the submission: {getattr(found, 'error_description', '')}"
+                    return SubmissionOutcome(SCORING_ERROR, message, reason=reason.strip(), ref=ref, url=url)
+            if self._clock() + self._policy.poll_every_s > deadline:
+                reason = f"no public score within {self._policy.timeout_s:g} s; Kaggle shows it at {url}"
+                return SubmissionOutcome(SUBMITTED, message, reason=reason, ref=ref, url=url)
+            self._sleep(self._policy.poll_every_s)
+
+    @staticmethod
+    def _find(submissions: Any, ref: int | None, message: str) -> Any:
+        for submission in submissions or []:
+            if submission is None:
+                continue
+            if ref is not None and getattr(submission, "ref", None) == ref:
+                return submission
+            if ref is None and getattr(submission, "description", None) == message:
+                return submission
+        return None
+
+
+def _bounded(call: Callable[[], Any], timeout_s: float) -> Any:
+    """`call()` in a daemon thread, given up after `timeout_s` (the SDK sends without timeouts: a hung socket must not
+    hold the run); its prints are kept off stdout, which carries our JSON log."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                box["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="kaggle-call", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise TimeoutError(f"Kaggle did not answer within {timeout_s:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _score(submission: Any) -> float | None:
+    try:
+        value = float(getattr(submission, "public_score", "") or "nan")
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None  # NaN: not published (yet)

@@ -2,11 +2,14 @@
 
 Stages: locate files → read and profile → prepare features → evaluate template bodies (CV within the budget) →
 extra candidates (the LLM codegen seam) → choose the best by the metric (or a blend) → format → validate → write.
+Every body, template or LLM, is evaluated the same way: each fold and the final fit in a fresh child of a warm zygote
+started per prepared data set (runner.sandbox.Workers), the scores computed here from predictions alone.
 `run_pipeline` never raises for bad input: it returns a RunResult whose reason is one line, and result.json says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -23,16 +26,26 @@ import numpy as np
 
 from chalicelib.submission import validate_submission
 from runner.budget import bag_seeds, stop_reason
-from runner.contract import ContractError, ModelBody, load_body_from_source
 from runner.data import CompetitionFiles, locate_competition
 from runner.errors import InputError, NotConfiguredError
 from runner.memory import start_watch
 from runner.metrics import Metric, best_threshold, get_metric
 from runner.output import submission_rows, write_submission
 from runner.profile import LABEL, Profile, profile_competition, read_tables, target_groups
-from runner.scaffold import DEFAULT_FOLDS, CandidateError, Evaluation, PreparedData, blend, evaluate, prepare
-from runner.shape import choose_templates
-from runner.templates import load_template
+from runner.sandbox import SandboxError, Workers
+from runner.scaffold import (
+    DEFAULT_FOLDS,
+    BodySource,
+    CandidateError,
+    Evaluation,
+    PreparedData,
+    blend,
+    evaluate,
+    prepare,
+    validation_folds,
+)
+from runner.shape import choose_templates, considered_templates
+from runner.templates import template_source
 
 CODEGEN_MODES = ("template", "llm", "auto")
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
@@ -57,7 +70,7 @@ def build_model(task):
 
 @dataclass(frozen=True)
 class Candidate:
-    """A model body from outside the templates (the LLM), already evaluated (e.g. in the sandbox)."""
+    """A model body from outside the templates (the LLM), already evaluated by scaffold.evaluate in the workers."""
 
     name: str
     source: str
@@ -66,7 +79,8 @@ class Candidate:
 
 @dataclass
 class SelectionContext:
-    """What an extra-candidates provider gets: the data, the profile, the best template so far and the clock."""
+    """What an extra-candidates provider gets: the data, the profile, the best template so far, the workers that
+    evaluate bodies on this data (runner.sandbox) and the clock."""
 
     data: PreparedData
     profile: Profile
@@ -77,6 +91,7 @@ class SelectionContext:
     log: Callable[[str], None]  # a line in logs.txt (and the terminal)
     plan: dict[str, Any] | None = None
     seed: int = 0
+    workers: Workers | None = None
 
 
 @dataclass
@@ -91,6 +106,9 @@ class RunOptions:
     codegen_budget: Any = None  # runner.codegen.CodegenBudget (attempts, tokens, wall time); None: its defaults
     env: MutableMapping[str, str] | None = None  # where the LLM settings are read (os.environ when None)
     memory_limit_mb: float | None = None  # a memory ceiling below the cgroup's (runner.memory); None: the kernel's
+    # progress(event, **fields): phase / candidate / scored for live progress, prepared / chosen for the report
+    # (runner.progress.Progress, runner.report.ReportCollector); never lets an error reach the run
+    progress: Callable[..., None] | None = None
 
 
 @dataclass
@@ -202,12 +220,40 @@ def _run(
     codegen = resolve_codegen(options.codegen, options)
     result["codegen"] = codegen.mode
     deadline = started + budget - _reserve(budget)
+    workers = Workers.start(threads=N_JOBS)  # its imports overlap with reading and preparing the data
+    try:
+        plan = _TaskPlan(metric_option, codegen, deadline)
+        _run_tasks(data, out, options, plan, workers, log=log, trace=trace, result=result)
+    finally:
+        workers.close()
+
+
+@dataclass(frozen=True)
+class _TaskPlan:
+    metric_option: str | None
+    codegen: CodegenPlan
+    deadline: float
+
+
+def _run_tasks(
+    data: Path,
+    out: Path,
+    options: RunOptions,
+    plan: _TaskPlan,
+    workers: Workers,
+    *,
+    log: RunLog,
+    trace: Trace,
+    result: dict[str, Any],
+) -> None:
+    metric_option, codegen, deadline = plan.metric_option, plan.codegen, plan.deadline
     with tempfile.TemporaryDirectory(prefix="kagent-") as work:
         log.stage = "data"
         files = locate_competition(data, Path(work))
         _log_files(files, log)
         metric_name, source = _choose_metric(metric_option, options.plan, files)
         log.stage = "profile"
+        _notify(options, "phase", phase="profiling")
         tables, id_column, targets = read_tables(files.train, files.test, files.sample)
         groups = target_groups(tables, id_column, targets)
         profiles = [profile_competition(tables, id_column, group, metric_name, source) for group in groups]
@@ -216,6 +262,7 @@ def _run(
         for profile in profiles:
             _record_profile(profile, result, log)
         log.stage = "prepare"
+        _notify(options, "phase", phase="preparing")
         tasks = []
         for profile in profiles:
             prepared, roles = prepare(tables, profile, seed=options.seed, n_jobs=N_JOBS)
@@ -223,6 +270,7 @@ def _run(
             if roles.dropped:
                 log(f"dropped constant, empty or unusable columns: {', '.join(roles.dropped[:20])}")
             tasks.append((profile, prepared))
+            _notify(options, "prepared", profile=profile, roles=roles, data=prepared)
         sample_text = files.sample.read_text(encoding="utf-8-sig")
         del tables
     trace(_trace_header(codegen.mode))
@@ -231,16 +279,23 @@ def _run(
     thresholds: dict[str, float] = {}
     for index, (profile, prepared) in enumerate(tasks):
         share_deadline = time.monotonic() + max(0.0, deadline - time.monotonic()) / (len(tasks) - index)
-        chosen, threshold = _solve(
-            profile,
-            prepared,
-            options=options,
-            codegen=codegen,
-            deadline=share_deadline,
-            log=log,
-            trace=trace,
-            result=result,
-        )
+        own = workers if index == 0 else Workers.start(threads=N_JOBS)  # one zygote per prepared data set
+        try:
+            own.load(prepared.X, prepared.X_test)
+            chosen, threshold = _solve(
+                profile,
+                prepared,
+                own,
+                options=options,
+                codegen=codegen,
+                deadline=share_deadline,
+                log=log,
+                trace=trace,
+                result=result,
+            )
+        finally:
+            if own is not workers:
+                own.close()
         solved.append((profile, chosen))
         if threshold is not None:
             thresholds[profile.label_column] = round(threshold, 6)
@@ -251,12 +306,14 @@ def _run(
     if thresholds:
         result["decision_threshold"] = next(iter(thresholds.values())) if len(tasks) == 1 else thresholds
     log.stage = "submit"
+    _notify(options, "phase", phase="validating")
     _write_and_validate(out, columns, profiles[0].id_column, sample_text=sample_text, log=log)
 
 
 def _solve(
     profile: Profile,
     prepared: PreparedData,
+    workers: Workers,
     *,
     options: RunOptions,
     codegen: CodegenPlan,
@@ -269,28 +326,41 @@ def _solve(
     metric = get_metric(profile.metric)
     log.stage = "train"
     template_deadline = time.monotonic() + codegen.baseline_share * max(0.0, deadline - time.monotonic())
-    evaluations, bodies, planned = _evaluate_templates(prepared, template_deadline, log)
-    # engine-reach (runner/budget.py): time left after the templates buys seed bags; say why the run stopped
-    bags, bagging = bag_seeds(evaluations, bodies, prepared, deadline=template_deadline, log=log)
-    result["stop_reason"] = stop_reason(evaluations, planned, bagging, max(0.0, deadline - time.monotonic()))
+    evaluations, bodies, planned = _evaluate_templates(prepared, template_deadline, log, workers, options.progress)
+    # engine-reach (runner/budget.py): time left after the templates buys seed bags, evaluated through the same
+    # workers as every body; say why the run stopped
+    sampled = {name: rows for name, rows in planned.items() if rows}
+    bags, bagging = bag_seeds(
+        evaluations, bodies, prepared, deadline=template_deadline, log=log, workers=workers, sampled=sampled
+    )
+    result["stop_reason"] = stop_reason(evaluations, list(planned), bagging, max(0.0, deadline - time.monotonic()))
     log(f"stopped: {result['stop_reason']}")
-    bodies.update({bag.name: bodies[bag.name.rsplit("_bag", 1)[0]] for bag in bags})
+    for bag in bags:
+        bodies[bag.name] = bodies[bag.name.rsplit("_bag", 1)[0]]
+        _scored(options.progress, bag, metric)
     evaluations += bags
+    _log_overhead(workers, log)
     best = _best(evaluations, metric)
     candidates: list[Candidate] = []
     if codegen.mode == "llm" and options.extra_candidates is not None:
         log.stage = "codegen"
-        context = SelectionContext(prepared, profile, best, metric, deadline, trace, log, options.plan, options.seed)
+        _notify(options, "phase", phase="codegen", detail="LLM candidates")
+        context = SelectionContext(
+            prepared, profile, best, metric, deadline, trace, log, options.plan, options.seed, workers
+        )
         candidates = _extra_candidates(options.extra_candidates, context, log)
         report = getattr(options.extra_candidates, "result_fields", None)
         if callable(report):
             result.update(report())
         for candidate in candidates:
             log(f"candidate {candidate.name}: CV {metric.name}={candidate.evaluation.cv_score:.5f}")
+            _scored(options.progress, candidate.evaluation, metric)
         evaluations += [c.evaluation for c in candidates]
     log.stage = "select"
+    _notify(options, "phase", phase="blending")
     chosen = _select(evaluations, metric, prepared, log)
     sources = {**{name: body.source for name, body in bodies.items()}, **{c.name: c.source for c in candidates}}
+    _notify(options, "chosen", profile=profile, data=prepared, chosen=chosen, evaluations=evaluations, sources=sources)
     _trace_choice(trace, chosen, evaluations, sources, metric)
     result.setdefault("candidates", []).extend(_summary(e) for e in evaluations)
     return chosen, _decision_threshold(profile, metric, prepared, chosen, log)
@@ -382,32 +452,47 @@ def _log_profile(profile: Profile, log: RunLog) -> None:
         log(note)
 
 
+def _log_overhead(workers: Workers, log: RunLog) -> None:
+    """What running each fold in its own fresh process cost on top of the bodies' own work (benchmark evidence)."""
+    if workers.overheads:
+        mean = 1000 * sum(workers.overheads) / len(workers.overheads)
+        log(f"workers: {len(workers.overheads)} fits in fresh processes, {mean:.0f} ms overhead per fit on average")
+
+
 def _evaluate_templates(
-    data: PreparedData, deadline: float, log: RunLog
-) -> tuple[list[Evaluation], dict[str, ModelBody], list[str]]:
+    data: PreparedData,
+    deadline: float,
+    log: RunLog,
+    workers: Workers,
+    progress: Callable[..., None] | None = None,
+) -> tuple[list[Evaluation], dict[str, BodySource], dict[str, int]]:
     evaluations: list[Evaluation] = []
-    bodies: dict[str, ModelBody] = {}
-    planned: list[str] = []  # the templates chosen for this data (for the stopping reason)
+    bodies: dict[str, BodySource] = {}
+    planned: dict[str, int] = {}  # the templates chosen for this data: their max_fit_rows (0: all rows)
     shares = {"linear": 0.25, "lightgbm_gbdt": 0.6, "mlp": 0.5, "kernel_svm": 0.35, "hist_gradient_boosting": 0.6}
     shares.update(text_linear=0.5, text_boost=0.6)
-    for name, template_data in choose_templates(data, log):  # engine-reach: by shape and memory (runner/shape.py)
-        planned.append(name)
+    total = len(considered_templates(data.task))
+    # engine-reach: which templates, in which order and on how many rows, by shape and memory (runner/shape.py)
+    for index, (name, template_data) in enumerate(choose_templates(data, log), start=1):
+        planned[name] = template_data.task.max_fit_rows
         now = time.monotonic()
         if evaluations and now + _slowest_fit(evaluations) > deadline:
             log(f"skipping template {name}: not enough time left for one fold")
             continue
-        body = load_template(name)
+        body = BodySource(name, template_source(name), trusted=True)
         bodies[name] = body
+        _call(progress, "candidate", index=index, total=max(total, index), name=name)
         own_deadline = now + shares.get(name, 1.0) * max(1.0, deadline - now)
         give_up = _give_up_rule(evaluations, data, deadline)
-        evaluation = _try_evaluate(body, template_data, own_deadline, log, give_up)
+        evaluation = _try_evaluate(body, template_data, own_deadline, log, workers, give_up=give_up)
         if evaluation is not None:
             evaluations.append(evaluation)
+            _scored(progress, evaluation, get_metric(data.task.metric))
     if not evaluations:
         log("every template failed: falling back to the training prior")
-        body = load_body_from_source(_FALLBACK_SOURCE, "prior")
+        body = BodySource("prior", _FALLBACK_SOURCE, trusted=True)
         bodies[body.name] = body
-        evaluation = _try_evaluate(body, data, time.monotonic() + 60, log)
+        evaluation = _try_evaluate(body, data, time.monotonic() + 60, log, workers)
         if evaluation is None:
             raise RuntimeError("even the prior fallback failed")
         evaluations.append(evaluation)
@@ -448,15 +533,17 @@ def _clearly_behind(metric: Metric, score: float, leader: float) -> bool:
 
 
 def _try_evaluate(
-    body: ModelBody,
+    body: BodySource,
     data: PreparedData,
     deadline: float,
     log: RunLog,
+    workers: Workers,
+    *,
     give_up: Callable[[float, float], bool] | None = None,
 ) -> Evaluation | None:
     try:
-        return evaluate(body, data, deadline, log=log, give_up=give_up)
-    except (CandidateError, ContractError) as exc:
+        return evaluate(body, data, deadline, workers=workers, log=log, give_up=give_up)
+    except (CandidateError, SandboxError) as exc:
         log(f"{body.name} failed: {exc}")
         return None
 
@@ -481,7 +568,7 @@ def _select(evaluations: list[Evaluation], metric: Metric, data: PreparedData, l
     best = _best(evaluations, metric)
     for evaluation in evaluations:
         log(f"{evaluation.name}: CV {metric.name}={evaluation.cv_score:.5f} ({evaluation.n_folds} folds)")
-    mixed = blend(_well_measured(evaluations), metric, data.y)
+    mixed = blend(_well_measured(evaluations), metric, data.y, folds=validation_folds(data))
     if mixed is not None:
         log(f"{mixed.name}: CV {metric.name}={mixed.cv_score:.5f} beats every single model on shared folds")
         return mixed
@@ -537,12 +624,32 @@ def _trace_choice(
 
 
 def _summary(evaluation: Evaluation) -> dict[str, Any]:
+    folds = [s for s in (_finite(score) for score in evaluation.fold_scores) if s is not None]
     return {
         "name": evaluation.name,
         "cv_score": _finite(evaluation.cv_score),
         "folds": evaluation.n_folds,
         "elapsed_s": round(evaluation.elapsed, 2),
+        "fold_scores": folds,
+        "cv_std": float(np.std(folds)) if len(folds) > 1 else None,
     }
+
+
+def _notify(options: RunOptions, event: str, **fields: Any) -> None:
+    _call(options.progress, event, **fields)
+
+
+def _scored(progress: Callable[..., None] | None, evaluation: Evaluation, metric: Metric) -> None:
+    fields = {"metric": metric.name, "higher_is_better": metric.higher_is_better}
+    _call(progress, "scored", name=evaluation.name, cv_score=evaluation.cv_score, **fields)
+
+
+def _call(progress: Callable[..., None] | None, event: str, **fields: Any) -> None:
+    """Progress and report hooks are observers: their failure is logged by them, never raised into the run."""
+    if progress is None:
+        return
+    with contextlib.suppress(Exception):  # an observer's bug must not fail a run that trains fine
+        progress(event, **fields)
 
 
 def _finite(value: float) -> float | None:

@@ -7,6 +7,7 @@ names are the values of a train column).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,12 +15,14 @@ from typing import Any
 
 import pandas as pd
 
+from runner.data import FALLBACK_ENCODING, non_utf8_encoding
 from runner.errors import InputError
 from runner.metrics import CLASSIFICATION, REGRESSION, Metric, get_metric
 
 VALUE, LABEL, PROBA, CLASS_COLUMNS = "value", "label", "proba", "class_columns"
 SUBMISSION_KINDS = (VALUE, LABEL, PROBA, CLASS_COLUMNS)
 _TRUTHY = {"1", "1.0", "yes", "y", "true", "t", "positive", "pos"}
+log = logging.getLogger("runner.profile")
 _MAX_INTEGER_CLASSES = 10  # integer targets with at most this many values are classes when no metric says otherwise
 
 
@@ -75,11 +78,30 @@ def read_tables(train: Path, test: Path, sample: Path) -> tuple[Tables, str, lis
 
 
 def _read_csv(path: Path, **kwargs: Any) -> pd.DataFrame:
+    """A CSV as a frame; one that is not UTF-8 (runner.data converts the competition's own tables first) is read in
+    the encoding runner.data detects, with a log line. InputError naming the file when it cannot be read."""
+    try:
+        return _parse_csv(path, **kwargs)
+    except UnicodeDecodeError:
+        found = non_utf8_encoding(path)  # InputError for binary bytes no encoding fits
+        encoding = found[0] if found else FALLBACK_ENCODING
+    try:
+        frame = _parse_csv(path, encoding=encoding, **kwargs)
+    except UnicodeDecodeError:  # the detected encoding fails further on: Latin-1 decodes any bytes
+        encoding = FALLBACK_ENCODING
+        frame = _parse_csv(path, encoding=encoding, **kwargs)
+    log.warning("%s is not UTF-8: read as %s", path.name, encoding)
+    return frame
+
+
+def _parse_csv(path: Path, **kwargs: Any) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, low_memory=False, **kwargs)
+    except UnicodeDecodeError:
+        raise
     except pd.errors.EmptyDataError:
         raise InputError(f"{path.name} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path.name} is unreadable: {first_line}") from None
     frame.columns = [str(c) for c in frame.columns]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from runner.bodycheck import ALLOWED_MODULES
+from runner.bodycheck import allowed_imports_text
 from runner.features import is_text_column
 from runner.sandbox import trim
 
@@ -31,7 +31,7 @@ The scaffold loads the data, runs K-fold cross-validation, fits the final model,
 the submission. You write only one Python module, following the contract exactly. Answer with one ```python block
 and nothing else of importance: no file access, no network, no prints of data."""
 
-CONTRACT = """\
+CONTRACT = f"""\
 Contract (the module you write):
 - `build_model(task)` returns an UNFITTED scikit-learn-compatible estimator: `fit(X, y)`, `predict(X)`, and for
   classification `predict_proba(X)`. Typically a Pipeline or an estimator that handles its own encoding.
@@ -47,11 +47,15 @@ Contract (the module you write):
 - y: integer class codes 0..k-1 for classification (1 = positive class in binary tasks); floats for regression,
   already transformed for the metric.
 - The scaffold cross-validates with a fresh build_model per fold, then fits on all rows and predicts test.
-- Allowed imports only: {modules}. No os, sys, subprocess, socket, shutil, importlib, ctypes, pickle; no open, eval,
-  exec, __import__, getattr; no dunder attributes; no reading or writing files. Code that breaks a rule is rejected.
-- Limited time and memory: size the model to task.fit_seconds and task.n_jobs.""".format(
-    modules=", ".join(sorted(m for m in ALLOWED_MODULES if not m.startswith("_")))
-)
+- Allowed imports only: {allowed_imports_text()}.
+  Everything else is refused: os, sys, subprocess, socket, ctypes, pickle, importlib, dataclasses, inspect, ...;
+  no name, attribute or argument starting with '_' (except `_` and a custom estimator's `__init__` and
+  `super().__init__()`), no string spelling a dunder; no attribute that reaches another module (np.lib, pd.io,
+  lgb.basic, x.sys ...); no open, eval, exec, compile, getattr, setattr, globals, vars, dir, input, chr, bytes; no
+  file readers or writers (pd.read_*, to_csv, to_string, np.load/save, save_model ...); no str.format on built
+  strings; no pandas agg/transform/apply with a built string. Task attributes always exist: use `task.n_jobs`, not
+  getattr. Code that breaks a rule is rejected with the line named; what passes runs in a sandbox.
+- Limited time and memory: size the model to task.fit_seconds and task.n_jobs."""
 
 
 VERDICT_PHRASES = {

@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -26,11 +27,33 @@ from typing import Any, Protocol
 from chalicelib.config import ConfigError
 from chalicelib.run_request import InvalidRequest, parse_slug
 from chalicelib.runs import Run, RunStore, Status
-from runner.cloud import LOGS, RESULT, RUN_ARTIFACTS, SAMPLE_NAME, SUBMISSION, ArtifactStore, RunLog, TaskEnv
+from runner.cloud import (
+    CV_CHART_NAME,
+    LOGS,
+    REPORT_NAME,
+    RESULT,
+    RUN_ARTIFACTS,
+    SAMPLE_NAME,
+    SUBMISSION,
+    TRACE,
+    ArtifactStore,
+    RunLog,
+    TaskEnv,
+)
 from runner.data import CompetitionFiles, locate_competition
 from runner.datasource import DataSource, DataSourceError, S3DataCache
 from runner.errors import InputError, NotConfiguredError
-from runner.kaggle_client import KEY_ENV, TOKEN_ENV, USERNAME_ENV, KaggleDownloader, KaggleError
+from runner.kaggle_client import (
+    KEY_ENV,
+    TOKEN_ENV,
+    USERNAME_ENV,
+    KaggleDownloader,
+    KaggleError,
+    KaggleSubmitter,
+    SubmissionOutcome,
+)
+from runner.progress import Heartbeat, Progress, RunProgressWriter, line_sink
+from runner.report import FargateTask, ReportCollector, fargate_task, run_cost, write_report
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -40,6 +63,9 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 SUCCEEDED = "succeeded"  # RunResult.status of runner.pipeline
 KAGGLE_SECRETS = (USERNAME_ENV, KEY_ENV, TOKEN_ENV)
 RUNNER_LOG = "runner-logs.txt"  # every line of the task; uploaded as logs.txt (the engine's own logs.txt is a part)
+# Seconds between progress writes on the run item (default 15: four a minute at most); the local demo lowers it to
+# show every phase. Below 1 s is refused: progress must never become a write per event.
+PROGRESS_INTERVAL_ENV = "KAGENT_PROGRESS_INTERVAL_S"
 
 
 class Terminated(BaseException):
@@ -64,6 +90,7 @@ class EngineRequest:
     plan: Mapping[str, Any]
     metric: str | None
     time_budget_s: int
+    progress: Callable[..., None] | None = None  # RunOptions.progress: live progress and the report's collector
 
 
 Engine = Callable[[CompetitionFiles, Path, EngineRequest, Callable[..., None]], EngineResult]
@@ -79,6 +106,13 @@ class Outcome:
     sample: Path | None = None
     cv_score: float | None = None
     metric: str | None = None
+    model: str | None = None
+    cost: dict[str, Any] | None = None
+    kaggle_submission: dict[str, Any] | None = None
+
+
+class Submitter(Protocol):
+    def submit(self, slug: str, path: Path, message: str) -> SubmissionOutcome: ...
 
 
 class SigtermGuard:
@@ -106,9 +140,11 @@ class SigtermGuard:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-def engine_request(run: Run, files: CompetitionFiles, time_budget_s: int) -> EngineRequest:
+def engine_request(
+    run: Run, files: CompetitionFiles, time_budget_s: int, progress: Callable[..., None] | None = None
+) -> EngineRequest:
     """The metric of the competition's metadata.json, when there is one, wins over the plan's guess."""
-    return EngineRequest(plan=dict(run.plan or {}), metric=files.metric, time_budget_s=time_budget_s)
+    return EngineRequest(plan=dict(run.plan or {}), metric=files.metric, time_budget_s=time_budget_s, progress=progress)
 
 
 class PipelineEngine:
@@ -132,6 +168,7 @@ class PipelineEngine:
             time_budget=request.time_budget_s,
             plan=dict(request.plan),  # its metric is a runner metric name, or None: the engine infers it
             extra_candidates=llm_candidates_from_env(self._env),
+            progress=request.progress,
         )
         # The engine finds the files again under their unpacked root without unzipping twice.
         return run_pipeline(files.root, out, options, log=log)
@@ -150,6 +187,10 @@ class TaskRunner:
         workdir: Path,
         log: RunLog,
         engine: Engine,
+        submitter: Submitter | None = None,
+        fargate: FargateTask | None = None,
+        progress_interval_s: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.task = task
         self.store = store
@@ -160,6 +201,23 @@ class TaskRunner:
         self.log = log
         self.engine = engine
         self.phase = "starting"
+        self.submitter = submitter
+        self.fargate = fargate
+        self.clock = clock
+        self.started = clock()
+        self.progress = Progress(budget_s=task.settings.run_time_budget_s, started=self.started, clock=clock)
+        self.progress_writer = RunProgressWriter(
+            store, task.run_id, min_interval_s=progress_interval_s, clock=clock, log=log
+        )
+        self.progress.add_sink(self.progress_writer)
+        self.progress.add_sink(line_sink(lambda line: log(f"progress: {line}")))
+        self.progress_interval_s = progress_interval_s
+        self.collector = ReportCollector()
+
+    def _observe(self, event: str, **fields: Any) -> None:
+        """The pipeline's progress callback: live progress on the run item, and what the report needs."""
+        self.progress(event, **fields)
+        self.collector(event, **fields)
 
     def run(self) -> int:
         run = self._claim()
@@ -200,24 +258,61 @@ class TaskRunner:
 
     def _work(self, run: Run, outcome: Outcome) -> None:
         self.phase = "fetching the competition data"
+        self.progress.phase("downloading")
         slug = run.slug or parse_slug(self.task.url)
         fetched = self.source.fetch(slug, self.workdir / "fetch")
         self.phase = "unpacking the competition data"
         files = locate_competition(fetched.path, self.workdir / "unpacked")
         outcome.sample = files.sample
         self.log(f"competition files: train={files.train.name} test={files.test.name} sample={files.sample.name}")
+        for note in files.notes:  # e.g. a Latin-1 table converted to UTF-8
+            self.log(note, level="warning")
         self.phase = "training"
-        request = engine_request(run, files, self.task.settings.run_time_budget_s)
-        result = self.engine(files, self.out, request, self.log)
+        request = engine_request(run, files, self.task.settings.run_time_budget_s, progress=self._observe)
+        with Heartbeat(self.progress_writer, self.progress, every_s=self.progress_interval_s):
+            result = self.engine(files, self.out, request, self.log)
         self.phase = "finishing"
         if result.status != SUCCEEDED or not (self.out / SUBMISSION).is_file():
             outcome.reason = result.reason or f"the engine ended with status {result.status} and no submission"
             outcome.exit_code = EXIT_FAILED
             return
         outcome.cv_score, outcome.metric = _score_of(result.result, self.out / RESULT)
+        self.phase = "writing the report"
+        self.progress.phase("reporting")
+        write_report(
+            self.out,
+            self.collector,
+            slug=run.slug,
+            url=run.url,
+            run_id=run.run_id,
+            cost=lambda result: run_cost(result, seconds=self.clock() - self.started, task=self.fargate),
+            log=self.log,
+        )
+        outcome.model, outcome.cost = _summary_of(self.out / RESULT)
+        if run.submit:
+            self._submit(run, outcome)
+
+    def _submit(self, run: Run, outcome: Outcome) -> None:
+        """Send submission.csv to Kaggle (asked for with submit=true). Whatever Kaggle answers, the run goes on: a
+        refusal (daily limit, rules) is a reason on the run, and the submission file is still delivered."""
+        self.phase = "submitting to Kaggle"
+        self.progress.phase("submitting")
+        score = f", CV {outcome.metric} {outcome.cv_score:.5g}" if outcome.cv_score is not None else ""
+        message = f"kagent run {run.run_id}: {outcome.model or 'model'}{score}"[:200]
+        try:
+            if self.submitter is None:
+                raise RuntimeError("no Kaggle client is configured in this runner")
+            submitted = self.submitter.submit(run.slug, self.out / SUBMISSION, message)
+        except Exception as error:  # a bug or an outage here must not cost the user the submission file
+            reason = f"the submission to Kaggle failed: {type(error).__name__}: {error}"
+            submitted = SubmissionOutcome("failed", message, reason=reason[:500])
+        outcome.kaggle_submission = submitted.as_dict()
+        self.log(f"Kaggle submission: {submitted.status}", kaggle_submission=outcome.kaggle_submission)
+        _merge_into_result(self.out / RESULT, {"kaggle_submission": outcome.kaggle_submission})
 
     def _finish(self, outcome: Outcome) -> None:
         self.phase = "uploading artifacts"
+        self.progress.phase("uploading")
         outcome.keys = self._upload(outcome)
         if outcome.reason is None and SUBMISSION not in outcome.keys:
             outcome.reason = "the submission could not be uploaded to S3"
@@ -246,11 +341,13 @@ class TaskRunner:
             attrs["cv_score"] = outcome.cv_score
         if outcome.metric:
             attrs["metric"] = outcome.metric
+        attrs.update(self._report_attributes(outcome))
+        self.progress_writer.flush(force=True)  # the last phase, before the outcome is recorded
         run_id = self.task.run_id
         try:
             self.store.record(run_id, **attrs)
-            if outcome.reason is not None:
-                self.store.fail(run_id, outcome.reason)
+            if outcome.reason is not None:  # the slot goes back with MarkFailed: this role may not touch "#slots"
+                self.store.fail_keeping_slot(run_id, outcome.reason)
         except Exception as error:  # DynamoDB unreachable: the exit code and the logs still tell the state machine
             self.log.error(f"could not record the outcome on the run: {type(error).__name__}: {error}")
             if outcome.exit_code == EXIT_OK:
@@ -258,6 +355,20 @@ class TaskRunner:
             return
         if outcome.reason is None:
             self.log("run finished: submission uploaded", cv_score=outcome.cv_score, metric=outcome.metric)
+
+    @staticmethod
+    def _report_attributes(outcome: Outcome) -> dict[str, Any]:
+        """Where the report, chart, logs and trace are, the cost and the Kaggle submission (issue 14)."""
+        attrs: dict[str, Any] = {}
+        names = (("report_key", REPORT_NAME), ("chart_key", CV_CHART_NAME), ("logs_key", LOGS), ("trace_key", TRACE))
+        for attr, name in names:
+            if name in outcome.keys:
+                attrs[attr] = outcome.keys[name]
+        if outcome.cost:
+            attrs["cost"] = outcome.cost
+        if outcome.kaggle_submission:
+            attrs["kaggle_submission"] = outcome.kaggle_submission
+        return attrs
 
     def _reason_for(self, error: Exception) -> str:
         if isinstance(error, KaggleError):
@@ -287,7 +398,48 @@ def _score_of(result: Any, result_json: Path) -> tuple[float | None, str | None]
     return (float(score) if isinstance(score, int | float) else None, str(metric) if metric else None)
 
 
-def build_runner(task: TaskEnv, workdir: Path, *, engine: Engine) -> TaskRunner:
+def _summary_of(result_json: Path) -> tuple[str | None, dict[str, Any] | None]:
+    """The chosen model and the cost, as result.json records them."""
+    try:
+        data = json.loads(result_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(data, Mapping):
+        return None, None
+    cost = data.get("cost")
+    return (str(data["model"]) if data.get("model") else None, dict(cost) if isinstance(cost, Mapping) else None)
+
+
+def _merge_into_result(result_json: Path, fields: Mapping[str, Any]) -> None:
+    try:
+        data = json.loads(result_json.read_text(encoding="utf-8"))
+        data.update(fields)
+        result_json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    except (OSError, ValueError, AttributeError):
+        pass  # result.json unreadable: the run item still carries the fields
+
+
+def progress_interval(env: Mapping[str, str]) -> float:
+    raw = env.get(PROGRESS_INTERVAL_ENV, "").strip()
+    if not raw:
+        return 15.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{PROGRESS_INTERVAL_ENV} must be a number of seconds, got {raw!r}") from None
+    if not value >= 1:
+        raise ConfigError(f"{PROGRESS_INTERVAL_ENV} must be at least 1 second, got {raw!r}")
+    return value
+
+
+def build_runner(
+    task: TaskEnv,
+    workdir: Path,
+    *,
+    engine: Engine,
+    fargate: FargateTask | None = None,
+    progress_interval_s: float = 15.0,
+) -> TaskRunner:
     """Wire the runner to AWS. Clients are created (and their credentials resolved) before anything drops secrets."""
     from chalicelib import aws  # noqa: PLC0415
 
@@ -310,6 +462,9 @@ def build_runner(task: TaskEnv, workdir: Path, *, engine: Engine) -> TaskRunner:
         workdir=workdir,
         log=log,
         engine=engine,
+        submitter=KaggleSubmitter(task.kaggle, log=log),
+        fargate=fargate,
+        progress_interval_s=progress_interval_s,
     )
 
 
@@ -322,14 +477,19 @@ def main(
     env = os.environ if env is None else env
     try:
         task = TaskEnv.from_env(env)
-    except ConfigError as error:
+        fargate = fargate_task(env)
+        interval = progress_interval(env)
+    except (ConfigError, ValueError) as error:
         print(json.dumps({"level": "error", "message": f"runner configuration: {error}"}), flush=True)
         return EXIT_CONFIG
     for name in KAGGLE_SECRETS:  # held by task.kaggle from here on
         env.pop(name, None)
     workdir = Path(tempfile.mkdtemp(prefix=f"kagent-{task.run_id[:8]}-"))
     try:
-        return build_runner(task, workdir, engine=engine or PipelineEngine(env)).run()
+        runner = build_runner(
+            task, workdir, engine=engine or PipelineEngine(env), fargate=fargate, progress_interval_s=interval
+        )
+        return runner.run()
     except Exception as error:  # AWS unreachable before the run could be claimed: one line, no traceback
         print(json.dumps({"level": "error", "run_id": task.run_id, "message": f"runner: {error}"}), flush=True)
         return EXIT_FAILED

@@ -1,77 +1,100 @@
-"""Running an untrusted model body in a separate, limited process that cannot see the service's secrets.
+"""The runner's side of where model bodies run: a warm zygote per prepared data set, a fresh child per request.
 
-Layers (the AST check in runner.codegen comes first; this is the part that holds when that check is fooled):
-- a child process (`python -m runner.sandbox_worker WORKDIR`) in its own session, killed as a process group when its
-  wall time runs out;
-- an environment built from scratch (an allowlist: no OPENAI_*, KAGGLE_*, AWS_* ever reach it) and a temporary working
-  directory as HOME, TMPDIR and cwd;
-- the worker limits itself before it reads the body: RLIMIT_AS (memory), no core dumps, no new privileges, and when it
-  starts as root it drops every capability (so it cannot read a non-dumpable process's /proc/<pid>/environ or memory);
-  with KAGENT_SANDBOX_USER it is started as that user instead;
-- the runner process makes itself non-dumpable (`protect_runner_process`), so /proc/<runner pid>/environ and /mem are
-  unreadable by its children, and drops secrets from os.environ once their readers hold them in memory;
-- the parent never unpickles what the child writes: a small JSON status and whatever the scaffold saves (JSON + npy
-  loaded with allow_pickle=False).
+`Workers.start()` launches `python -m runner.zygote` (see runner/zygote.py) with an environment built from scratch
+(an allowlist: no OPENAI_*, KAGGLE_*, AWS_* ever reach it), in its own session, talking over a unix socketpair;
+`load(X, X_test)` hands it the features of the train and test rows (never a label). `fit_predict(request)` runs one
+CV fold or the final fit in a fresh child forked from it:
+
+- the training rows (and their labels) and the rows to predict are shuffled here with a per-request RNG; the labels
+  travel only in a memfd passed to the child (the zygote never reads it); the labels of the rows to predict never
+  leave this process;
+- the child confines itself (runner.confine: uid, rlimits, Landlock, seccomp, audit hook) before it loads the body:
+  required for untrusted (LLM) bodies, best effort for our templates; when the runner is root, bodies run as
+  `runner.confine.sandbox_uid()` (KAGENT_SANDBOX_USER, or a dedicated unused uid);
+- the zygote kills the child's process group at the wall time and checks that nothing is left;
+- this process un-shuffles the predictions and checks them (shape, finite, probabilities normalised); every score is
+  computed by the caller (runner.scaffold.evaluate) from predictions alone. Nothing is unpickled.
+
+Also here: the runner protects itself (`protect_runner_process`: non-dumpable, so children cannot read its
+/proc/<pid>/environ or memory) and drops secrets from os.environ once their readers hold them (`drop_secrets`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
-import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from runner.zygote import ProtocolError, read_result, recv_message, send_message, write_job
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # What a secret looks like in the runner's environment: exact names and prefixes.
 SECRET_NAMES = frozenset({"OPENAI_API_KEY", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"})
 SECRET_PREFIXES = ("AWS_", "OPENAI_", "KAGGLE_")
-
-STATUS_FILE = "status.json"
-JOB_FILE = "job.json"
-BODY_FILE = "body.py"
-LOG_FILE = "worker.log"
-READY_FILE = "ready"
-NOT_READY_FILE = "killed-before-ready"
-OUTPUT_DIR = "evaluation"
-MAX_STATUS_BYTES = 200_000
-MAX_OUTPUT_BYTES = 1024**3
-
 PR_SET_DUMPABLE = 4
+ZYGOTE_ERRORS = "zygote-stderr.txt"
 
-Verdict = Literal["ok", "crashed", "timed_out", "out_of_memory", "bad_output"]
+Verdict = Literal["ok", "crashed", "timed_out", "out_of_memory", "bad_output", "refused"]
 
 
 class SandboxError(RuntimeError):
-    """The sandbox itself cannot run (misconfiguration), as opposed to a body that failed inside it."""
+    """The workers themselves cannot run (misconfiguration, a dead zygote), as opposed to a body that failed."""
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    wall_s: float = 120.0  # the body's time, from when the worker is ready
-    memory_mb: int = 4096
-    startup_s: float = 30.0  # allowance for the worker's own start-up (imports, loading the data)
+    wall_s: float = 120.0  # an untrusted body's whole evaluation (all its folds)
+    memory_mb: int = 4096  # a child's address space on top of what the zygote mapped
+    startup_s: float = 60.0  # the zygote's imports and data load
     log_tail_chars: int = 2000
 
 
 @dataclass(frozen=True)
-class SandboxResult:
+class FitRequest:
+    """One fold (or the final fit): train on `train_rows` with `y_train`, predict `predict_rows`.
+
+    Row positions index the train rows followed by the test rows (test row j is `n_train + j`); `y_train` is already
+    in the form the body fits (transformed for the metric). `reuse` is applied with set_params before fitting.
+    """
+
+    name: str
+    source: str
+    trusted: bool  # our own template: confinement is best effort and its reuse_params_ are honoured
+    task: Mapping[str, Any]
+    train_rows: np.ndarray
+    y_train: np.ndarray
+    predict_rows: np.ndarray
+    wall_s: float
+    seed: int = 0
+    reuse: Mapping[str, Any] = field(default_factory=dict)
+    memory_mb: int | None = None  # the workers' limit when None
+
+
+@dataclass(frozen=True)
+class FitReply:
     verdict: Verdict
     detail: str  # one paragraph: the error, trimmed to head and tail
-    output_dir: Path  # the worker's output (valid only when verdict == "ok")
+    predictions: np.ndarray | None  # in the request's predict_rows order (valid only when verdict == "ok")
+    reuse: dict[str, Any]
     elapsed_s: float
-    log_tail: str  # what the body printed, trimmed
+    log_tail: str
+    group_empty: bool = True
+    body_s: float = 0.0  # the child's time from loading the body to its predictions
 
     @property
     def ok(self) -> bool:
@@ -102,7 +125,7 @@ def protect_runner_process() -> bool:
 
 
 def clean_env(workdir: Path, threads: int | None = None) -> dict[str, str]:
-    """The child's whole environment, built from scratch: nothing is inherited."""
+    """The zygote's whole environment, built from scratch: nothing is inherited."""
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": str(workdir),
@@ -116,240 +139,290 @@ def clean_env(workdir: Path, threads: int | None = None) -> dict[str, str]:
         "MPLCONFIGDIR": str(workdir),
         # glibc makes a 64 MB arena per thread; under RLIMIT_AS that turns threads into false out-of-memory errors.
         "MALLOC_ARENA_MAX": "2",
+        # BLAS runs single-threaded in the workers (as the scaffold always limited it): no pool to break at fork.
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
     }
     if threads:
-        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[name] = str(threads)
+        env["OMP_NUM_THREADS"] = str(threads)
     return env
 
 
-def resolve_sandbox_user(name: str | None) -> pwd.struct_passwd | None:
-    """The user to run bodies as (KAGENT_SANDBOX_USER), only when we are root and one is named."""
-    if not name or os.geteuid() != 0:
-        return None
+@dataclass(frozen=True)
+class WallSupport:
+    """Whether untrusted bodies may run here (the seccomp filter can be installed), with the reason when not."""
+
+    seccomp: bool
+    reason: str
+
+
+def wall_support() -> WallSupport:
+    """runner.confine.support().seccomp, or why not (a missing module included)."""
     try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        raise SandboxError(f"KAGENT_SANDBOX_USER names an unknown user: {name!r}") from None
+        from runner import confine  # noqa: PLC0415
+    except ImportError as exc:
+        return WallSupport(False, f"the OS wall (runner.confine) is not available: {exc}")
+    try:
+        support = confine.support()
+    except Exception as exc:
+        return WallSupport(False, f"the OS wall cannot be checked: {type(exc).__name__}: {exc}")
+    return WallSupport(bool(support.seccomp), "" if support.seccomp else str(support.seccomp_reason))
 
 
-@dataclass
-class Sandbox:
-    """Runs bodies against one prepared data directory. Create with `Sandbox.create`, close when done."""
+def sandbox_identity() -> tuple[int, int] | None:
+    """The (uid, gid) bodies run as: runner.confine.sandbox_uid() (always a separate uid when the runner is root)."""
+    try:
+        from runner import confine  # noqa: PLC0415
+    except ImportError:
+        return None
+    return confine.sandbox_uid()
 
-    root: Path
-    data_dir: Path
-    limits: SandboxLimits
-    user: pwd.struct_passwd | None = None
-    python: str = sys.executable
-    threads: int | None = None
-    _counter: int = 0
+
+class Workers:
+    """One zygote and its children. `start()`, then `load()` the features, `fit_predict()` per request, `close()`."""
+
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        *,
+        threads: int | None = None,
+        python: str | None = None,
+        identity: tuple[int, int] | Literal["auto"] | None = "auto",
+    ) -> None:
+        self.limits = limits or SandboxLimits()
+        self.threads = threads
+        self.python = python or sys.executable
+        self.identity_error = ""
+        if identity == "auto":
+            try:
+                identity = sandbox_identity()
+            except Exception as exc:  # e.g. KAGENT_SANDBOX_USER names no user: untrusted bodies are then refused
+                identity, self.identity_error = None, f"no sandbox user: {exc}"
+        self.identity = identity
+        self.root = Path(tempfile.mkdtemp(prefix="kagent-workers-"))
+        self.root.chmod(0o700)
+        self.sock: socket.socket | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.n_train = 0
+        self.n_rows = 0
+        self.requests = 0
+        self.overheads: list[float] = []  # seconds per request not spent inside the child
 
     @classmethod
-    def create(
-        cls,
-        limits: SandboxLimits | None = None,
-        user: pwd.struct_passwd | None = None,
-        python: str | None = None,
-        threads: int | None = None,
-    ) -> Sandbox:
-        """A private root (mode 0711) with `data/` in it for the caller to fill, readable by the sandbox user."""
-        root = Path(tempfile.mkdtemp(prefix="kagent-sandbox-"))
-        root.chmod(0o711)
-        data_dir = root / "data"
-        data_dir.mkdir()
-        return cls(
-            root=root,
-            data_dir=data_dir,
-            limits=limits or SandboxLimits(),
-            user=user,
-            python=python or sys.executable,
-            threads=threads,
-        )
+    def start(cls, limits: SandboxLimits | None = None, **kwargs: Any) -> Workers:
+        workers = cls(limits, **kwargs)
+        workers.spawn()
+        return workers
 
-    def seal_data(self) -> None:
-        """After the caller wrote data_dir: make it read-only and readable by the sandbox user."""
-        for path in [self.data_dir, *self.data_dir.rglob("*")]:
-            path.chmod(0o555 if path.is_dir() else 0o444)
+    def spawn(self) -> None:
+        """Start the zygote (its imports run while the caller goes on); `load` waits for it."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        home = self.root / "home"
+        home.mkdir(mode=0o700, exist_ok=True)
+        try:
+            with (self.root / ZYGOTE_ERRORS).open("wb") as errors:
+                self.proc = subprocess.Popen(
+                    [self.python, "-m", "runner.zygote"],
+                    cwd=home,
+                    env=clean_env(home, self.threads),
+                    stdin=theirs.fileno(),
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+        except OSError as exc:
+            ours.close()
+            raise SandboxError(f"cannot start the worker zygote: {exc}") from exc
+        finally:
+            theirs.close()
+        self.sock = ours
+        self._ready = False
+
+    def load(self, X: pd.DataFrame, X_test: pd.DataFrame) -> None:
+        """Give the zygote the features of the train rows then the test rows (no labels), and wait until it has them."""
+        if self.sock is None:
+            self.spawn()
+        data = self.root / "data"
+        data.mkdir(mode=0o700, exist_ok=True)
+        X.to_parquet(data / "X.parquet", index=False)
+        X_test.to_parquet(data / "X_test.parquet", index=False)
+        try:
+            deadline = time.monotonic() + self.limits.startup_s
+            if not self._ready:
+                self._expect("ready", deadline)
+                self._ready = True
+            send_message(self._socket(), {"op": "load", "dir": str(data)})
+            self._expect("loaded", deadline)
+        finally:
+            shutil.rmtree(data, ignore_errors=True)
+        self.n_train, self.n_rows = len(X), len(X) + len(X_test)
+
+    def fit_predict(self, request: FitRequest) -> FitReply:
+        """Run one request in a fresh child; predictions come back in `request.predict_rows` order."""
+        self.requests += 1
+        rng = np.random.default_rng([request.seed, self.requests])
+        train_order = rng.permutation(len(request.train_rows))
+        predict_order = rng.permutation(len(request.predict_rows))
+        job = self._job(request, int(rng.integers(2**31)))
+        arrays = [
+            np.asarray(request.train_rows, dtype="int64")[train_order],
+            np.asarray(request.y_train)[train_order],
+            np.asarray(request.predict_rows, dtype="int64")[predict_order],
+        ]
+        started = time.monotonic()
+        fd = _job_file()
+        try:
+            with os.fdopen(os.dup(fd), "wb") as handle:
+                write_job(handle, job, arrays)
+            send_message(self._socket(), {"op": "run", "wall_s": request.wall_s}, fds=[fd])
+        finally:
+            os.close(fd)
+        header, payload = self._expect("done", time.monotonic() + request.wall_s + 30.0)
+        reply = self._reply(request, header, payload, predict_order)
+        if reply.ok:  # what a request costs beyond the body's own work: fork, job, confinement, transfer, checks
+            self.overheads.append(max(0.0, time.monotonic() - started - reply.body_s))
+        return reply
+
+    def _job(self, request: FitRequest, seed: int) -> dict[str, Any]:
+        if self.identity_error and not request.trusted:
+            raise SandboxError(self.identity_error)
+        uid, gid = self.identity if self.identity else (None, None)
+        confine = {
+            "required": not request.trusted,
+            "uid": uid,
+            "gid": gid,
+            "memory_bytes": (request.memory_mb or self.limits.memory_mb) * 2**20,
+            "cpu_seconds": int(request.wall_s * max(1, self.threads or 1) + 30),
+        }
+        return {
+            "name": request.name,
+            "source": request.source,
+            "task": dict(request.task),
+            "reuse": dict(request.reuse),
+            "seed": seed,
+            "confine": confine,
+        }
+
+    def _reply(
+        self, request: FitRequest, header: dict[str, Any], payload: bytes, predict_order: np.ndarray
+    ) -> FitReply:
+        elapsed = float(header.get("elapsed_s", 0.0))
+        log_tail = trim(str(header.get("log", "")), self.limits.log_tail_chars)
+        empty = bool(header.get("group_empty", False))
+
+        def failed(verdict: Verdict, detail: str) -> FitReply:
+            return FitReply(verdict, detail, None, {}, elapsed, log_tail, empty)
+
+        if header.get("timed_out"):
+            return failed("timed_out", f"{request.name} did not finish within {request.wall_s:.0f} s and was killed")
+        if header.get("oversized"):
+            return failed("bad_output", f"{request.name} wrote more than the worker's result limit")
+        try:
+            status, predictions = read_result(payload)
+        except Exception as exc:  # whatever the child wrote is data, never trusted
+            return failed(*_without_status(header, exc))
+        if status.get("status") != "ok":
+            kinds: dict[object, Verdict] = {"memory": "out_of_memory", "confine": "refused"}
+            error = str(status.get("error") or "unknown error")
+            return failed(kinds.get(status.get("kind"), "crashed"), trim(error, 3000))
+        problem = _prediction_problem(predictions, len(request.predict_rows), request.task)
+        if problem:
+            return failed("bad_output", f"{request.name}: {problem}")
+        assert predictions is not None
+        restored = np.empty_like(predictions)
+        restored[predict_order] = predictions
+        if predictions.ndim == 2:
+            restored = restored / restored.sum(axis=1, keepdims=True)
+        reuse = status.get("reuse")
+        body_s = status.get("body_s")
+        body_s = float(body_s) if isinstance(body_s, (int, float)) else elapsed
+        # an LLM body's reuse_params_ would carry what it learnt from one fold to the next: dropped
+        kept = dict(reuse) if request.trusted and isinstance(reuse, dict) else {}
+        return FitReply("ok", "", restored, kept, elapsed, log_tail, empty, body_s)
+
+    def _expect(self, op: str, deadline: float) -> tuple[dict[str, Any], bytes]:
+        sock = self._socket()
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            header, payload, _fds = recv_message(sock)
+        except (TimeoutError, EOFError, OSError, ProtocolError) as exc:
+            errors = self._errors()
+            self.close()
+            raise SandboxError(f"the worker zygote failed ({type(exc).__name__}: {exc}){errors}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(None)
+        if header.get("op") != op:
+            raise SandboxError(f"the worker zygote answered {header.get('op')!r} instead of {op!r}")
+        return header, payload
+
+    def _socket(self) -> socket.socket:
+        if self.sock is None:
+            raise SandboxError("the worker zygote is not running")
+        return self.sock
+
+    def _errors(self) -> str:
+        text = _read_text(self.root / ZYGOTE_ERRORS).strip()
+        return f": {trim(text, 600)}" if text else ""
 
     def close(self) -> None:
-        # chmod follows links: a body could plant one pointing anywhere, so links are never touched (rmtree unlinks).
-        for path in _tree_without_links(self.root):
+        if self.sock is not None:
             with contextlib.suppress(OSError):
-                path.chmod(0o700 if path.is_dir() else 0o600)
+                send_message(self.sock, {"op": "exit"})
+            self.sock.close()
+            self.sock = None
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
+            self.proc = None
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> Sandbox:
+    def __enter__(self) -> Workers:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run(
-        self,
-        source: str,
-        job: Mapping[str, object] | None = None,
-        wall_s: float | None = None,
-        hard_s: float | None = None,
-    ) -> SandboxResult:
-        """Run one body: write it and the job, start the worker, enforce the time limits, read the verdict.
 
-        `wall_s` is the body's time, counted from when the worker is ready (imports and data loaded), so a slow
-        start on a busy machine does not count against the body; `hard_s` caps the whole process (default: wall_s
-        plus the start-up allowance).
-        """
-        self._counter += 1
-        workdir = self.root / f"run{self._counter:03d}"
-        workdir.mkdir(mode=0o700)
-        (workdir / BODY_FILE).write_text(source)
-        limit = float(wall_s if wall_s is not None else self.limits.wall_s)
-        hard = float(hard_s if hard_s is not None else limit + self.limits.startup_s)
-        spec = {
-            "data_dir": str(self.data_dir),
-            "output_dir": str(workdir / OUTPUT_DIR),
-            "ready_file": str(workdir / READY_FILE),
-            "memory_mb": self.limits.memory_mb,
-            # The scaffold's own budget, counted from ready like `limit`, ending safely before the kill.
-            "deadline_s": max(1.0, 0.9 * limit - 1.0),
-            **(job or {}),
-        }
-        (workdir / JOB_FILE).write_text(json.dumps(spec))
-        if self.user is not None:
-            _chown_tree(workdir, self.user)
-        started = time.monotonic()
-        timed_out, returncode = self._spawn(workdir, limit, hard)
-        elapsed = time.monotonic() - started
-        log_tail = trim(_read_text(workdir / LOG_FILE), self.limits.log_tail_chars)
-        verdict, detail = _verdict(workdir, timed_out, returncode, limit)
-        if verdict == "ok":
-            problem = _unsafe_output(workdir / OUTPUT_DIR)
-            if problem:
-                verdict, detail = "bad_output", problem
-        return SandboxResult(verdict, detail, workdir / OUTPUT_DIR, round(elapsed, 2), log_tail)
-
-    def _spawn(self, workdir: Path, limit: float, hard: float) -> tuple[bool, int | None]:
-        uid = self.user.pw_uid if self.user else None
-        gid = self.user.pw_gid if self.user else None
-        with (workdir / LOG_FILE).open("wb") as log:
-            proc = self._popen(workdir, log, uid, gid)
-            try:
-                return _wait(proc, workdir / READY_FILE, limit, hard)
-            finally:
-                _kill_group(proc)  # also reap anything the body left behind in its session
-
-    def _popen(self, workdir: Path, log: IO[bytes], uid: int | None, gid: int | None) -> subprocess.Popen[bytes]:
-        try:
-            return subprocess.Popen(
-                [self.python, "-m", "runner.sandbox_worker", str(workdir)],
-                cwd=workdir,
-                env=clean_env(workdir, self.threads),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                user=uid,
-                group=gid,
-                extra_groups=[] if self.user else None,
-            )
-        except OSError as exc:
-            who = f" as {self.user.pw_name}" if self.user else ""
-            raise SandboxError(f"cannot start the sandbox worker{who}: {exc}") from exc
+def _job_file() -> int:
+    """An anonymous in-memory file (a memfd on Linux; an unlinked temporary file elsewhere)."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("kagent-job", os.MFD_CLOEXEC)
+    handle = tempfile.TemporaryFile()  # noqa: SIM115 - only its descriptor is kept
+    fd = os.dup(handle.fileno())
+    handle.close()
+    return fd
 
 
-def _wait(proc: subprocess.Popen[bytes], ready_file: Path, limit: float, hard: float) -> tuple[bool, int | None]:
-    """(timed_out, returncode): `limit` seconds from ready, never more than `hard` seconds in all."""
-    started = time.monotonic()
-    kill_at = started + hard
-    ready = False
-    while True:
-        returncode = proc.poll()
-        if returncode is not None:
-            return False, returncode
-        now = time.monotonic()
-        if not ready and ready_file.exists():
-            ready = True
-            kill_at = min(kill_at, now + limit)
-        if now >= kill_at:
-            _kill_group(proc)
-            if not ready:
-                (ready_file.parent / NOT_READY_FILE).touch()
-            return True, None
-        time.sleep(0.05)
-
-
-def _tree_without_links(root: Path) -> list[Path]:
-    found = [root]
-    for folder, dirs, files in os.walk(root):  # followlinks=False
-        for name in [*dirs, *files]:
-            path = Path(folder) / name
-            if not path.is_symlink():
-                found.append(path)
-    return found
-
-
-def _unsafe_output(output_dir: Path) -> str | None:
-    """The parent reads the output only if it is plain files of a sane size: no links planted by the body."""
-    if output_dir.is_symlink() or not output_dir.is_dir():
-        return "the sandbox wrote no output directory"
-    total = 0
-    for folder, dirs, files in os.walk(output_dir):
-        for name in [*dirs, *files]:
-            path = Path(folder) / name
-            if path.is_symlink():
-                return f"the sandbox output holds a link ({name}): refused"
-            total += path.stat().st_size if path.is_file() else 0
-    if total > MAX_OUTPUT_BYTES:
-        return f"the sandbox output is {total // 2**20} MB, over the {MAX_OUTPUT_BYTES // 2**20} MB limit"
+def _prediction_problem(predictions: np.ndarray | None, rows: int, task: Mapping[str, Any]) -> str | None:
+    if predictions is None:
+        return "no predictions"
+    classes = int(task.get("n_classes") or 0) if task.get("type") in ("binary", "multiclass") else 0
+    expected = (rows, classes) if classes else (rows,)
+    if predictions.shape != expected:
+        return f"predictions have shape {predictions.shape}, expected {expected}"
+    if predictions.dtype.kind != "f" or not np.isfinite(predictions).all():
+        return "predictions contain NaN or inf"
+    if classes:
+        if ((predictions < -1e-9) | (predictions > 1 + 1e-9)).any():
+            return "class probabilities outside [0, 1]"
+        if (predictions.sum(axis=1) <= 0).any():
+            return "a row of class probabilities sums to 0"
     return None
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
-
-
-def _verdict(workdir: Path, timed_out: bool, returncode: int | None, limit: float) -> tuple[Verdict, str]:
-    if timed_out and (workdir / NOT_READY_FILE).exists():
-        return "timed_out", "the sandbox worker did not even start the body in time (the machine is overloaded?)"
-    if timed_out:
-        return "timed_out", f"the body did not finish within {limit:.0f} s and was killed"
-    status = _read_status(workdir / STATUS_FILE)
-    if status is None:
-        return _verdict_without_status(returncode)
-    if status.get("status") == "ok":
-        return "ok", ""
-    detail = trim(str(status.get("traceback") or status.get("error") or "unknown error"), 3000)
-    kinds: dict[object, Verdict] = {"memory": "out_of_memory", "bad_output": "bad_output"}
-    return kinds.get(status.get("kind"), "crashed"), detail
-
-
-def _verdict_without_status(returncode: int | None) -> tuple[Verdict, str]:
-    if returncode is not None and returncode < 0:
-        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+def _without_status(header: Mapping[str, Any], exc: Exception) -> tuple[Verdict, str]:
+    signum = header.get("signal")
+    if signum:
+        name = signal.Signals(signum).name if signum in signal.valid_signals() else str(signum)
         if name == "SIGKILL":
             return "out_of_memory", "the worker was killed (SIGKILL), most likely out of memory"
         return "crashed", f"the worker died from signal {name}"
-    return "crashed", f"the worker exited with code {returncode} without a status"
-
-
-def _read_status(path: Path) -> dict[str, object] | None:
-    if path.is_symlink():
-        return {"status": "error", "error": "the worker's status file is a link: refused"}
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_STATUS_BYTES + 1)
-    except OSError:
-        return None
-    if len(raw) > MAX_STATUS_BYTES:
-        return {"status": "error", "error": "the worker's status file is oversized"}
-    try:
-        status = json.loads(raw)
-    except ValueError:
-        return {"status": "error", "error": "the worker's status file is not JSON"}
-    return status if isinstance(status, dict) else {"status": "error", "error": "the worker's status is not an object"}
+    code = header.get("exit_code")
+    return "crashed", f"the worker exited with code {code} without a usable status ({exc})"
 
 
 def _read_text(path: Path, limit: int = 1_000_000) -> str:
@@ -358,11 +431,6 @@ def _read_text(path: Path, limit: int = 1_000_000) -> str:
             return handle.read(limit).decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def _chown_tree(path: Path, user: pwd.struct_passwd) -> None:
-    for item in [path, *path.rglob("*")]:
-        os.chown(item, user.pw_uid, user.pw_gid)
 
 
 def trim(text: str, limit: int) -> str:

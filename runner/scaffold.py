@@ -1,39 +1,44 @@
 """The static training scaffold: prepared data in, cross-validated model body out.
 
 `prepare` turns the competition tables and profile into `PreparedData` (features, encoded target, test rows in the
-sample submission's order). `evaluate` runs a model body on it: K-fold CV that respects a deadline, a final fit on all
-train rows and test predictions, returned as an `Evaluation`. Both save to and load from a directory without pickle
-(parquet, npy with allow_pickle=False, JSON), so a sandboxed subprocess can exchange them with the runner safely.
+sample submission's order). `evaluate` runs a model body (its source: templates and LLM bodies alike) through the
+workers of runner.sandbox: K-fold CV that respects a deadline, a final fit on all train rows and test predictions,
+returned as an `Evaluation`. Every fold and the final fit run in a fresh process that never sees a label of a row it
+predicts; the scores are computed here, from predictions alone, so a body cannot make its own score look better.
+`blend` mixes evaluations by their out-of-fold predictions.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
-from threadpoolctl import threadpool_limits
 
-from runner.contract import ContractError, ModelBody, TaskSpec, build_estimator, check_estimator
-from runner.features import ColumnRoles, build_features, column_kinds, normalise_body_output
+from runner.contract import TaskSpec
+from runner.features import ColumnRoles, build_features, column_kinds
 from runner.memory import current_watch
 from runner.metrics import Metric, get_metric
 from runner.profile import Profile, Tables
+from runner.sandbox import FitReply, FitRequest
 
 Log = Callable[[str], None]
 DEFAULT_FOLDS = 5
 MIN_FOLDS = 2
+MAX_FIT_WALL_S = 6 * 3600.0  # a fit's kill time when its deadline is far away (or infinite, in tests)
 
 
 class CandidateError(Exception):
-    """A model body failed while training or predicting; the message is one line."""
+    """A model body failed while training or predicting; the message is one line, `reply` the worker's answer."""
+
+    def __init__(self, message: str, reply: FitReply | None = None) -> None:
+        super().__init__(message)
+        self.reply = reply
 
 
 @dataclass
@@ -46,26 +51,6 @@ class PreparedData:
     test_ids: list[str]
     task: TaskSpec
     classes: list[str] = field(default_factory=list)
-
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.X.to_parquet(directory / "X.parquet", index=False)
-        self.X_test.to_parquet(directory / "X_test.parquet", index=False)
-        np.save(directory / "y.npy", self.y, allow_pickle=False)
-        meta = {"task": self.task.to_dict(), "classes": self.classes, "test_ids": self.test_ids}
-        (directory / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-
-    @classmethod
-    def load(cls, directory: Path) -> PreparedData:
-        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
-        return cls(
-            X=pd.read_parquet(directory / "X.parquet"),
-            y=np.load(directory / "y.npy", allow_pickle=False),
-            X_test=pd.read_parquet(directory / "X_test.parquet"),
-            test_ids=[str(i) for i in meta["test_ids"]],
-            task=TaskSpec.from_dict(meta["task"]),
-            classes=[str(c) for c in meta["classes"]],
-        )
 
 
 @dataclass
@@ -87,30 +72,6 @@ class Evaluation:
     def oof_mask(self) -> np.ndarray:
         values = self.oof.reshape(len(self.oof), -1)
         return np.isfinite(values).all(axis=1)
-
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        np.save(directory / "oof.npy", np.asarray(self.oof, dtype="float64"), allow_pickle=False)
-        np.save(directory / "test_predictions.npy", np.asarray(self.test_predictions, "float64"), allow_pickle=False)
-        meta = {k: v for k, v in asdict(self).items() if k not in ("oof", "test_predictions")}
-        meta["cv_score"] = _json_float(self.cv_score)
-        meta["fold_scores"] = [_json_float(s) for s in self.fold_scores]
-        (directory / "evaluation.json").write_text(json.dumps(meta), encoding="utf-8")
-
-    @classmethod
-    def load(cls, directory: Path) -> Evaluation:
-        meta = json.loads((directory / "evaluation.json").read_text(encoding="utf-8"))
-        meta["cv_score"] = float("nan") if meta["cv_score"] is None else float(meta["cv_score"])
-        meta["fold_scores"] = [float("nan") if s is None else float(s) for s in meta["fold_scores"]]
-        return cls(
-            oof=np.load(directory / "oof.npy", allow_pickle=False),
-            test_predictions=np.load(directory / "test_predictions.npy", allow_pickle=False),
-            **meta,
-        )
-
-
-def _json_float(value: float) -> float | None:
-    return float(value) if value is not None and np.isfinite(value) else None
 
 
 # ---------------------------------------------------------------- preparation
@@ -160,50 +121,71 @@ def _encode_target(labels: pd.Series, profile: Profile) -> np.ndarray:
 # ---------------------------------------------------------------- evaluation
 
 
+@dataclass(frozen=True)
+class BodySource:
+    """A model body as the runner holds it: source text only (it is executed in the workers, never here)."""
+
+    name: str
+    source: str
+    trusted: bool = False  # one of our templates (see runner.sandbox.FitRequest)
+
+
+class FoldRunner(Protocol):
+    """What evaluate needs of runner.sandbox.Workers."""
+
+    n_train: int
+    n_rows: int
+
+    def fit_predict(self, request: FitRequest) -> FitReply: ...
+
+
 def evaluate(
-    body: ModelBody,
+    body: BodySource,
     data: PreparedData,
     deadline: float,
     *,
+    workers: FoldRunner,
     n_folds: int = DEFAULT_FOLDS,
     log: Log | None = None,
     clock: Callable[[], float] = time.monotonic,
     give_up: Callable[[float, float], bool] | None = None,
+    hard_deadline: float | None = None,
+    memory_mb: int | None = None,
 ) -> Evaluation:
     """K-fold CV of `body` (stopping early when the deadline nears), a final fit and test predictions.
 
-    `deadline` is a `clock()` time. `give_up(first_fold_score, its_seconds)` may end the CV after the first fold (a
-    candidate clearly behind a better one is not worth its remaining folds). An estimator fitted on the first fold may
-    expose `reuse_params_` (constructor parameters it tuned, e.g. early-stopped boosting rounds): later folds and the
-    final fit are built with them (`set_params`), so they need not tune again. Each fit's `task.fit_seconds` is its
-    share of the time left. Raises CandidateError (one line) if the body fails.
+    Each fold and the final fit run in a fresh worker (runner.sandbox): the body gets the training rows with their
+    labels and the rows to predict (validation and test rows, shuffled together) and never a label of a row it
+    predicts; every score here is computed from its predictions alone. `deadline` is a `clock()` time: the body's
+    time. `hard_deadline` (a clock time) kills a fold that runs past it (an untrusted body's budget); without it, a
+    fold is killed after a generous multiple of its time share. `give_up(first_fold_score, its_seconds)` may end the
+    CV after the first fold (a candidate clearly behind a better one is not worth its remaining folds). A template's
+    estimator fitted on the first fold may expose `reuse_params_` (constructor parameters it tuned, e.g.
+    early-stopped boosting rounds): later folds and the final fit are built with them, so they need not tune again;
+    an untrusted body's are ignored (they would carry what it learnt from one fold to the next). Each fit's
+    `task.fit_seconds` is its share of the time left; `memory_mb` overrides the workers' memory limit. Raises
+    CandidateError (one line, with the worker's reply) if the body fails.
     """
     say = log or (lambda _message: None)
     started = clock()
     metric = get_metric(data.task.metric)
-    X, X_test, task = _apply_body_features(body, data)
+    task = data.task
     folds = _folds(data.y, task, n_folds)
-    fold_budget = max(1.0, (deadline - started) / (len(folds) + 1))
-    task = replace(task, fit_seconds=round(fold_budget, 1))
-    check_estimator(build_estimator(body, task), task, body.name)
-    y_fit = data.y if task.is_classification else metric.transform(data.y)
-
-    oof = np.full(_prediction_shape(len(data.y), task), np.nan)
-    test_sum = np.zeros(_prediction_shape(len(X_test), task))
+    fits = _Fits(body, data, workers, clock=clock, hard_deadline=hard_deadline, memory_mb=memory_mb)
+    n_train, test_rows = len(data.y), fits.test_rows
+    oof = np.full(_prediction_shape(n_train, task), np.nan)
+    test_sum = np.zeros(_prediction_shape(len(data.X_test), task))
     fold_scores: list[float] = []
     fold_seconds: list[float] = []
-    reuse: dict[str, Any] = {}
     for index, (train_rows, valid_rows) in enumerate(folds):
         if fold_seconds and clock() + 2 * max(fold_seconds) > deadline:
             say(f"{body.name}: stopping after {index} of {len(folds)} folds to respect the time budget")
             break
         fold_start = clock()
-        fit_task = replace(task, fit_seconds=round(max(1.0, (deadline - fold_start) / (len(folds) + 1 - index)), 1))
-        model = _fit(body, fit_task, X.iloc[train_rows], y_fit[train_rows], reuse)
-        if index == 0:
-            reuse = _reusable_params(model)
-        oof[valid_rows] = _predict(model, X.iloc[valid_rows], task, metric)
-        test_sum += _predict(model, X_test, task, metric)
+        seconds = (deadline - fold_start) / (len(folds) + 1 - index)
+        predicted = fits.run(index, train_rows, np.concatenate([valid_rows, test_rows]), seconds)
+        oof[valid_rows] = predicted[: len(valid_rows)]
+        test_sum += predicted[len(valid_rows) :]
         fold_scores.append(metric.score(data.y[valid_rows], oof[valid_rows]))
         fold_seconds.append(clock() - fold_start)
         say(f"{body.name}: fold {index + 1}/{len(folds)} {metric.name}={fold_scores[-1]:.5f} ({fold_seconds[-1]:.1f}s)")
@@ -215,9 +197,8 @@ def evaluate(
     cv_score = metric.score(data.y[done], oof[done])
     notes: list[str] = []
     if clock() + 1.5 * max(fold_seconds) <= deadline:
-        final_task = replace(task, fit_seconds=round(max(1.0, deadline - clock()), 1))
-        model = _fit(body, final_task, X, y_fit, reuse)
-        test_predictions, source = _predict(model, X_test, task, metric), "final_fit"
+        test_predictions = fits.run(len(folds), np.arange(n_train), test_rows, deadline - clock())
+        source = "final_fit"
     else:
         test_predictions, source = test_sum / len(fold_scores), "fold_average"
         notes.append("no time for a final fit: test predictions average the fold models")
@@ -236,25 +217,55 @@ def evaluate(
     )
 
 
-def _apply_body_features(body: ModelBody, data: PreparedData) -> tuple[pd.DataFrame, pd.DataFrame, TaskSpec]:
-    n_train = len(data.X)
-    if body.add_features is None:
-        return data.X, data.X_test, data.task
-    combined = pd.concat([data.X, data.X_test], ignore_index=True)
-    try:
-        result = body.add_features(combined.copy())
-    except Exception as exc:
-        raise CandidateError(f"{body.name}: add_features failed: {type(exc).__name__}: {exc}") from None
-    if not isinstance(result, pd.DataFrame):
-        raise CandidateError(f"{body.name}: add_features returned {type(result).__name__}, not a DataFrame")
-    if len(result) != len(combined):
-        raise CandidateError(f"{body.name}: add_features returned {len(result)} rows, expected {len(combined)}")
-    if result.columns.duplicated().any() or result.shape[1] == 0:
-        raise CandidateError(f"{body.name}: add_features must return uniquely named columns (at least one)")
-    frame = normalise_body_output(result, n_train)
-    numeric, categorical, text = column_kinds(frame)
-    task = replace(data.task, categorical=categorical, numeric=numeric, text=text)
-    return frame.iloc[:n_train].reset_index(drop=True), frame.iloc[n_train:].reset_index(drop=True), task
+class _Fits:
+    """One body's requests to the workers: builds each, checks the reply, keeps a template's reusable parameters."""
+
+    def __init__(
+        self,
+        body: BodySource,
+        data: PreparedData,
+        workers: FoldRunner,
+        *,
+        clock: Callable[[], float],
+        hard_deadline: float | None,
+        memory_mb: int | None,
+    ) -> None:
+        self.body, self.task, self.workers, self.clock = body, data.task, workers, clock
+        self.hard_deadline, self.memory_mb = hard_deadline, memory_mb
+        self.metric = get_metric(data.task.metric)
+        self.y_fit = data.y if self.task.is_classification else self.metric.transform(data.y)
+        self.test_rows = len(data.y) + np.arange(len(data.X_test))
+        self.reuse: dict[str, Any] = {}
+
+    def run(self, index: int, train_rows: np.ndarray, predict_rows: np.ndarray, seconds: float) -> np.ndarray:
+        """Fit on `train_rows`, predict `predict_rows` (in the metric's own space) in a fresh worker."""
+        body, task = self.body, self.task
+        hard = self.hard_deadline
+        request = FitRequest(
+            name=body.name,
+            source=body.source,
+            trusted=body.trusted,
+            task=replace(task, fit_seconds=round(max(1.0, seconds), 1)).to_dict(),
+            train_rows=train_rows,
+            y_train=self.y_fit[train_rows],
+            predict_rows=predict_rows,
+            wall_s=min(MAX_FIT_WALL_S, max(60.0, 4 * seconds + 30) if hard is None else max(1.0, hard - self.clock())),
+            seed=task.seed * 1000 + index,
+            reuse=self.reuse,
+            memory_mb=self.memory_mb,
+        )
+        reply = self.workers.fit_predict(request)
+        if not reply.ok:
+            raise CandidateError(f"{body.name}: {_one_line_text(reply.detail)}", reply)
+        if not reply.group_empty:
+            raise CandidateError(f"{body.name}: its worker left processes behind", reply)
+        if index == 0:
+            self.reuse.update(reply.reuse)  # empty for an untrusted body (runner.sandbox drops them)
+        assert reply.predictions is not None
+        values = reply.predictions if task.is_classification else self.metric.inverse(reply.predictions)
+        if not np.isfinite(values).all():
+            raise CandidateError(f"{body.name}: predictions have the wrong shape or contain NaN/inf", reply)
+        return np.asarray(values)
 
 
 def _folds(y: np.ndarray, task: TaskSpec, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -273,57 +284,27 @@ def _prediction_shape(n_rows: int, task: TaskSpec) -> tuple[int, ...]:
     return (n_rows, task.n_classes) if task.is_classification else (n_rows,)
 
 
-def _fit(body: ModelBody, task: TaskSpec, X: pd.DataFrame, y: np.ndarray, reuse: dict[str, Any] | None = None) -> Any:
-    model = build_estimator(body, task)
-    try:
-        if reuse:
-            model.set_params(**reuse)
-        with threadpool_limits(limits={"blas": 1, "openmp": task.n_jobs}):
-            model.fit(X, y)
-    except ContractError:
-        raise
-    except Exception as exc:
-        raise CandidateError(f"{body.name}: fit failed: {type(exc).__name__}: {_one_line(exc)}") from None
-    return model
+def _one_line_text(text: str) -> str:
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1].strip()[:300] if lines else "failed"
 
 
-def _reusable_params(model: Any) -> dict[str, Any]:
-    params = getattr(model, "reuse_params_", None)
-    return dict(params) if isinstance(params, dict) else {}
+def validation_folds(data: PreparedData, n_folds: int = DEFAULT_FOLDS) -> list[np.ndarray]:
+    """The validation rows of each CV fold `evaluate` uses (the same for every body: same target, seed and count)."""
+    return [valid for _train, valid in _folds(data.y, data.task, n_folds)]
 
 
-def _predict(model: Any, X: pd.DataFrame, task: TaskSpec, metric: Metric) -> np.ndarray:
-    try:
-        with threadpool_limits(limits={"blas": 1, "openmp": task.n_jobs}):
-            raw = model.predict_proba(X) if task.is_classification else model.predict(X)
-    except Exception as exc:
-        raise CandidateError(f"predict failed: {type(exc).__name__}: {_one_line(exc)}") from None
-    values = np.asarray(raw, dtype="float64")
-    values = _align_classes(values, model, task) if task.is_classification else metric.inverse(values.reshape(-1))
-    if values.shape[0] != len(X) or not np.isfinite(values).all():
-        raise CandidateError("predictions have the wrong shape or contain NaN/inf")
-    return values
+def blend(
+    evaluations: list[Evaluation],
+    metric: Metric,
+    y: np.ndarray,
+    rounds: int = 20,
+    folds: Sequence[np.ndarray] = (),
+) -> Evaluation | None:
+    """Greedy ensemble selection (with replacement) on out-of-fold predictions; None unless it beats the best single.
 
-
-def _align_classes(proba: np.ndarray, model: Any, task: TaskSpec) -> np.ndarray:
-    """Put predict_proba's columns at their class codes (a fold may lack a rare class)."""
-    if proba.ndim != 2:
-        raise CandidateError(f"predict_proba returned shape {proba.shape}, expected (rows, classes)")
-    classes = np.asarray(getattr(model, "classes_", np.arange(proba.shape[1]))).astype(int)
-    if proba.shape[1] == task.n_classes and (classes == np.arange(task.n_classes)).all():
-        return proba
-    full = np.zeros((len(proba), task.n_classes))
-    full[:, classes] = proba
-    return full
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else ""
-
-
-def blend(evaluations: list[Evaluation], metric: Metric, y: np.ndarray, rounds: int = 20) -> Evaluation | None:
-    """Greedy ensemble selection (with replacement) on out-of-fold predictions; None unless it beats the best single."""
+    `folds` (validation rows per CV fold) give the blend its own fold scores, so its spread is reported like a model's.
+    """
     shape = evaluations[0].oof.shape if evaluations else ()
     usable = [e for e in evaluations if e.oof.shape == shape and len(e.oof) == len(y) and e.oof_mask.any()]
     if len(usable) < 2:
@@ -355,12 +336,13 @@ def blend(evaluations: list[Evaluation], metric: Metric, y: np.ndarray, rounds: 
     test_parts = [metric.transform(e.test_predictions) if regression else e.test_predictions for e in usable]
     oof_parts = [metric.transform(e.oof) if regression else e.oof for e in usable]
     names = "+".join(f"{e.name}*{w:.2f}" for e, w in zip(usable, weights, strict=True) if w > 0)
+    oof = _mix(oof_parts, counts, metric, usable[0].oof.ndim)
     return Evaluation(
         name=f"blend({names})",
         metric=metric.name,
         cv_score=best_score,
-        fold_scores=[],
-        oof=_mix(oof_parts, counts, metric, usable[0].oof.ndim),
+        fold_scores=[metric.score(y[rows], oof[rows]) for rows in folds if mask[rows].all()],
+        oof=oof,
         test_predictions=_mix(test_parts, counts, metric, usable[0].oof.ndim),
         elapsed=sum(e.elapsed for e in usable),
         n_folds=min(e.n_folds for e in usable),

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
+from runner.contract import TaskSpec
 from runner.memory import MemoryWatch, current_watch
 from runner.scaffold import PreparedData
 from runner.templates import TEMPLATES, TEXT_TEMPLATES
@@ -99,6 +100,18 @@ def choose_templates(
             f"{need:.0f} MB, {available:.0f} MB is left under the {watch.ceiling.mb:.0f} MB memory ceiling"
         )
         yield name, replace(data, task=replace(task, max_fit_rows=rows))
+
+
+def considered_templates(task: TaskSpec) -> list[str]:
+    """The templates choose_templates considers for `task` before its memory checks (an upper bound on how many run:
+    the progress display's total)."""
+    width = len(task.numeric) + len(task.categorical)
+    text = task.text if task.n_rows >= MIN_TEXT_ROWS else []
+    return [
+        name
+        for name in _order(text, task.n_rows, width)
+        if not (name in TEXT_TEMPLATES and not text) and not (name in WIDE_SKIPS and width > WIDE_COLUMNS)
+    ]
 
 
 def _order(text: list[str], rows: int, width: int) -> list[str]:

@@ -50,7 +50,9 @@ def post_latencies_ms(requests: int) -> list[float]:
 
     warnings.filterwarnings("ignore", message="IAMAuthorizer is not a supported in local mode")
     patch = _Environment()
-    moto_env.service_environment(patch, KAGENT_MAX_RUNNING=str(requests + 10))  # type: ignore[arg-type]
+    limit = str(requests + 10)  # every request is admitted: slots and the caller's daily quota both suffice
+    quota = {"KAGENT_RUNS_PER_CALLER_PER_DAY": limit}
+    moto_env.service_environment(patch, KAGENT_MAX_RUNNING=limit, **quota)  # type: ignore[arg-type]
     try:
         with mock_aws():
             moto_env.create_runs_table()

@@ -3,9 +3,10 @@
     python scripts/demo.py [--slug breast-cancer-demo] [--timeout 600]
 
 Starts the local stack (scripts/local_stack.py; its output goes to .local/demo/stack.log), sends the README's
-`curl -X POST .../run?url=...&email=demo@example.com`, follows GET /runs/{run_id} printing each status as it changes,
-then prints the score, downloads submission.csv through the emailed link, prints the email and how long the service
-took around the runner, and stops the stack. Exits non-zero, with the reason, if the run or the stack fails.
+`curl -X POST .../run?url=...&email=demo@example.com`, follows GET /runs/{run_id} printing each status and each phase
+of the runner's live progress as they change, then prints the score, downloads submission.csv through the emailed link
+and report.html through the run's link, prints the email and how long the service took around the runner, stops the
+stack and ends with the report's path. Exits non-zero, with the reason, if the run or the stack fails.
 Environment: PORT, MOTO_PORT and the KAGENT_* settings, as for `make local`.
 """
 
@@ -33,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a file: make `scripts` importable
     sys.path.insert(0, str(REPO))
 
+from runner.progress import describe, round_score  # noqa: E402 - stdlib only
 from scripts import local_stack  # noqa: E402
 
 DEFAULT_SLUG = "breast-cancer-demo"
@@ -40,6 +42,7 @@ DEMO_EMAIL = "demo@example.com"
 DEMO_DIR = REPO / ".local" / "demo"
 TERMINAL = ("SUCCEEDED", "FAILED")
 POLL_S = 0.25
+PROGRESS_INTERVAL_S = "1"  # the runner stores progress every second here (15 s in the cloud): every phase shows
 EMAIL_WAIT_S = 30.0
 STACK_START_S = 120.0
 
@@ -125,9 +128,16 @@ def submit(api: str, slug: str) -> dict[str, Any]:
     return dict(body)
 
 
+def progress_key(run: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What makes a progress line new: the phase, the candidate, the best score (not the clock)."""
+    progress = run.get("progress") or {}
+    return (progress.get("phase"), progress.get("candidate"), progress.get("best_cv"))
+
+
 def follow(status_url: str, started: float, timeout_s: float) -> dict[str, Any]:
-    """GET the run until it is terminal, printing each new status."""
+    """GET the run until it is terminal, printing each new status and each new phase of its progress."""
     seen = ""
+    phase: tuple[Any, ...] = ()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         code, run = http("GET", status_url)
@@ -137,6 +147,9 @@ def follow(status_url: str, started: float, timeout_s: float) -> dict[str, Any]:
             seen = run["status"]
             detail = run.get("plan_summary") if seen == "PLANNED" else ""
             print(f"  [{time.time() - started:6.1f} s] {seen}" + (f"  ({detail})" if detail else ""), flush=True)
+        if run.get("progress") and progress_key(run) != phase and seen not in TERMINAL:
+            phase = progress_key(run)
+            print(f"  [{time.time() - started:6.1f} s]   {describe(run['progress'])}", flush=True)
         if seen in TERMINAL:
             return dict(run)
         time.sleep(POLL_S)
@@ -231,14 +244,14 @@ def timing(
     return "\n".join(lines)
 
 
-def report(run: dict[str, Any], stack: Stack, started: float) -> None:
+def report(run: dict[str, Any], stack: Stack, started: float) -> Path:
     outbox = Path(stack.env["KAGENT_OUTBOX"])
     email_path = find_email(outbox, run["run_id"])
     shown, body = email_text(email_path)
     if run["status"] == "FAILED":
         print(f"\nThe email ({email_path}):\n\n{shown}")
         raise DemoError(f"the run failed: {run.get('error')}")
-    print(f"\nScore: {run.get('metric')} = {run.get('cv_score')} (cross-validated)")
+    print(f"\nScore: {run.get('metric')} = {round_score(run.get('cv_score'))} (cross-validated)")
     submission = download(link_in(body), DEMO_DIR / "submission.csv")
     rows = len(submission.read_text(encoding="utf-8").splitlines()) - 1
     print(f"Submission: {submission} ({rows} rows, downloaded through the emailed link)")
@@ -246,6 +259,15 @@ def report(run: dict[str, Any], stack: Stack, started: float) -> None:
     task_s = runner_task_seconds(stack.log, run["run_id"])
     logged = runner_log_span(stack.env, run["run_id"])
     print(timing(run, started, email_path.stat().st_mtime, task_s, logged))
+    return fetch_report(run)
+
+
+def fetch_report(run: Mapping[str, Any]) -> Path:
+    """report.html through the run's presigned link (GET /runs/{id} gives it), saved beside submission.csv."""
+    link = (run.get("links") or {}).get("report_url")
+    if not link:
+        raise DemoError("the run has no report link (report.html was not uploaded)")
+    return download(link, DEMO_DIR / "report.html")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the run (default 600)")
     args = parser.parse_args(argv)
     env = dict(os.environ)
+    env.setdefault("KAGENT_PROGRESS_INTERVAL_S", PROGRESS_INTERVAL_S)
     try:
         mirror = Path(local_stack.stack_environment(env, 0)["KAGENT_DATA_MIRROR"])
         if not competition_present(mirror, args.slug):
@@ -268,14 +291,19 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         accepted = submit(stack.api, args.slug)
         run = follow(accepted["status_url"], started, args.timeout)
-        report(run, stack, started)
-        return 0
+        page = report(run, stack, started)
     except DemoError as error:
-        print(f"\ndemo failed: {error}", file=sys.stderr)
-        return 1
-    finally:
         stop_stack(stack)
         print("Local stack stopped.")
+        print(f"\ndemo failed: {error}", file=sys.stderr)
+        return 1
+    except BaseException:
+        stop_stack(stack)
+        raise
+    stop_stack(stack)
+    print("Local stack stopped.")
+    print(f"\nReport: {page}")
+    return 0
 
 
 if __name__ == "__main__":

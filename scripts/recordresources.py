@@ -5,10 +5,12 @@
     python scripts/recordresources.py --local-only    # rewrite the offline `local` stage only (no Terraform)
     python scripts/recordresources.py --forget dev    # drop a torn-down stage (no Terraform)
 
-A deployed stage (the Terraform variable `stage`) gets `environment_variables` from the `chalice_environment` output and
-the Lambda role from `lambda_role_arn` (Chalice: `manage_iam_role` false). The `local` stage, for
-`chalice local --stage local`, comes from LOCAL_ENVIRONMENT below. Other stages already in the file are kept, so dev
-and prod can live side by side. Nobody edits the JSON by hand; the file says so in its `_generated_by` key.
+A deployed stage (the Terraform variable `stage`) gets `environment_variables` from the `chalice_environment` output
+(plus `chalice_access_environment`: recipients and quotas), the stage's Lambda role from `lambda_role_arn` (Chalice:
+`manage_iam_role` false) and each function's own role from `lambda_function_role_arns`, and the API handler's reserved
+concurrency and the API Gateway stage throttling (applied by scripts/api_throttling.py) from `api_limits`. The `local`
+stage, for `chalice local --stage local`, comes from LOCAL_ENVIRONMENT below. Other stages already in the file are kept,
+so dev and prod can live side by side. Nobody edits the JSON by hand; the file says so in its `_generated_by` key.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "KAGENT_DATA_MIRROR": "examples/mirror",
     "KAGENT_LLM_MODEL": "gpt-5-mini",
     "KAGENT_PLAN_MODEL": "",  # empty: the same model as KAGENT_LLM_MODEL
+    "KAGENT_ALLOWED_RECIPIENTS": "",  # empty: the local stage mails anybody (to its outbox and the emulator)
+    "KAGENT_SES_SANDBOX": "false",
+    "KAGENT_RUNS_PER_CALLER_PER_DAY": "1000",  # the local stage is one caller; load tests start many runs
 }
 
 # Per-function Lambda settings of deployed stages (Chalice names the functions {app}-{stage}-{name}).
@@ -77,6 +82,10 @@ LAMBDA_FUNCTIONS: dict[str, dict[str, int]] = {
 }
 
 REQUIRED_OUTPUTS = ("stage", "chalice_environment", "lambda_role_arn")
+# Issue 12: one role per function, recipients and quotas, the API's backpressure levers (terraform/outputs_access.tf).
+ACCESS_OUTPUTS = ("chalice_access_environment", "lambda_function_role_arns", "api_limits")
+API_HANDLER = "api_handler"  # Chalice's name for the API's Lambda under lambda_functions
+THROTTLING_KEY = "_api_throttling"  # not Chalice's: scripts/api_throttling.py reads it after chalice deploy
 
 
 class RecordError(Exception):
@@ -110,13 +119,76 @@ def deployed_stage(values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     role = values["lambda_role_arn"]
     if not isinstance(role, str) or not role.startswith("arn:"):
         raise RecordError(f"terraform output lambda_role_arn must be an IAM role ARN, got {role!r}")
-    return stage, {
+    entry = {
         "api_gateway_stage": "api",
         "manage_iam_role": False,
         "iam_role_arn": role,
         "environment_variables": dict(sorted(environment.items())),
         "lambda_functions": {name: dict(settings) for name, settings in LAMBDA_FUNCTIONS.items()},
     }
+    return stage, access_settings(entry, values)
+
+
+def access_settings(entry: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Add the access outputs to a deployed stage's entry: their environment, a role per function, the API limits."""
+    missing = [name for name in ACCESS_OUTPUTS if name not in values]
+    if missing:
+        raise RecordError(f"terraform outputs lack {', '.join(missing)} (terraform/outputs_access.tf: apply again)")
+    environment = values["chalice_access_environment"]
+    if not isinstance(environment, Mapping) or not all(isinstance(v, str) for v in environment.values()):
+        raise RecordError("terraform output chalice_access_environment must map names to strings")
+    entry["environment_variables"] = dict(sorted({**entry["environment_variables"], **environment}.items()))
+    roles = values["lambda_function_role_arns"]
+    functions = {API_HANDLER, *LAMBDA_FUNCTIONS}
+    if not isinstance(roles, Mapping) or set(roles) != functions:
+        got = sorted(roles) if isinstance(roles, Mapping) else roles
+        raise RecordError(
+            f"terraform output lambda_function_role_arns must name a role for {sorted(functions)}, got {got}"
+        )
+    for function, arn in sorted(roles.items()):
+        if not isinstance(arn, str) or not arn.startswith("arn:"):
+            raise RecordError(f"terraform output lambda_function_role_arns: {function} is not an IAM role ARN: {arn!r}")
+        entry["lambda_functions"].setdefault(function, {})["iam_role_arn"] = arn
+    limits = values["api_limits"]
+    wanted = {"throttling_rate_limit", "throttling_burst_limit", "reserved_concurrency"}
+    if not isinstance(limits, Mapping) or set(limits) != wanted or not all(_number(v) for v in limits.values()):
+        raise RecordError(f"terraform output api_limits must give numbers for {sorted(wanted)}")
+    if int(limits["reserved_concurrency"]) > 0:  # 0: nothing reserved (the account's unreserved pool)
+        entry["lambda_functions"][API_HANDLER]["reserved_concurrency"] = int(limits["reserved_concurrency"])
+    entry[THROTTLING_KEY] = {
+        "rate_limit": float(limits["throttling_rate_limit"]),
+        "burst_limit": int(limits["throttling_burst_limit"]),
+    }
+    entry["lambda_functions"] = dict(sorted(entry["lambda_functions"].items()))
+    return entry
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+def chalice_region() -> str | None:
+    """The region `chalice deploy` will use: botocore's (AWS_DEFAULT_REGION or the profile; it ignores AWS_REGION)."""
+    import botocore.session  # noqa: PLC0415 - only a deployed stage needs it
+
+    region = botocore.session.Session().get_config_variable("region")
+    return region if isinstance(region, str) and region else None
+
+
+def check_region(values: Mapping[str, Any], deploy_region: str | None) -> None:
+    """Chalice must deploy the Lambdas where Terraform made the state machine that names them."""
+    region = values.get("region")
+    if not isinstance(region, str) or not region:
+        return  # outputs from before the `region` output existed
+    if deploy_region is None:
+        raise RecordError(
+            f"no region for chalice deploy: export AWS_DEFAULT_REGION={region} (botocore does not read AWS_REGION)"
+        )
+    if deploy_region != region:
+        raise RecordError(
+            f"chalice deploy would use region {deploy_region} but Terraform made stage {values.get('stage')!r} in "
+            f"{region}: export AWS_DEFAULT_REGION={region}"
+        )
 
 
 def build_config(
@@ -204,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config_path = Path(args.config)
     try:
-        config = build_config(read_existing(config_path), load_outputs(args), forget=args.forget)
+        outputs = load_outputs(args)
+        if outputs is not None:
+            check_region(output_values(outputs), chalice_region())
+        config = build_config(read_existing(config_path), outputs, forget=args.forget)
     except RecordError as exc:
         print(f"recordresources: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-# Alarms to one SNS topic with the alarm email: Lambda errors, failed runner tasks, failed/timed-out/aborted executions.
+# Alarms to one SNS topic with the alarm email: Lambda errors, failed runner tasks, failed/timed-out/aborted executions
+# (one message per execution, naming its ARN, plus the per-metric alarms).
 resource "aws_sns_topic" "alarms" {
   # checkov:skip=CKV_AWS_26: CloudWatch alarms cannot publish to a topic under the AWS-managed aws/sns key, and no customer-managed KMS key is created; alarm messages hold no run data.
   name = "${local.name}-alarms"
@@ -58,6 +59,33 @@ resource "aws_cloudwatch_event_target" "runner_task_failed" {
   }
 }
 
+# A workflow that ends badly mails its execution ARN (a CloudWatch alarm can only say that some execution failed).
+resource "aws_cloudwatch_event_rule" "execution_ended_badly" {
+  name        = "${local.name}-execution-ended-badly"
+  description = "kagent run workflow ${local.state_machine_name} failed, timed out or was aborted"
+  event_pattern = jsonencode({
+    source        = ["aws.states"]
+    "detail-type" = ["Step Functions Execution Status Change"]
+    detail = {
+      stateMachineArn = [aws_sfn_state_machine.runs.arn]
+      status          = ["FAILED", "TIMED_OUT", "ABORTED"]
+    }
+  })
+}
+
+resource "aws_cloudwatch_event_target" "execution_ended_badly" {
+  rule = aws_cloudwatch_event_rule.execution_ended_badly.name
+  arn  = aws_sns_topic.alarms.arn
+  input_transformer {
+    input_paths = {
+      execution = "$.detail.executionArn"
+      status    = "$.detail.status"
+      run       = "$.detail.name"
+    }
+    input_template = "\"kagent run <run>: workflow execution <execution> ended <status>. History: aws stepfunctions get-execution-history --execution-arn <execution> --reverse-order --max-items 10\""
+  }
+}
+
 data "aws_iam_policy_document" "alarms_topic" {
   statement {
     sid     = "AccountOwnsTheTopic"
@@ -83,7 +111,7 @@ data "aws_iam_policy_document" "alarms_topic" {
     }
   }
   statement {
-    sid     = "RunnerTaskFailedRulePublishes"
+    sid     = "FailureRulesPublish"
     actions = ["sns:Publish"]
     principals {
       type        = "Service"
@@ -93,7 +121,7 @@ data "aws_iam_policy_document" "alarms_topic" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_cloudwatch_event_rule.runner_task_failed.arn]
+      values   = [aws_cloudwatch_event_rule.runner_task_failed.arn, aws_cloudwatch_event_rule.execution_ended_badly.arn]
     }
   }
 }

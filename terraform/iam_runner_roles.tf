@@ -70,10 +70,14 @@ resource "aws_iam_role" "runner_task" {
 
 data "aws_iam_policy_document" "runner_task" {
   statement {
-    # Run ids are not known in advance: the run prefixes <run_id>/ are every top-level prefix except the cache.
-    sid       = "WriteRunArtifacts"
-    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
-    resources = ["${aws_s3_bucket.artifacts.arn}/*"]
+    # Run ids are not known in advance, but their shape is: <run_id>/ is a uuid, matched character by character (`?`
+    # is one character in IAM), so no other top-level prefix is writable. The data cache is written under its one prefix.
+    sid     = "WriteRunArtifactsAndTheDataCache"
+    actions = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = [
+      "${aws_s3_bucket.artifacts.arn}/${local.run_id_pattern}/*",
+      "${aws_s3_bucket.artifacts.arn}/${local.cache_prefix}*",
+    ]
   }
   statement {
     sid       = "ReadDataCache"
@@ -90,6 +94,19 @@ data "aws_iam_policy_document" "runner_task" {
     sid       = "UpdateRunItem"
     actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.runs.arn]
+  }
+  statement {
+    # The slot counter "#slots" and the quota items "#quota#..." are the admission's: a runner that could write them
+    # could free slots or quota for everybody. Items whose key starts with "#" are never the runner's.
+    sid       = "NotTheSlotCounterOrQuotas"
+    effect    = "Deny"
+    actions   = ["dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"]
+    resources = [aws_dynamodb_table.runs.arn]
+    condition {
+      test     = "ForAnyValue:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["#*"]
+    }
   }
 }
 

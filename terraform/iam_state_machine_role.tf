@@ -1,4 +1,4 @@
-# The state machine's role: invoke the four step Lambdas, run and watch the runner task (the ecs:runTask.sync set),
+# The state machine's role: invoke the four step Lambdas, run, tag and watch the runner task (the ecs:runTask.sync set),
 # pass exactly the runner's two roles to ECS, and deliver its own logs.
 data "aws_iam_policy_document" "states_assume" {
   statement {
@@ -34,6 +34,17 @@ data "aws_iam_policy_document" "state_machine" {
       test     = "ArnEquals"
       variable = "ecs:cluster"
       values   = [aws_ecs_cluster.runner.arn]
+    }
+  }
+  statement {
+    # RunTraining sets PropagateTags: tagging on create needs ecs:TagResource, allowed only as part of RunTask.
+    sid       = "TagRunnerTaskOnCreate"
+    actions   = ["ecs:TagResource"]
+    resources = ["arn:${local.partition}:ecs:${local.region}:${local.account_id}:task/${local.ecs_cluster_name}/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "ecs:CreateAction"
+      values   = ["RunTask"]
     }
   }
   statement {

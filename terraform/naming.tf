@@ -32,12 +32,17 @@ locals {
   runner_family         = "${local.name}-runner"
   runner_container_name = "runner"
   state_machine_name    = local.name
-  ecs_log_group_name    = "/aws/ecs/${var.project}"
+  ecs_log_group_name    = "/aws/ecs/${local.name}" # per stage: two stages side by side never share it
+  runner_log_prefix     = "runner"                 # streams runner/<container>/<task id> (awslogs-stream-prefix)
   states_log_group_name = "/aws/vendedlogs/states/${local.name}"
-  runner_image          = "${aws_ecr_repository.runner.repository_url}:${var.runner_image_tag}"
-  plan_model            = var.plan_model != "" ? var.plan_model : var.llm_model
-  ssm_parameter_prefix  = var.ssm_parameter_prefix != "" ? var.ssm_parameter_prefix : "/${var.project}/${var.stage}"
-  runner_secret_names   = ["OPENAI_API_KEY", "KAGGLE_USERNAME", "KAGGLE_KEY"]
+  # One image scheme: a tag per build (the commit), or with track_latest the newest push, pinned by digest.
+  runner_image = (var.track_latest
+    ? "${aws_ecr_repository.runner.repository_url}@${data.aws_ecr_image.newest[0].image_digest}"
+    : "${aws_ecr_repository.runner.repository_url}:${var.runner_image_tag}"
+  )
+  plan_model           = var.plan_model != "" ? var.plan_model : var.llm_model
+  ssm_parameter_prefix = var.ssm_parameter_prefix != "" ? var.ssm_parameter_prefix : "/${var.project}/${var.stage}"
+  runner_secret_names  = ["OPENAI_API_KEY", "KAGGLE_USERNAME", "KAGGLE_KEY"]
   runner_secret_arns = {
     for secret in local.runner_secret_names :
     secret => "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.ssm_parameter_prefix}/${secret}"

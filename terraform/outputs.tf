@@ -24,7 +24,7 @@ output "chalice_environment" {
     KAGENT_TASK_DEFINITION   = aws_ecs_task_definition.runner.arn
     KAGENT_SUBNETS           = join(",", local.runner_subnet_ids)
     KAGENT_SECURITY_GROUP    = aws_security_group.runner.id
-    KAGENT_SES_SENDER        = aws_ses_email_identity.sender.email
+    KAGENT_SES_SENDER        = var.ses_from_email
     KAGENT_MAX_RUNNING       = tostring(var.max_running)
     KAGENT_PRESIGN_EXPIRY_S  = tostring(var.presign_expiry_s)
     KAGENT_RUN_TIME_BUDGET_S = tostring(var.run_time_budget_s)
@@ -40,6 +40,11 @@ output "chalice_environment" {
 output "lambda_role_arn" {
   description = "IAM role of the Chalice app's Lambdas (Chalice: manage_iam_role false, iam_role_arn)."
   value       = aws_iam_role.lambda.arn
+}
+
+output "region" {
+  description = "Region of every resource; chalice deploy must use the same one (export AWS_DEFAULT_REGION=<this>)."
+  value       = local.region
 }
 
 output "state_machine_arn" {
@@ -88,7 +93,7 @@ output "runner_security_group_id" {
 }
 
 output "runner_log_group" {
-  description = "CloudWatch log group of the runner task (streams <stage>/runner/<task id>)."
+  description = "CloudWatch log group of the runner task, one per stage (streams runner/runner/<task id>)."
   value       = aws_cloudwatch_log_group.runner.name
 }
 
@@ -100,6 +105,11 @@ output "state_machine_log_group" {
 output "ssm_parameter_names" {
   description = "SecureString parameters the runner reads (create them before the first run; values never pass through Terraform)."
   value       = { for secret in local.runner_secret_names : secret => "${local.ssm_parameter_prefix}/${secret}" }
+}
+
+output "ssm_parameter_prefix" {
+  description = "Path of the SecureString parameters (put them as <prefix>/OPENAI_API_KEY, <prefix>/KAGGLE_USERNAME, <prefix>/KAGGLE_KEY)."
+  value       = local.ssm_parameter_prefix
 }
 
 output "alarm_topic_arn" {

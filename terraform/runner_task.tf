@@ -28,6 +28,8 @@ locals {
       KAGENT_LLM_MODEL         = var.llm_model
       KAGENT_PLAN_MODEL        = local.plan_model
       KAGENT_SANDBOX_USER      = "sandbox"
+      KAGENT_TASK_CPU_UNITS    = tostring(var.runner_cpu)
+      KAGENT_TASK_MEMORY_MIB   = tostring(var.runner_memory)
     },
     var.openai_base_url != "" ? { OPENAI_BASE_URL = var.openai_base_url } : {},
   )
@@ -68,10 +70,17 @@ resource "aws_ecs_task_definition" "runner" {
         options = {
           awslogs-group         = aws_cloudwatch_log_group.runner.name
           awslogs-region        = local.region
-          awslogs-stream-prefix = var.stage
+          awslogs-stream-prefix = local.runner_log_prefix
         }
       }
       stopTimeout = 30
     }
   ])
+
+  lifecycle {
+    precondition {
+      condition     = var.track_latest != (var.runner_image_tag != "")
+      error_message = "Name the runner image one way: runner_image_tag = \"<commit>\", or track_latest = true with no tag."
+    }
+  }
 }

@@ -1,6 +1,6 @@
 variable "project" {
   type        = string
-  description = "Prefix of every resource name and of the ECS log group /aws/ecs/<project>. Two stages in one account need distinct projects only for that log group (see README)."
+  description = "Prefix of every resource name (<project>-<stage>-...) and of the SSM parameter path /<project>/<stage>. Two stages in one account share it: names differ by stage."
   default     = "kagent"
 
   validation {
@@ -34,12 +34,19 @@ variable "chalice_app_name" {
 
 variable "runner_image_tag" {
   type        = string
-  description = "Tag of the runner image in the ECR repository (tags are immutable: push a new tag, then apply with it)."
+  description = "Tag of the runner image in the ECR repository: the short commit it was built from (git rev-parse --short=12 HEAD). Tags are immutable: a new build gets a new tag. Leave empty with track_latest = true."
+  default     = ""
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.runner_image_tag)) && var.runner_image_tag != "latest"
-    error_message = "runner_image_tag must be a valid Docker tag other than \"latest\" (the repository's tags are immutable)."
+    condition     = var.runner_image_tag == "" || (can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.runner_image_tag)) && var.runner_image_tag != "latest")
+    error_message = "runner_image_tag must be a valid Docker tag other than \"latest\" (the repository's tags are immutable), or empty with track_latest = true."
   }
+}
+
+variable "track_latest" {
+  type        = bool
+  description = "Point the task definition at the newest image pushed to the repository (pinned by digest) instead of runner_image_tag; every apply then picks up the latest push, and the drift check shows a newer one as a change."
+  default     = false
 }
 
 variable "runner_cpu" {
@@ -102,6 +109,12 @@ variable "ses_from_email" {
     condition     = can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.ses_from_email))
     error_message = "ses_from_email must be an email address."
   }
+}
+
+variable "manage_ses_identity" {
+  type        = bool
+  description = "Create (and on destroy delete) the SES identity of ses_from_email. Set false in a second stage that sends from the same address as the first."
+  default     = true
 }
 
 variable "alarm_email" {

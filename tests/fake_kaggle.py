@@ -20,8 +20,15 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-DOWNLOAD_PATH = "/v1/competitions.CompetitionApiService/DownloadDataFiles"
+SERVICE = "/v1/competitions.CompetitionApiService/"
+DOWNLOAD_PATH = SERVICE + "DownloadDataFiles"
 RULES_MESSAGE = "You must accept this competition's rules before you'll be able to download files."
+# Submissions (issue 14): StartSubmissionUpload -> PUT the file to createUrl -> CreateSubmission -> ListSubmissions.
+SUBMIT_RULES_MESSAGE = "You must accept this competition's rules before you'll be able to submit."
+DAILY_LIMIT_MESSAGE = (
+    "Submission not allowed:  Your team has used its daily Submission allowance (5) today, please try again tomorrow "
+    "UTC (7.2 hours from now)."
+)
 
 
 def zip_bytes(files: dict[str, bytes]) -> bytes:
@@ -48,6 +55,14 @@ class FakeKaggle:
     url: str = ""
     file_delay_s: float = 0.0  # hold each file response this long (to stop a runner mid-download)
     download_started: threading.Event = field(default_factory=threading.Event)
+    # submissions: uploaded files by token, the submissions made (dicts as ListSubmissions returns them), the daily
+    # allowance, and after how many ListSubmissions calls a submission is scored (None: never, to test timeouts)
+    uploads: dict[str, bytes] = field(default_factory=dict)
+    submissions: list[dict[str, Any]] = field(default_factory=list)
+    daily_allowance: int = 5
+    score_after_polls: int | None = 1
+    public_score: str = "0.87654"
+    submission_error: str | None = None  # a scoring error (COMPLETE never comes; ERROR with this description)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
 
@@ -107,7 +122,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
-        if self.path.rstrip("/") not in (DOWNLOAD_PATH, "/api" + DOWNLOAD_PATH):
+        path = self.path.rstrip("/").removeprefix("/api")
+        if path.startswith(SERVICE) and path != DOWNLOAD_PATH:
+            self._submission_call(path.removeprefix(SERVICE), body)
+            return
+        if path != DOWNLOAD_PATH:
             self._error(404, f"no handler for {self.path}")
             return
         slug = body.get("competitionName", "")
@@ -134,6 +153,86 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Location", f"{state.url}/storage/bundle/{slug}/archive.zip?X-Goog-Signature=fake")
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def _submission_call(self, method: str, body: dict[str, Any]) -> None:
+        state = self.state
+        slug = body.get("competitionName", "")
+        state.api_calls[f"{method}:{slug}"] += 1
+        if not state.authorized(self.headers.get("Authorization", "")):
+            self._error(401, "Unauthenticated")
+            return
+        if slug not in state.competitions:
+            self._error(404, "Competition not found")
+            return
+        if method == "StartSubmissionUpload":
+            token = f"blob-{len(state.uploads) + 1}"
+            state.uploads[token] = b""
+            self._json(200, {"token": token, "createUrl": f"{state.url}/upload/{token}"})
+        elif method == "CreateSubmission":
+            self._create_submission(slug, body)
+        elif method == "ListSubmissions":
+            self._list_submissions(slug)
+        else:
+            self._error(404, f"no handler for {method}")
+
+    def _create_submission(self, slug: str, body: dict[str, Any]) -> None:
+        state = self.state
+        token = body.get("blobFileTokens", "")
+        if not state.uploads.get(token):
+            self._error(400, "The submission file was not uploaded")
+            return
+        queue = state.scripted.get(f"submit:{slug}")
+        if queue:
+            status = queue.popleft()
+            self._error(status, "Internal server error" if status >= 500 else f"scripted {status}")
+            return
+        if slug in state.rules_not_accepted:
+            self._error(403, SUBMIT_RULES_MESSAGE)
+            return
+        if sum(1 for s in state.submissions if s["slug"] == slug) >= state.daily_allowance:
+            self._error(400, DAILY_LIMIT_MESSAGE)
+            return
+        ref = 1000 + len(state.submissions)
+        state.submissions.append(
+            {
+                "slug": slug,
+                "ref": ref,
+                "description": body.get("submissionDescription", ""),
+                "content": state.uploads[token],
+                "polls": 0,
+            }
+        )
+        self._json(200, {"message": "Successfully submitted to the competition", "ref": ref})
+
+    def _list_submissions(self, slug: str) -> None:
+        state = self.state
+        listed = []
+        for submission in reversed([s for s in state.submissions if s["slug"] == slug]):
+            submission["polls"] += 1
+            item: dict[str, Any] = {
+                "ref": submission["ref"],
+                "description": submission["description"],
+                "fileName": "submission.csv",
+                "date": "2026-11-29T12:00:00Z",
+                "status": "PENDING",
+            }
+            due = state.score_after_polls is not None and submission["polls"] > state.score_after_polls
+            if due and state.submission_error:
+                item.update(status="ERROR", errorDescription=state.submission_error)
+            elif due:
+                item.update(status="COMPLETE", publicScore=state.public_score)
+            listed.append(item)
+        self._json(200, {"submissions": listed})
+
+    def do_PUT(self) -> None:
+        parts = self.path.split("?")[0].strip("/").split("/")
+        length = int(self.headers.get("Content-Length") or 0)
+        data = self.rfile.read(length)
+        if len(parts) != 2 or parts[0] != "upload" or parts[1] not in self.state.uploads:
+            self._error(404, "No such upload")
+            return
+        self.state.uploads[parts[1]] = data
+        self._json(200, {})
 
     def do_GET(self) -> None:
         parts = self.path.split("?")[0].strip("/").split("/")

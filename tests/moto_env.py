@@ -15,6 +15,7 @@ REGION = "us-east-1"
 TABLE = "kagent-test-runs"
 BUCKET = "kagent-test-artifacts"
 SENDER = "kagent@example.com"
+ALLOWED_RECIPIENTS = "example.com,x.org"  # a deployed stage emails only allowed recipients (chalicelib/recipients.py)
 
 
 def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,6 +115,7 @@ def service_environment(monkeypatch: pytest.MonkeyPatch, **overrides: str) -> No
         config.EXECUTOR: "stepfunctions",
         config.OUTBOX: "",
         config.STATE_MACHINE_ARN: f"arn:aws:states:{REGION}:123456789012:stateMachine:{STATE_MACHINE_NAME}",
+        config.ALLOWED_RECIPIENTS: ALLOWED_RECIPIENTS,
     }
     values.update(overrides)
     for name, value in values.items():

@@ -15,9 +15,11 @@ import pytest
 
 from chalicelib.llm import LLMClient, LLMConfig
 from runner.codegen import CodegenBudget, LLMCandidates
-from runner.pipeline import RunOptions, run_pipeline
-from runner.sandbox import SandboxLimits
+from runner.pipeline import Candidate, RunOptions, SelectionContext, run_pipeline
+from runner.sandbox import SandboxLimits, wall_support
+from runner.scaffold import BodySource, CandidateError, evaluate
 from tests.fake_openai import FakeOpenAI, error, ok
+from tests.test_sandbox import LABEL_HUNT_BODY, MEMORY_BODY, TUNING_BODY
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -93,6 +95,7 @@ def fenced(code: str) -> str:
 
 
 def write_competition(root: Path, n_train: int = 240, n_test: int = 60, seed: int = 0) -> Path:
+    """Diagonal stripes; the test answers are kept in `answers.csv` beside the folder (never read by the runner)."""
     rng = np.random.default_rng(seed)
     n = n_train + n_test
     frame = pd.DataFrame({"PassengerId": np.arange(1, n + 1), "a": rng.uniform(-2, 2, n), "b": rng.uniform(-2, 2, n)})
@@ -103,6 +106,7 @@ def write_competition(root: Path, n_train: int = 240, n_test: int = 60, seed: in
     pd.DataFrame({"PassengerId": frame["PassengerId"].iloc[n_train:], "Survived": 0}).to_csv(
         root / "gender_submission.csv", index=False
     )
+    frame.iloc[n_train:][["PassengerId", "Survived"]].to_csv(root.parent / "answers.csv", index=False)
     return root
 
 
@@ -218,6 +222,59 @@ def test_401_fails_codegen_at_once_with_the_reason_in_logs_and_result(competitio
     assert "authentication failed" in result["codegen_failure"]
     assert "authentication failed" in (tmp_path / "logs.txt").read_text()
     assert "llm" not in result["model"]
+
+
+WALL = wall_support()
+HOSTILE = {"memory": MEMORY_BODY, "label_hunt": LABEL_HUNT_BODY, "tuning": TUNING_BODY, "winner": WINNER}
+
+
+def direct(bodies: dict[str, str]):
+    """An extra-candidates provider that evaluates bodies exactly as LLM bodies are (untrusted, confined, honest
+    scoring) without the LLM and the AST check in front: the scoring must hold on its own."""
+
+    def provide(context: SelectionContext):
+        assert context.workers is not None
+        for name, source in bodies.items():
+            body = BodySource(name, source, trusted=False)
+            try:
+                evaluation = evaluate(body, context.data, context.deadline, workers=context.workers)
+            except CandidateError as exc:
+                context.log(f"{name} failed: {exc}")
+                continue
+            yield Candidate(name, source, evaluation)
+
+    return provide
+
+
+def true_accuracy(competition: Path, out: Path) -> float:
+    answers = pd.read_csv(competition.parent / "answers.csv")
+    submission = pd.read_csv(out / "submission.csv")
+    return float((submission["Survived"].to_numpy() == answers["Survived"].to_numpy()).mean())
+
+
+@pytest.mark.skipif(not WALL.seccomp, reason=f"LLM bodies need the OS wall: {WALL.reason}")
+@pytest.mark.parametrize("seed", [1, 2])
+def test_an_llm_candidate_never_makes_the_submission_worse_than_the_templates(tmp_path: Path, seed: int):
+    """Property: whatever bodies join the templates (cheats remembering labels across folds, hunting label files,
+    smuggling tuned state; or a genuinely better one), the chosen submission grades at least as well against the
+    hidden answers as the templates' own choice, and no cheat is chosen."""
+    competition = write_competition(tmp_path / "comp" / "data", n_train=200, n_test=200, seed=seed)
+    base, with_llm = tmp_path / "templates", tmp_path / "llm"
+
+    def options(bodies: dict[str, str]) -> RunOptions:  # codegen llm either way: the templates get the same share
+        return RunOptions(metric="accuracy", time_budget=120, codegen="llm", env={}, extra_candidates=direct(bodies))
+
+    run_pipeline(competition, base, options({}))
+    outcome = run_pipeline(competition, with_llm, options(HOSTILE))
+    assert outcome.status == "succeeded", outcome.reason
+    result = json.loads((with_llm / "result.json").read_text())
+    scores = {c["name"]: c["cv_score"] for c in result["candidates"]}
+    assert {"memory", "label_hunt", "tuning", "winner"} <= set(scores), scores
+    templates_best = max(v for k, v in scores.items() if k not in HOSTILE)
+    assert max(scores["memory"], scores["label_hunt"], scores["tuning"]) < templates_best
+    assert not any(name in result["model"] for name in ("memory", "label_hunt", "tuning"))
+    assert true_accuracy(competition, with_llm) >= true_accuracy(competition, base)
+    assert "ms overhead per fit" in (with_llm / "logs.txt").read_text()
 
 
 def cli(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:

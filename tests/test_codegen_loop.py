@@ -1,5 +1,6 @@
-"""The codegen loop's decisions (repair, improve, budgets) and the prompts, fast: a scripted sandbox stands in for the
-real one (tests/test_sandbox.py covers that), the fake OpenAI server for the LLM."""
+"""The codegen loop's decisions (repair, improve, budgets, no body without the wall) and the prompts, fast: a
+scripted evaluation stands in for the workers (tests/test_sandbox.py covers those), the fake OpenAI server for the
+LLM."""
 
 from __future__ import annotations
 
@@ -17,52 +18,42 @@ import pytest
 from chalicelib.llm import LLMClient, LLMConfig
 from runner.codegen import CodegenBudget, LLMCodegen, Problem, _where
 from runner.prompting import MAX_PREVIEW_CHARS, Attempt, PromptContext, build_messages, data_preview
-from runner.sandbox import SandboxError, SandboxLimits, SandboxResult, trim
+from runner.sandbox import FitReply, SandboxError, SandboxLimits, WallSupport, trim
+from runner.scaffold import CandidateError
 from tests.fake_openai import FakeOpenAI, Reply, error, ok
 
 BODY = "from sklearn.dummy import DummyClassifier\n\n\ndef build_model(task):\n    return DummyClassifier()\n"
 
 
 class ScriptedSandbox:
-    """Answers each run with the next scripted (verdict, score); records the sources it was given."""
+    """Answers each evaluation with the next scripted (verdict, score); records the sources it was given."""
 
     def __init__(self, root: Path, outcomes: list[tuple[str, float | None]]) -> None:
-        self.data_dir = root / "data"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.outcomes = list(outcomes)
         self.sources: list[str] = []
-        self.closed = False
 
-    def seal_data(self) -> None:
-        return
-
-    def run(self, source: str, job: dict, wall_s: float | None = None, hard_s: float | None = None) -> SandboxResult:
+    def evaluate(self, source: str, name: str, deadline: float, kill_deadline: float) -> tuple[float, float | None]:
         self.sources.append(source)
         verdict, score = self.outcomes.pop(0)
-        out = self.data_dir.parent / f"out{len(self.sources)}"
-        out.mkdir()
-        (out / "score").write_text("" if score is None else str(score))
-        detail = "" if verdict == "ok" else f"Traceback ...\nValueError: failure {len(self.sources)}"
-        return SandboxResult(verdict, detail, out, 0.1, "")  # type: ignore[arg-type]
-
-    def __enter__(self) -> ScriptedSandbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.closed = True
+        if verdict != "ok":
+            detail = f"Traceback ...\nValueError: failure {len(self.sources)}"
+            reply = FitReply(verdict, detail, None, {}, 0.1, "")  # type: ignore[arg-type]
+            raise CandidateError(f"{name}: ValueError: failure {len(self.sources)}", reply)
+        assert score is not None
+        return score, score
 
 
-def problem(deadline_s: float = 60) -> Problem:
+WALL = WallSupport(True, "")
+
+
+def problem(deadline_s: float = 60, box: ScriptedSandbox | None = None) -> Problem:
     context = PromptContext(preview="train: 10 rows", task={"type": "binary"}, metric="roc_auc", direction="higher")
     return Problem(
         prompt=context,
         better=lambda a, b: a is not None and (b is None or a > b),
         baseline_score=0.80,
-        write_data=lambda directory: None,
-        job={},
+        evaluate=(box or ScriptedSandbox(Path("."), [])).evaluate,
         deadline=time.monotonic() + deadline_s,
-        load_evaluation=lambda directory, name: float((directory / "score").read_text()),
-        score_of=lambda evaluation: evaluation,
     )
 
 
@@ -72,7 +63,7 @@ def make(server: FakeOpenAI, box: ScriptedSandbox, **budget: object) -> LLMCodeg
         LLMClient(config),
         CodegenBudget(**{"attempts": 4, "min_attempt_s": 0.0, **budget}),  # type: ignore[arg-type]
         SandboxLimits(wall_s=5),
-        sandbox_factory=lambda limits: box,  # type: ignore[arg-type, return-value]
+        wall=lambda: WALL,
     )
 
 
@@ -84,13 +75,12 @@ def test_failed_run_is_repaired_then_scored_bodies_are_improved(tmp_path: Path):
     box = ScriptedSandbox(tmp_path, [("crashed", None), ("ok", 0.85), ("ok", 0.83)])
     with FakeOpenAI([ok(fenced(BODY))] * 3) as server:
         codegen = make(server, box, attempts=3)
-        generated = list(codegen.generate(problem()))
+        generated = list(codegen.generate(problem(box=box)))
     assert [g.score for g in generated] == [0.85, 0.83]
     prompts = [r["messages"][1]["content"] for r in server.requests]
     assert "Attempt 1 crashed" in prompts[1] and "failure 1" in prompts[1]
     assert "Attempt 2 scored CV 0.85" in prompts[2]  # improve the best
     assert "attempt 1: crashed" in prompts[2]  # the history travels along
-    assert box.closed
     assert codegen.report.best_score == 0.85
     assert codegen.report.stopped == "attempt budget (3) used"
 
@@ -99,7 +89,7 @@ def test_rejected_code_never_reaches_the_sandbox(tmp_path: Path):
     box = ScriptedSandbox(tmp_path, [("ok", 0.9)])
     with FakeOpenAI([ok(fenced("import os\n" + BODY)), ok("no code, sorry"), ok(fenced(BODY))]) as server:
         codegen = make(server, box, attempts=3)
-        generated = list(codegen.generate(problem()))
+        generated = list(codegen.generate(problem(box=box)))
     assert len(box.sources) == 1
     assert [g.number for g in generated] == [3]
     assert "import of 'os' is not allowed" in server.requests[1]["messages"][1]["content"]
@@ -109,7 +99,7 @@ def test_token_budget_stops_before_the_next_call(tmp_path: Path):
     box = ScriptedSandbox(tmp_path, [("ok", 0.9)] * 3)
     with FakeOpenAI([ok(fenced(BODY), prompt_tokens=900, completion_tokens=300)] * 3) as server:
         codegen = make(server, box, attempts=3, tokens=1000)
-        list(codegen.generate(problem()))
+        list(codegen.generate(problem(box=box)))
     assert len(server.requests) == 1
     assert codegen.report.stopped.startswith("token budget (1000) used")
 
@@ -171,16 +161,29 @@ def test_messages_carry_the_plan_and_a_system_prompt():
     assert "attempt 1: timed_out" in messages[1]["content"]
 
 
-def test_unusable_sandbox_fails_codegen_not_the_run(tmp_path: Path):
-    def broken(limits: SandboxLimits) -> ScriptedSandbox:
-        raise SandboxError("KAGENT_SANDBOX_USER names an unknown user: 'nobody-here'")
-
-    with FakeOpenAI([]) as server:
+def test_without_the_os_wall_no_llm_body_runs_and_the_reason_is_recorded(tmp_path: Path):
+    """Where the seccomp filter cannot be installed, codegen stops before asking the LLM: the run keeps the
+    templates and result.json says why."""
+    box = ScriptedSandbox(tmp_path, [("ok", 0.99)])
+    with FakeOpenAI([ok(fenced(BODY))]) as server:
         config = LLMConfig(model="m", api_key="k", base_url=server.base_url)
-        codegen = LLMCodegen(LLMClient(config), CodegenBudget(min_attempt_s=0), sandbox_factory=broken)  # type: ignore[arg-type]
-        assert list(codegen.generate(problem())) == []
+        no_wall = WallSupport(False, "seccomp: libseccomp is not installed")
+        codegen = LLMCodegen(LLMClient(config), CodegenBudget(min_attempt_s=0), wall=lambda: no_wall)
+        assert list(codegen.generate(problem(box=box))) == []
+    assert codegen.report.failure == "LLM bodies never run without the OS wall: seccomp: libseccomp is not installed"
+    assert server.requests == [] and box.sources == []
+
+
+def test_unusable_workers_fail_codegen_not_the_run(tmp_path: Path):
+    def broken(source: str, name: str, deadline: float, kill_deadline: float) -> tuple[float, float | None]:
+        raise SandboxError("no sandbox user: KAGENT_SANDBOX_USER names an unknown user: 'nobody-here'")
+
+    with FakeOpenAI([ok(fenced(BODY))]) as server:
+        config = LLMConfig(model="m", api_key="k", base_url=server.base_url)
+        codegen = LLMCodegen(LLMClient(config), CodegenBudget(min_attempt_s=0), wall=lambda: WALL)
+        assert list(codegen.generate(Problem(**{**problem().__dict__, "evaluate": broken}))) == []
     assert "unknown user" in (codegen.report.failure or "")
-    assert server.requests == []
+    assert len(server.requests) == 1
 
 
 PROVIDER_PROBE = """\
@@ -193,7 +196,6 @@ print(json.dumps({
     "base_url": provider.client.config.base_url,
     "key_in_env": "OPENAI_API_KEY" in env,
     "key_held": provider.client.config.api_key,
-    "user": provider.sandbox_user,
     "none_without_llm": llm_candidates_from_env({}) is None,
 }))
 """
@@ -216,7 +218,6 @@ def test_provider_from_env_holds_the_key_drops_it_from_the_env_and_reads_the_mod
         "base_url": "http://127.0.0.1:9/v1",
         "key_in_env": False,
         "key_held": "sk-held",
-        "user": "sandbox",
         "none_without_llm": True,
     }
 
@@ -229,11 +230,11 @@ def test_logged_server_address_never_carries_credentials():
 def test_an_unexpected_error_in_codegen_is_recorded_not_raised(tmp_path: Path):
     box = ScriptedSandbox(tmp_path, [])
 
-    def disk_full(directory: Path) -> None:
+    def disk_full(source: str, name: str, deadline: float, kill_deadline: float) -> tuple[float, float | None]:
         raise OSError(28, "No space left on device")
 
-    with FakeOpenAI([]) as server:
+    with FakeOpenAI([ok(fenced(BODY))]) as server:
         codegen = make(server, box)
-        broken = Problem(**{**problem().__dict__, "write_data": disk_full})
+        broken = Problem(**{**problem().__dict__, "evaluate": disk_full})
         assert list(codegen.generate(broken)) == []
     assert "No space left on device" in (codegen.report.failure or "")

@@ -3,25 +3,42 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.ensemble import BaggingClassifier
 
 from runner.budget import bag_seeds, stop_reason
-from runner.contract import ModelBody, TaskSpec
+from runner.contract import TaskSpec
 from runner.features import build_features, column_kinds, downcast
 from runner.memory import Ceiling, MemoryWatch, cgroup_limit, memory_ceiling
 from runner.metrics import get_metric
-from runner.scaffold import Evaluation, PreparedData, evaluate
+from runner.sandbox import SandboxLimits, Workers
+from runner.scaffold import BodySource, Evaluation, PreparedData, evaluate
 from runner.shape import choose_templates
-from runner.templates import load_template
+from runner.templates import template_source
 
 WORDS_GOOD = ["great", "love", "delicious", "perfect", "excellent", "tasty"]
 WORDS_BAD = ["stale", "awful", "broken", "bland", "refund", "disappointed"]
 FILLER = ["the", "bag", "arrived", "and", "this", "coffee", "was", "for", "my", "family", "price", "box"]
+
+
+@pytest.fixture(scope="module")
+def workers() -> Iterator[Workers]:
+    """Every body here runs as in a real run: each fold in a fresh, confined child of the warm zygote."""
+    with Workers.start(SandboxLimits(memory_mb=2000), threads=2) as started:
+        yield started
+
+
+def run(workers: Workers, body: BodySource, data: PreparedData, **kwargs) -> Evaluation:
+    workers.load(data.X, data.X_test)
+    return evaluate(body, data, float("inf"), workers=workers, **kwargs)
+
+
+def template(name: str) -> BodySource:
+    return BodySource(name, template_source(name), trusted=True)
 
 
 def reviews(n: int, seed: int = 0) -> tuple[pd.Series, np.ndarray]:
@@ -76,20 +93,67 @@ def test_free_text_is_told_apart_from_a_high_cardinality_category_and_kept_raw()
 
 
 @pytest.mark.parametrize("name", ["text_linear", "text_boost"])
-def test_text_templates_read_the_words_where_the_numbers_cannot(name):
+def test_text_templates_read_the_words_where_the_numbers_cannot(workers: Workers, name: str):
     data = text_data()
-    words = evaluate(load_template(name), data, deadline=float("inf"), n_folds=3)
-    numbers_only = evaluate(load_template("lightgbm_gbdt"), data, deadline=float("inf"), n_folds=3)
+    words = run(workers, template(name), data, n_folds=3)  # TF-IDF inside the confined child
+    numbers_only = run(workers, template("lightgbm_gbdt"), data, n_folds=3)
     assert words.cv_score > 0.85, words.cv_score
     assert numbers_only.cv_score < 0.75  # length and word counts say nothing about the label here
     assert words.test_predictions.shape == (200, 2)
 
 
-def test_the_other_templates_ignore_raw_text_columns():
+def test_the_other_templates_ignore_raw_text_columns(workers: Workers):
     data = text_data(300)
-    for name in ("linear", "lightgbm_gbdt", "hist_gradient_boosting", "extra_trees"):
-        evaluation = evaluate(load_template(name), data, deadline=float("inf"), n_folds=2)
+    for name in ("linear", "lightgbm_gbdt", "hist_gradient_boosting", "extra_trees", "mlp", "kernel_svm"):
+        evaluation = run(workers, template(name), data, n_folds=2)
         assert np.isfinite(evaluation.cv_score), name
+
+
+TEXT_PROBE = """
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.dummy import DummyClassifier
+
+
+def add_features(df):
+    return df
+
+
+class TextProbe(BaseEstimator):
+    def __init__(self, text=()):
+        self.text = text
+
+    def fit(self, X, y):
+        for column in self.text:
+            if not isinstance(X[column].dtype, pd.StringDtype) or X[column].dtype.na_value is not pd.NA:
+                raise ValueError(f"{column} arrived as {X[column].dtype}, not the nullable string dtype")
+        if not X[list(self.text)].isna().any().any():
+            raise ValueError("a missing text did not arrive as missing")
+        self.model_ = DummyClassifier(strategy="prior").fit(X[[]].assign(one=1.0), y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X[[]].assign(one=1.0))
+
+    def predict(self, X):
+        return self.model_.predict(X[[]].assign(one=1.0))
+
+
+def build_model(task):
+    if list(task.text) != ["review"] or "review" in task.numeric:
+        raise ValueError(f"add_features mixed up the text columns: text={task.text}, numeric={task.numeric}")
+    return TextProbe(text=list(task.text))
+"""
+
+
+def test_raw_text_reaches_a_confined_child_as_nullable_strings_and_survives_add_features(workers: Workers):
+    data = text_data(300)
+    X = data.X.copy()
+    X.loc[::10, "review"] = pd.NA  # missing texts cross the parquet round trip to the zygote as pd.NA
+    with_gaps = PreparedData(X, data.y, data.X_test, data.test_ids, data.task, data.classes)
+    evaluation = run(workers, BodySource("probe", TEXT_PROBE), with_gaps, n_folds=2)  # untrusted: the full wall
+    assert evaluation.oof_mask.all()
 
 
 def fake_watch(ceiling_mb: float, used_mb: float) -> MemoryWatch:
@@ -136,12 +200,12 @@ def test_under_a_tight_ceiling_slow_templates_sample_rows_or_are_skipped_and_say
     assert any("skipping template extra_trees" in line and "memory ceiling" in line for line in lines)
 
 
-def test_a_sampled_template_trains_on_fewer_rows_and_still_predicts_every_row():
+def test_a_sampled_template_trains_on_fewer_rows_and_still_predicts_every_row(workers: Workers):
     data = text_data(400)
     capped = PreparedData(
         data.X, data.y, data.X_test, data.test_ids, TaskSpec(**{**data.task.to_dict(), "max_fit_rows": 100})
     )
-    evaluation = evaluate(load_template("extra_trees"), capped, deadline=float("inf"), n_folds=2)
+    evaluation = run(workers, template("extra_trees"), capped, n_folds=2)
     assert evaluation.oof_mask.all() and evaluation.test_predictions.shape == (200, 2)
 
 
@@ -194,30 +258,44 @@ def noisy_data(n: int = 2400) -> PreparedData:
     return PreparedData(train, y[:n], test, [str(i) for i in range(100)], task, ["0", "1"])
 
 
-def seeded_body() -> ModelBody:
-    def build_model(task):
-        return BaggingClassifier(n_estimators=3, max_samples=0.5, random_state=task.seed)
-
-    return ModelBody("bagger", build_model)
+BAGGER = """
+from sklearn.ensemble import BaggingClassifier
 
 
-def test_seed_bags_are_honest_out_of_fold_and_stop_on_convergence_or_the_budget():
+def build_model(task):
+    return BaggingClassifier(n_estimators=3, max_samples=0.5, random_state=task.seed)
+"""
+
+
+def seeded_body() -> BodySource:
+    return BodySource("bagger", BAGGER, trusted=True)
+
+
+def test_seed_bags_are_honest_out_of_fold_and_stop_on_convergence_or_the_budget(workers: Workers):
     data = noisy_data()
-    base = evaluate(seeded_body(), data, deadline=float("inf"))
-    bags, reason = bag_seeds([base], {"bagger": seeded_body()}, data, deadline=time.monotonic() + 300, log=print)
+    base = run(workers, seeded_body(), data)
+    before = workers.requests
+    bags, reason = bag_seeds(
+        [base], {"bagger": seeded_body()}, data, deadline=time.monotonic() + 300, log=print, workers=workers
+    )
+    assert workers.requests > before  # every seed's folds ran in the workers, like any other body
     assert len(bags) == 1 and bags[0].name.startswith("bagger_bag")
     bag = bags[0]
     assert bag.oof_mask.all() and bag.cv_score < base.cv_score  # averaging seeds lowers the logloss here
     assert "CV converged" in reason or "seeds (the most tried)" in reason
     assert bag.cv_score == pytest.approx(get_metric("logloss").score(data.y, bag.oof))
-    _bags, reason = bag_seeds([base], {"bagger": seeded_body()}, data, deadline=time.monotonic(), log=print)
+    assert len(bag.fold_scores) == 5 and all(np.isfinite(bag.fold_scores))  # the report shows its spread
+    _bags, reason = bag_seeds(
+        [base], {"bagger": seeded_body()}, data, deadline=time.monotonic(), log=print, workers=workers
+    )
     assert "time budget" in reason
 
 
-def test_small_data_is_not_bagged_and_the_stop_reason_names_what_was_cut():
+def test_small_data_is_not_bagged_and_the_stop_reason_names_what_was_cut(workers: Workers):
     data = noisy_data(300)
-    base = evaluate(seeded_body(), data, deadline=float("inf"))
-    assert bag_seeds([base], {"bagger": seeded_body()}, data, deadline=float("inf"), log=print) == ([], "")
+    base = run(workers, seeded_body(), data)
+    bagged = bag_seeds([base], {"bagger": seeded_body()}, data, deadline=float("inf"), log=print, workers=workers)
+    assert bagged == ([], "")
     short = Evaluation("mlp", "logloss", 0.5, [0.5], base.oof, base.test_predictions, 1.0, n_folds=1)
     assert stop_reason([base, short], ["bagger", "mlp", "extra_trees"], "", 10).startswith(
         "time budget (templates cut short: mlp; not run: extra_trees)"
@@ -252,3 +330,4 @@ def test_a_text_competition_end_to_end_uses_the_words_and_records_memory_and_why
     assert result["cv_score"] > 0.8
     logs = (tmp_path / "out" / "logs.txt").read_text()
     assert "memory ceiling" in logs and "stopped: " in logs
+    assert "fits in fresh processes" in logs

@@ -7,42 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from runner.contract import load_body_from_source
 from runner.metrics import get_metric
 from runner.pipeline import _best, _clearly_behind, _well_measured
 from runner.profile import Tables, profile_competition
-from runner.scaffold import Evaluation, PreparedData, evaluate, prepare
-from runner.templates import load_template
-
-RECORDING_BODY = """
-from sklearn.base import BaseEstimator
-from sklearn.dummy import DummyClassifier
-
-FITS = []
-
-
-class Tuning(BaseEstimator):
-    def __init__(self, rounds=None):
-        self.rounds = rounds
-
-    def fit(self, X, y):
-        FITS.append(self.rounds)
-        self.model_ = DummyClassifier(strategy="prior").fit(X, y)
-        self.classes_ = self.model_.classes_
-        if self.rounds is None:
-            self.reuse_params_ = {"rounds": 7}
-        return self
-
-    def predict(self, X):
-        return self.model_.predict(X)
-
-    def predict_proba(self, X):
-        return self.model_.predict_proba(X)
-
-
-def build_model(task):
-    return Tuning()
-"""
+from runner.sandbox import SandboxLimits, Workers
+from runner.scaffold import BodySource, Evaluation, PreparedData, evaluate, prepare
+from runner.templates import load_template, template_source
+from tests.test_sandbox import TUNING_BODY
 
 
 def prepared(n: int = 120) -> PreparedData:
@@ -61,17 +32,27 @@ def evaluation(name: str, score: float, folds: int) -> Evaluation:
     return Evaluation(name, "logloss", score, [score] * folds, np.full((4, 2), 0.5), np.full((2, 2), 0.5), 1.0, folds)
 
 
-def test_parameters_tuned_on_the_first_fold_are_reused_by_later_folds_and_the_final_fit():
-    body = load_body_from_source(RECORDING_BODY, "tuning")
-    evaluate(body, prepared(), deadline=float("inf"), n_folds=3)
-    assert body.build_model.__globals__["FITS"] == [None, 7, 7, 7]
-
-
-def test_a_template_given_up_after_its_first_fold_stops_there_and_says_why():
-    lines: list[str] = []
-    result = evaluate(
-        load_template("linear"), prepared(), float("inf"), n_folds=4, log=lines.append, give_up=lambda s, t: True
-    )
+def test_parameters_tuned_on_the_first_fold_are_reused_by_later_folds_and_the_final_fit_of_a_template_only():
+    """Each fold runs in its own process: the tuned parameters travel through the runner, and only for templates (an
+    LLM body's would be a channel carrying what it learnt on one fold's labels to the next)."""
+    data = prepared()
+    with Workers.start(SandboxLimits(memory_mb=1500), threads=1) as workers:
+        workers.load(data.X, data.X_test)
+        template = evaluate(BodySource("t", TUNING_BODY, trusted=True), data, float("inf"), workers=workers, n_folds=3)
+        lines: list[str] = []
+        result = evaluate(
+            BodySource("linear", template_source("linear"), trusted=True),
+            data,
+            float("inf"),
+            workers=workers,
+            n_folds=4,
+            log=lines.append,
+            give_up=lambda s, t: True,
+        )
+    first_fold = np.isclose(template.oof[:, 1], 0.2)
+    assert 0 < first_fold.sum() < len(first_fold) and np.allclose(template.oof[~first_fold, 1], 0.7)
+    assert np.allclose(template.test_predictions[:, 1], 0.7)
+    # a template given up after its first fold stops there and says why
     assert result.n_folds == 1 and result.oof_mask.sum() == 30
     assert any("clearly behind" in line for line in lines)
     assert result.test_predictions.shape == (20, 2)

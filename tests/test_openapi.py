@@ -76,3 +76,44 @@ def test_check_mode_reports_a_stale_file(tmp_path, capsys):
     assert "out of date" in capsys.readouterr().err
     assert openapi.main(["--out", str(stale)]) == 0
     assert openapi.main(["--check", "--out", str(stale)]) == 0
+
+
+def test_a_run_view_with_progress_links_cost_and_kaggle_submission_matches_the_schema():
+    """Issue 14's fields as Service.describe builds them validate against RunView (nullable ones included)."""
+    from openapi_schema_validator import OAS30Validator  # noqa: PLC0415
+
+    from chalicelib.run_view import describe_fields  # noqa: PLC0415
+    from chalicelib.runs import Run, Status  # noqa: PLC0415
+
+    spec = committed_spec()
+    validator = OAS30Validator(spec["components"]["schemas"]["RunView"])
+    run = Run(
+        run_id="0b0e7f0c-59f5-4a8e-8f9e-3f1b2c3d4e5f",
+        url="https://www.kaggle.com/competitions/titanic",
+        slug="titanic",
+        email="bob@example.com",
+        status=Status.RUNNING,
+        submit=True,
+        progress={
+            "phase": "training",
+            "candidate": 2,
+            "candidates": 5,
+            "candidate_name": "linear",
+            "best_cv": 0.8,
+            "elapsed_s": 40,
+            "remaining_s": 100,
+            "updated_at": "2026-11-29T12:00:00Z",
+        },
+        cost={"llm_tokens_in": 0, "llm_tokens_out": 0, "seconds": 12.0, "vcpu_seconds": 12.0, "total_usd": 0.0001},
+        kaggle_submission={"status": "refused", "reason": "daily limit", "message": "kagent run", "url": "u"},
+        report_key="x/report.html",
+    )
+    body = {
+        "run_id": run.run_id, "status": "RUNNING", "slug": run.slug, "url": run.url, "email": "b***@example.com",
+        "timestamps": {}, "submission_url": None,
+        **describe_fields(run, lambda key, expiry: f"https://s3/{key}?X-Amz-Expires={expiry}", 900),
+    }  # fmt: skip
+    errors = [error.message for error in validator.iter_errors(body)]
+    assert errors == []
+    body["progress"]["phase"] = "dreaming"
+    assert list(validator.iter_errors(body))  # the schema is not a blank cheque

@@ -116,10 +116,9 @@ def test_the_cli_rejects_an_unknown_codegen_in_one_line(tmp_path: Path):
 
 def test_when_every_template_fails_the_prior_still_gives_a_valid_submission(tmp_path: Path, monkeypatch):
     from runner import pipeline  # noqa: PLC0415
-    from runner.contract import load_body_from_source  # noqa: PLC0415
 
     broken = "def build_model(task):\n    raise RuntimeError('broken template')\n"
-    monkeypatch.setattr(pipeline, "load_template", lambda name: load_body_from_source(broken, name))
+    monkeypatch.setattr(pipeline, "template_source", lambda name: broken)
     folder = good(tmp_path)
     outcome = run_pipeline(folder, tmp_path / "out", RunOptions(time_budget=5))
     assert outcome.status == "succeeded" and outcome.result["model"] == "prior"

@@ -148,7 +148,8 @@ def test_a_good_run_uploads_every_artifact_and_records_score_and_keys(cloud, kag
     assert [s for s in ("QUEUED", "PLANNED", "RUNNING") if s in after.timestamps] == ["QUEUED", "PLANNED", "RUNNING"]
     assert after.timestamps["QUEUED"] <= after.timestamps["PLANNED"] <= after.timestamps["RUNNING"]
     prefix = f"{run.run_id}/"
-    assert keys_of(run.run_id) == {"submission.csv", "logs.txt", "gpt_code_trace.txt", "result.json", SAMPLE_NAME}
+    uploaded = {"submission.csv", "logs.txt", "gpt_code_trace.txt", "result.json", "report.html", SAMPLE_NAME}
+    assert keys_of(run.run_id) == uploaded
     assert (after.s3_key, after.sample_key, after.result_key, after.s3_prefix) == (
         prefix + "submission.csv",
         prefix + SAMPLE_NAME,

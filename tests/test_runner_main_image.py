@@ -95,8 +95,20 @@ def test_runner_requirements_are_pinned_and_installed_before_the_code() -> None:
 
 def test_generated_code_has_an_unprivileged_sandbox_user() -> None:
     text = DOCKERFILE.read_text()
-    assert re.search(r"useradd[^\n]*\bsandbox\b", text)
+    useradd = re.search(r"useradd[^\n]*\bsandbox\b", text)
+    assert useradd
+    assert "--no-create-home" in useradd.group(0) and "nologin" in useradd.group(0)  # owns nothing, no login
+    uid = re.search(r"--uid\s+(\d+)", useradd.group(0))
+    assert uid and int(uid.group(1)) >= 1000
     assert "KAGENT_SANDBOX_USER=sandbox" in text
+
+
+def test_the_image_carries_libseccomp_and_pyseccomp_for_the_wall() -> None:
+    """runner/confine.py loads its seccomp filter through pyseccomp (ctypes over the system libseccomp2)."""
+    apt = [args for op, args in instructions() if op == "RUN" and "apt-get install" in args]
+    assert apt and any(re.search(r"\blibseccomp2\b", args) for args in apt)
+    requirements = (ROOT / "runner" / "requirements.txt").read_text().split()
+    assert any(r.startswith("pyseccomp==") for r in requirements)
 
 
 def test_the_entrypoint_module_imports() -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from moto import mock_aws
 
-from chalicelib.runs import AdmissionRefused, Run, RunStore, Status, run_id_for
+from chalicelib.runs import AdmissionRefused, IdempotencyConflict, Run, RunStore, Status, run_id_for
 from tests.moto_env import create_runs_table, fake_credentials, serialized_dynamodb
 
 
@@ -81,8 +81,16 @@ def test_admit_refuses_when_every_slot_is_taken(store):
 @pytest.mark.aws
 def test_same_idempotency_key_returns_the_same_run_without_taking_a_slot(store):
     first = store.admit(Request(), max_running=5, idempotency_key="k-1")
-    again = store.admit(Request(email="other@example.com"), max_running=5, idempotency_key="k-1")
+    again = store.admit(Request(), max_running=5, idempotency_key="k-1")
     assert again == first
+    assert store.in_flight() == 1
+
+
+@pytest.mark.aws
+def test_the_same_idempotency_key_with_another_request_is_a_conflict_not_the_first_run(store):
+    store.admit(Request(), max_running=5, idempotency_key="k-1")
+    with pytest.raises(IdempotencyConflict):
+        store.admit(Request(email="other@example.com"), max_running=5, idempotency_key="k-1")
     assert store.in_flight() == 1
 
 

@@ -1,19 +1,17 @@
-"""The sandbox layer on its own: bodies that work, raise, hang, eat memory, or try to read the runner's secrets.
+"""Where bodies run (runner.sandbox + runner.zygote), attacked: bodies that cheat their score, look for labels, keep
+state across folds, hang, leave processes behind, eat memory, or hunt the runner's secrets.
 
-The canary bodies here would never pass the AST check; they go straight to the sandbox because the sandbox must hold
-even for code that gets past the check (defence in depth).
+The bodies here would never pass the AST check; they go straight to the workers because honest scoring and the
+workers must hold even for code that gets past the check. Untrusted bodies run only where the OS wall can be raised
+(runner.confine); the tests that need it skip with the machine's one-line reason elsewhere.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import pwd
-import shutil
-import socket
+import re
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -23,17 +21,21 @@ import pandas as pd
 import pytest
 
 from runner.contract import TaskSpec
+from runner.metrics import get_metric
 from runner.sandbox import (
-    Sandbox,
-    SandboxError,
+    FitRequest,
     SandboxLimits,
+    Workers,
     clean_env,
     drop_secrets,
-    resolve_sandbox_user,
+    wall_support,
 )
-from runner.scaffold import Evaluation, PreparedData
+from runner.scaffold import BodySource, CandidateError, PreparedData, evaluate
 
 pytestmark = pytest.mark.slow
+
+WALL = wall_support()
+needs_wall = pytest.mark.skipif(not WALL.seccomp, reason=f"untrusted bodies need the OS wall: {WALL.reason}")
 
 GOOD_BODY = """\
 from sklearn.linear_model import LogisticRegression
@@ -43,112 +45,355 @@ def build_model(task):
     return LogisticRegression(max_iter=200)
 """
 
+# Remembers every label it is shown, by row index and by row content, in module state: in one process across folds
+# (the old sandbox) it answered later folds' validation rows from memory and won CV with a useless model.
+MEMORY_BODY = """\
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+BY_INDEX = {}
+BY_CONTENT = {}
+
+
+class Memory(BaseEstimator, ClassifierMixin):
+    def fit(self, X, y):
+        for index, key, label in zip(X.index, map(tuple, X.round(9).to_numpy()), y):
+            BY_INDEX[index] = label
+            BY_CONTENT[key] = label
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X):
+        out = np.full((len(X), 2), 0.5)
+        for row, (index, key) in enumerate(zip(X.index, map(tuple, X.round(9).to_numpy()))):
+            label = BY_CONTENT.get(key, BY_INDEX.get(index))
+            if label is not None:
+                out[row] = [1.0 - label, float(label)]
+        return out
+
+    def predict(self, X):
+        return self.predict_proba(X).argmax(axis=1)
+
+
+def build_model(task):
+    return Memory()
+"""
+
+# Looks everywhere a labels file could be: the working directory, HOME/TMPDIR, temporary folders, its own and its
+# parent's descriptors. Raises with what it could read, so a find fails the test with the evidence.
+LABEL_HUNT_BODY = """\
+import os
+
+found = []
+places = [os.getcwd(), os.environ.get("HOME", ""), os.environ.get("TMPDIR", ""), "/tmp", "/dev/shm"]
+for place in places:
+    for folder, _dirs, files in os.walk(place):
+        for name in files:
+            if name.endswith((".npy", ".parquet")):
+                try:
+                    with open(os.path.join(folder, name), "rb") as handle:
+                        found.append((os.path.join(folder, name), len(handle.read())))
+                except OSError:
+                    pass
+for pid in ("self", str(os.getppid())):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        continue
+    for fd in fds:
+        try:
+            with open(f"/proc/{pid}/fd/{fd}", "rb") as handle:
+                head = handle.read(200)
+            if b"NUMPY" in head or b'"source"' in head:
+                found.append((f"/proc/{pid}/fd/{fd}", head[:40]))
+        except OSError:
+            pass
+if found:
+    raise RuntimeError(f"LABELS-FOUND {found}")
+print("LABEL-HUNT found nothing", flush=True)
+
+from sklearn.dummy import DummyClassifier
+
+
+def build_model(task):
+    return DummyClassifier(strategy="prior")
+"""
+
+TUNING_BODY = """\
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+class Tuning(BaseEstimator, ClassifierMixin):
+    def __init__(self, rounds=None):
+        self.rounds = rounds
+
+    def fit(self, X, y):
+        self.classes_ = np.array([0, 1])
+        if self.rounds is None:
+            self.reuse_params_ = {"rounds": 7}
+        return self
+
+    def predict_proba(self, X):
+        p = 0.2 if self.rounds is None else self.rounds / 10  # which parameters it was built with, visibly
+        return np.tile([1 - p, p], (len(X), 1))
+
+    def predict(self, X):
+        return self.predict_proba(X).argmax(axis=1)
+
+
+def build_model(task):
+    return Tuning()
+"""
+
 CANARIES = {
     "OPENAI_API_KEY": "sk-canary-openai-7f3a",
     "KAGGLE_USERNAME": "canary-kaggle-user-91bd",
     "KAGGLE_KEY": "canary-kaggle-key-55e1",
-    "KAGGLE_API_TOKEN": "canary-kaggle-token-c0de",
     "AWS_ACCESS_KEY_ID": "canary-aws-access-key-id-0001",
     "AWS_SECRET_ACCESS_KEY": "canary-aws-secret-e9e9",
-    "AWS_SESSION_TOKEN": "canary-aws-session-4b4b",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/canary-uri-2a2a",
 }
 
-CANARY_BODY = """\
-import os
 
-found = {"oom_score_adj": open("/proc/self/oom_score_adj").read().strip(), "environ": dict(os.environ)}
-for path in ("/proc/self/environ", f"/proc/{os.getppid()}/environ", f"/proc/{os.getppid()}/cmdline", "/proc/1/environ"):
-    try:
-        with open(path, "rb") as handle:
-            found[path] = handle.read().decode("utf-8", "replace")
-    except Exception as exc:
-        found[path] = f"{type(exc).__name__}"
-print("CANARY-PROBE", found, flush=True)
-
-from sklearn.linear_model import LogisticRegression
-
-
-def build_model(task):
-    return LogisticRegression(max_iter=200)
-"""
-
-
-def tiny_data(n: int = 80, seed: int = 0) -> PreparedData:
+def tiny_data(n: int = 160, seed: int = 0) -> PreparedData:
     rng = np.random.default_rng(seed)
     X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
     y = (X["a"] + 0.3 * rng.normal(size=n) > 0).astype("int64").to_numpy()
     X_test = pd.DataFrame({"a": rng.normal(size=20), "b": rng.normal(size=20)})
-    task = TaskSpec(type="binary", metric="roc_auc", seed=0, n_rows=n, numeric=["a", "b"], n_classes=2, n_jobs=1)
+    task = TaskSpec(type="binary", metric="accuracy", seed=0, n_rows=n, numeric=["a", "b"], n_classes=2, n_jobs=1)
     return PreparedData(X, y, X_test, [str(i) for i in range(20)], task, ["0", "1"])
 
 
 @pytest.fixture(scope="module")
-def sandbox():
-    box = Sandbox.create(SandboxLimits(wall_s=30, memory_mb=2048))
-    tiny_data().save(box.data_dir)
-    box.seal_data()
-    yield box
-    box.close()
+def data() -> PreparedData:
+    return tiny_data()
 
 
-def test_good_body_is_evaluated_and_read_back_without_pickle(sandbox: Sandbox):
-    result = sandbox.run(GOOD_BODY, {"n_folds": 3})
-    assert result.verdict == "ok", result.detail
-    evaluation = Evaluation.load(result.output_dir)
-    assert 0.5 < evaluation.cv_score <= 1.0
-    assert evaluation.test_predictions.shape == (20, 2)
+@pytest.fixture(scope="module")
+def workers(data: PreparedData):
+    with Workers.start(SandboxLimits(memory_mb=1500), threads=1) as started:
+        started.load(data.X, data.X_test)
+        yield started
 
 
-def test_body_that_raises_is_crashed_with_its_traceback(sandbox: Sandbox):
-    body = "def build_model(task):\n    raise ValueError('no model for you')\n"
-    result = sandbox.run(body)
-    assert result.verdict == "crashed"
-    assert "no model for you" in result.detail
+def score(body: str, data: PreparedData, workers: Workers, trusted: bool, name: str = "body") -> float:
+    return evaluate(BodySource(name, body, trusted), data, time.monotonic() + 120, workers=workers).cv_score
 
 
-def test_body_that_never_returns_is_killed_at_the_wall_time(sandbox: Sandbox):
-    body = "def build_model(task):\n    while True:\n        pass\n"
-    result = sandbox.run(body, wall_s=3)
-    assert result.verdict == "timed_out"
-    assert "within 3 s" in result.detail  # counted from the body's start, not the worker's imports
-    assert result.elapsed_s < 3 + 30
+def request(data: PreparedData, source: str, trusted: bool = False, wall_s: float = 60.0, **extra) -> FitRequest:
+    rows = np.arange(len(data.y))
+    return FitRequest(
+        name="probe",
+        source=source,
+        trusted=trusted,
+        task=data.task.to_dict(),
+        train_rows=rows[:100],
+        y_train=data.y[:100],
+        predict_rows=rows[100:],
+        wall_s=wall_s,
+        **extra,
+    )
 
 
-def test_body_that_forks_a_sleeper_leaves_nothing_behind(sandbox: Sandbox, tmp_path: Path):
-    marker = tmp_path / "survivor"
-    marker.parent.chmod(0o777)
+# ---------------------------------------------------------------- honest scoring
+
+
+@pytest.mark.parametrize("trusted", [True, pytest.param(False, marks=needs_wall)])
+def test_a_body_that_remembers_labels_by_index_or_content_cannot_win_cv(data, workers, trusted):
+    """Fresh process per fold, rows shuffled, index reset: what a fold remembers dies with it."""
+    honest = score(GOOD_BODY, data, workers, trusted=True, name="honest")
+    cheat = score(MEMORY_BODY, data, workers, trusted=trusted, name="memory")
+    assert honest > 0.8
+    assert cheat <= 0.6, f"the memory body scored {cheat}: state or labels survived between folds"
+
+
+def test_what_the_body_predicts_comes_back_in_the_callers_row_order(data, workers):
+    """The rows reach the body shuffled, and the predictions are put back in the caller's order."""
     body = textwrap.dedent(
-        f"""\
-        import os, time
-        if os.fork() == 0:
-            time.sleep(3)
-            open({str(marker)!r}, "w").write("alive")
-            os._exit(0)
+        """\
+        import numpy as np
+        from sklearn.base import BaseEstimator, ClassifierMixin
+
+        class Echo(BaseEstimator, ClassifierMixin):
+            def fit(self, X, y):
+                assert list(X.index) == list(range(len(X))), "the index was not reset"
+                self.classes_ = np.array([0, 1])
+                return self
+
+            def predict_proba(self, X):
+                assert list(X.index) == list(range(len(X))), "the index was not reset"
+                p = 1 / (1 + np.exp(-X["a"].to_numpy()))
+                return np.column_stack([1 - p, p])
+
+            def predict(self, X):
+                return self.predict_proba(X).argmax(axis=1)
+
         def build_model(task):
-            while True:
-                pass
+            return Echo()
         """
     )
-    result = sandbox.run(body, wall_s=1.5)
-    assert result.verdict == "timed_out"
-    time.sleep(3.5)
-    assert not marker.exists(), "a process of the killed body survived the process-group kill"
+    reply = workers.fit_predict(request(data, body, trusted=True, seed=3))
+    assert reply.ok, reply.detail
+    expected = 1 / (1 + np.exp(-data.X["a"].to_numpy()[100:]))
+    assert np.allclose(reply.predictions[:, 1], expected)
 
 
-def test_body_that_eats_memory_is_stopped_by_the_memory_limit():
-    with Sandbox.create(SandboxLimits(wall_s=30, memory_mb=1200)) as box:
-        tiny_data().save(box.data_dir)
-        box.seal_data()
-        body = "def build_model(task):\n    hog = bytearray(4 * 1024 ** 3)\n    return hog\n"
-        result = box.run(body)
-    assert result.verdict == "out_of_memory", result.detail
+@needs_wall
+def test_no_labels_file_or_descriptor_is_visible_to_a_body(data, workers):
+    reply = workers.fit_predict(request(data, LABEL_HUNT_BODY))
+    assert reply.ok, reply.detail + reply.log_tail
+    assert "LABEL-HUNT found nothing" in reply.log_tail
 
 
-def test_child_environment_is_built_from_scratch(tmp_path: Path):
-    env = clean_env(tmp_path, threads=1)
+@pytest.mark.parametrize(("trusted", "later"), [(True, 0.7), pytest.param(False, 0.2, marks=needs_wall)])
+def test_reuse_params_are_honoured_for_templates_and_ignored_for_llm_bodies(data, workers, trusted, later):
+    evaluation = evaluate(
+        BodySource("tuning", TUNING_BODY, trusted), data, time.monotonic() + 120, workers=workers, n_folds=3
+    )
+    seen = sorted({round(float(p), 3) for p in evaluation.oof[:, 1]})
+    assert seen == sorted({0.2, later})
+    assert np.allclose(evaluation.test_predictions[:, 1], later)  # the final fit
+
+
+def test_predictions_that_game_the_metric_are_refused_or_normalised(data, workers):
+    """Probabilities above 1 are refused; rows that do not sum to 1 are normalised before the runner scores them."""
+    body = textwrap.dedent(
+        """\
+        import numpy as np
+        from sklearn.dummy import DummyClassifier
+
+        class Loud(DummyClassifier):
+            def predict_proba(self, X):
+                return np.full((len(X), 2), SCALE)
+
+        SCALE = {scale}
+
+        def build_model(task):
+            return Loud()
+        """
+    )
+    refused = workers.fit_predict(request(data, body.format(scale=5.0), trusted=True))
+    assert refused.verdict == "bad_output" and "outside [0, 1]" in refused.detail
+    normalised = workers.fit_predict(request(data, body.format(scale=1.0), trusted=True))
+    assert normalised.ok and np.allclose(normalised.predictions, 0.5)
+    assert get_metric("logloss").score(data.y[100:], normalised.predictions) == pytest.approx(np.log(2))
+
+
+# ---------------------------------------------------------------- containment and failure modes
+
+
+def test_good_body_scores_and_a_body_that_raises_is_crashed_with_its_error(data, workers):
+    assert score(GOOD_BODY, data, workers, trusted=True) > 0.8
+    reply = workers.fit_predict(request(data, "def build_model(task):\n    raise ValueError('no model today')\n", True))
+    assert reply.verdict == "crashed" and "no model today" in reply.detail
+
+
+@pytest.mark.parametrize("trusted", [True, pytest.param(False, marks=needs_wall)])
+def test_a_body_that_hangs_is_killed_at_its_wall_time_and_its_group_is_empty(data, workers, trusted):
+    body = textwrap.dedent(
+        """\
+        import os, time
+        print("PROBE", os.getpid(), os.getpgid(0), flush=True)
+        time.sleep(1000)
+        def build_model(task):
+            return None
+        """
+    )
+    started = time.monotonic()
+    reply = workers.fit_predict(request(data, body, trusted, wall_s=3))
+    assert reply.verdict == "timed_out" and time.monotonic() - started < 15
+    assert reply.group_empty
+    probe = re.search(r"PROBE (\d+) (\d+)", reply.log_tail)
+    assert probe, reply.log_tail
+    pid, pgid = map(int, probe.groups())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)
+
+
+def unconfined_python(folder: Path) -> str:
+    """An interpreter stand-in whose zygote cannot import runner.confine: the machine without the wall."""
+    script = folder / "python-without-wall"
+    script.write_text(
+        f"#!/bin/sh\nexec {sys.executable} -c "
+        "\"import sys, runpy; sys.modules['runner.confine'] = None; "
+        "runpy.run_module('runner.zygote', run_name='__main__')\"\n"
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_without_the_wall_templates_run_unconfined_and_a_daemon_they_leave_is_killed(data, tmp_path: Path):
+    """Our templates run unconfined where the wall is missing; even there nothing outlives a request (the zygote is
+    the subreaper of whatever escapes the process group with setsid), and an LLM body is refused outright."""
+    body = textwrap.dedent(
+        """\
+        import os, time
+        child = os.fork()
+        if child == 0:
+            os.setsid()
+            time.sleep(1000)
+            os._exit(0)
+        print("DAEMON", child, flush=True)
+        from sklearn.dummy import DummyClassifier
+        def build_model(task):
+            return DummyClassifier()
+        """
+    )
+    with Workers.start(SandboxLimits(memory_mb=1500), threads=1, python=unconfined_python(tmp_path)) as own:
+        own.load(data.X, data.X_test)
+        reply = own.fit_predict(request(data, body, trusted=True))
+        assert reply.ok, reply.detail + reply.log_tail
+        assert "unconfined (runner.confine is not available" in reply.log_tail and reply.group_empty
+        found = re.search(r"DAEMON (\d+)", reply.log_tail)
+        assert found, reply.log_tail
+        daemon = int(found.group(1))
+        with pytest.raises(ProcessLookupError):
+            os.kill(daemon, 0)
+        refused = own.fit_predict(request(data, "print('BODY-RAN', flush=True)\n" + GOOD_BODY, trusted=False))
+        assert refused.verdict == "refused" and "not available" in refused.detail
+        assert "BODY-RAN" not in refused.log_tail
+
+
+def test_a_body_that_eats_memory_is_stopped_by_the_memory_limit(data, workers):
+    body = "def build_model(task):\n    hog = bytearray(4 * 1024 ** 3)\n    return hog\n"
+    reply = workers.fit_predict(request(data, body, trusted=True, memory_mb=600))
+    assert reply.verdict == "out_of_memory", reply.detail
+
+
+@needs_wall
+def test_an_llm_body_runs_confined_and_as_another_uid_when_the_runner_is_root(data, workers):
+    body = "import os\nprint('UID', os.getuid(), flush=True)\n" + GOOD_BODY
+    reply = workers.fit_predict(request(data, body))
+    assert reply.ok, reply.detail
+    assert "to confine): confined:" in reply.log_tail and "seccomp" in reply.log_tail
+    found = re.search(r"UID (\d+)", reply.log_tail)
+    assert found, reply.log_tail
+    uid = int(found.group(1))
+    assert (uid != 0) if os.geteuid() == 0 else (uid == os.geteuid())
+
+
+def test_an_llm_body_never_runs_without_its_wall(monkeypatch: pytest.MonkeyPatch):
+    """Without runner.confine (another OS, a missing library), the worker refuses an untrusted request before loading
+    the body, the runner reports why, and only our templates still run (unconfined, one fresh process per fold)."""
+    import runner  # noqa: PLC0415
+    from runner.zygote import ConfinementUnavailable, _confine  # noqa: PLC0415
+
+    monkeypatch.setitem(sys.modules, "runner.confine", None)
+    monkeypatch.delattr(runner, "confine", raising=False)
+    spec = {"uid": None, "gid": None, "memory_bytes": 2**30, "cpu_seconds": 60}
+    with pytest.raises(ConfinementUnavailable, match="not available"):
+        _confine({"confine": {**spec, "required": True}})
+    assert _confine({"confine": {**spec, "required": False}}).startswith("unconfined")
+    support = wall_support()
+    assert not support.seccomp and "not available" in support.reason
+
+
+def test_the_zygote_environment_is_built_from_scratch(tmp_path: Path):
+    env = clean_env(tmp_path, threads=2)
     assert not [name for name in env if name.startswith(("AWS_", "OPENAI_", "KAGGLE_"))]
-    assert env["HOME"] == str(tmp_path)
+    assert env["HOME"] == str(tmp_path) and env["OMP_NUM_THREADS"] == "2" and env["OPENBLAS_NUM_THREADS"] == "1"
 
 
 def test_drop_secrets_removes_every_secret_name_and_keeps_the_rest():
@@ -158,56 +403,16 @@ def test_drop_secrets_removes_every_secret_name_and_keeps_the_rest():
     assert env == {"PATH": "/bin", "KAGENT_STAGE": "dev"}
 
 
-def test_unknown_sandbox_user_is_a_clear_error():
-    if os.geteuid() != 0:
-        assert resolve_sandbox_user("no-such-user-kagent") is None  # only root switches users
-        return
-    with pytest.raises(SandboxError, match="KAGENT_SANDBOX_USER"):
-        resolve_sandbox_user("no-such-user-kagent")
-
-
-DRIVER = """\
-import json, os, shutil, sys
-from pathlib import Path
-sys.path.insert(0, {repo!r})
-from runner.sandbox import Sandbox, SandboxLimits, drop_secrets, protect_runner_process
-from tests.test_sandbox import tiny_data
-
-assert protect_runner_process()
-drop_secrets(os.environ)
-out = Path(sys.argv[1])
-with Sandbox.create(SandboxLimits(wall_s=60, memory_mb=2048)) as box:
-    tiny_data().save(box.data_dir)
-    box.seal_data()
-    result = box.run(sys.stdin.read(), {{"n_folds": 2}})
-    shutil.copytree(box.root / "run001", out / "workdir")
-print(json.dumps({{"verdict": result.verdict, "detail": result.detail, "log": result.log_tail}}))
-"""
-
-
-def test_canaries_in_the_runner_environment_never_reach_anything_written(tmp_path: Path):
-    """The runner starts with the secrets in its environment (so in /proc/<pid>/environ); the body hunts them."""
-    repo = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, **CANARIES, "PYTHONPATH": repo}
-    proc = subprocess.run(
-        [sys.executable, "-c", DRIVER.format(repo=repo), str(tmp_path)],
-        input=CANARY_BODY,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert outcome["verdict"] == "ok", outcome["detail"]
-    assert "CANARY-PROBE" in outcome["log"], "the probe did not run, so the test proves nothing"
-    assert "PermissionError" in outcome["log"]  # /proc/<runner>/environ refused
-    assert "'oom_score_adj': '1000'" in outcome["log"]  # short of memory, the kernel kills the body, not the runner
-    written = [proc.stdout, proc.stderr]
-    written += [p.read_bytes().decode("utf-8", "replace") for p in (tmp_path / "workdir").rglob("*") if p.is_file()]
-    leaks = [name for name, value in CANARIES.items() if any(value in text for text in written)]
-    assert leaks == [], f"canaries leaked: {leaks}"
+def test_canaries_in_the_runner_environment_never_reach_a_body(data, monkeypatch: pytest.MonkeyPatch):
+    for name, value in CANARIES.items():
+        monkeypatch.setenv(name, value)
+    body = "import os\nprint('ENV', sorted(os.environ.items()), flush=True)\n" + GOOD_BODY
+    with Workers.start(SandboxLimits(memory_mb=1500), threads=1) as own:
+        own.load(data.X, data.X_test)
+        reply = own.fit_predict(request(data, body, trusted=not WALL.seccomp))
+    assert reply.ok, reply.detail
+    assert "ENV" in reply.log_tail
+    assert not [name for name, value in CANARIES.items() if value in reply.log_tail]
 
 
 def test_protecting_the_runner_makes_it_non_dumpable():
@@ -216,109 +421,37 @@ def test_protecting_the_runner_makes_it_non_dumpable():
     assert result.stdout.strip() == ("True" if sys.platform.startswith("linux") else "False")
 
 
-def test_network_claim_in_the_log_matches_what_the_body_can_reach(sandbox: Sandbox):
-    """Where user namespaces exist the worker cuts the network; either way its log line must tell the truth."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    body = textwrap.dedent(
-        f"""\
-        import socket
-        try:
-            socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
-            print("PROBE reached the runner's listener")
-        except OSError as exc:
-            print("PROBE no network:", type(exc).__name__)
-        from sklearn.dummy import DummyClassifier
-        def build_model(task):
-            return DummyClassifier()
-        """
-    )
-    try:
-        result = sandbox.run(body, {"n_folds": 2})
-    finally:
-        listener.close()
-    assert result.verdict == "ok", result.detail
-    if "sandbox: network cut" in result.log_tail:
-        assert "PROBE no network" in result.log_tail
-    else:
-        assert "PROBE reached the runner's listener" in result.log_tail
+def test_a_broken_worker_fails_clearly_and_the_caller_sees_a_candidate_error(data):
+    with Workers.start(SandboxLimits(memory_mb=1500), threads=1) as own:
+        own.load(data.X, data.X_test)
+        body = "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n" + GOOD_BODY
+        with pytest.raises(CandidateError, match=r"signal SIGSEGV"):
+            evaluate(BodySource("segv", body, True), data, time.monotonic() + 60, workers=own)
 
 
-def test_links_planted_by_a_body_are_refused_and_never_followed_on_cleanup(tmp_path: Path):
-    target = tmp_path / "runner-file.txt"
-    target.write_text("the runner's own file")
-    target.chmod(0o644)
-    body = textwrap.dedent(
-        f"""\
-        import os
-        os.makedirs("evaluation", exist_ok=True)
-        os.symlink({str(target)!r}, "evaluation/planted")
-        os.symlink({str(target)!r}, "cleanup-trap")
-        from sklearn.dummy import DummyClassifier
-        def build_model(task):
-            return DummyClassifier()
-        """
-    )
-    with Sandbox.create(SandboxLimits(wall_s=30, memory_mb=2048)) as box:
-        tiny_data().save(box.data_dir)
-        box.seal_data()
-        result = box.run(body, {"n_folds": 2})
-    assert result.verdict == "bad_output"
-    assert "link" in result.detail
-    assert (target.stat().st_mode & 0o777) == 0o644
-    assert target.read_text() == "the runner's own file"
+SANDBOX_USER_PROBE = """\
+import re, sys
+import numpy as np
+from runner.sandbox import FitRequest, SandboxLimits, Workers
+from tests.test_sandbox import GOOD_BODY, request, tiny_data
+
+data = tiny_data()
+with Workers.start(SandboxLimits(memory_mb=1500), threads=1) as workers:
+    workers.load(data.X, data.X_test)
+    reply = workers.fit_predict(request(data, "import os\\nprint('UID', os.getuid(), flush=True)\\n" + GOOD_BODY))
+print(reply.verdict, re.search(r"UID (\\d+)", reply.log_tail).group(1) if reply.ok else reply.detail)
+"""
 
 
-def _world_can_run(executable: str) -> bool:
-    path = Path(os.path.realpath(executable))
-    return all(p.stat().st_mode & 0o001 for p in [path, *path.parents])
+@needs_wall
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root runner switches bodies to another user")
+def test_kagent_sandbox_user_names_the_uid_bodies_run_as():
+    import pwd  # noqa: PLC0415
 
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="only a root runner switches the body to another user")
-def test_sandbox_user_runs_the_body_as_that_uid_or_fails_clearly():
     nobody = pwd.getpwnam("nobody")
-    with Sandbox.create(SandboxLimits(wall_s=30, memory_mb=2048), user=nobody) as box:
-        tiny_data().save(box.data_dir)
-        box.seal_data()
-        if not _world_can_run(sys.executable):  # e.g. a pyenv under /root: the user cannot even start Python
-            with pytest.raises(SandboxError, match="cannot start the sandbox worker as nobody"):
-                box.run(GOOD_BODY, {"n_folds": 2})
-            return
-        result = box.run(GOOD_BODY, {"n_folds": 2})
-        assert result.verdict == "ok", result.detail
-        assert (result.output_dir / "evaluation.json").stat().st_uid == nobody.pw_uid
-
-
-SYSTEM_PYTHON = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
-
-
-@pytest.mark.skipif(
-    os.geteuid() != 0 or not SYSTEM_PYTHON.exists() or not _world_can_run(str(SYSTEM_PYTHON)),
-    reason="needs a root runner and a system Python of the same version that another user can start",
-)
-def test_body_runs_as_the_sandbox_user_and_still_cannot_read_the_runner():
-    """A world-readable venv over the same site-packages stands in for the image's /usr/local Python."""
-    venv_root = Path(tempfile.mkdtemp(prefix="kagent-test-venv-"))  # under /tmp: other users can traverse it
-    try:
-        venv_root.chmod(0o755)
-        python = _world_readable_venv(venv_root / "venv")
-        nobody = pwd.getpwnam("nobody")
-        with Sandbox.create(SandboxLimits(wall_s=60, memory_mb=2048), user=nobody, python=python) as box:
-            tiny_data().save(box.data_dir)
-            box.seal_data()
-            result = box.run(CANARY_BODY, {"n_folds": 2})
-            assert result.verdict == "ok", result.detail + result.log_tail
-            assert (result.output_dir / "evaluation.json").stat().st_uid == nobody.pw_uid
-    finally:
-        shutil.rmtree(venv_root, ignore_errors=True)
-    assert f"'/proc/{os.getpid()}/environ': 'PermissionError'" in result.log_tail
-
-
-def _world_readable_venv(venv: Path) -> str:
-    subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = next(Path(p) for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
-    (next(venv.glob("lib/python*/site-packages")) / "kagent.pth").write_text(f"{site}\n")
-    for path in [venv, *venv.rglob("*")]:
-        if not path.is_symlink():
-            path.chmod(path.stat().st_mode | 0o005)
-    return str(venv / "bin" / "python")
+    env = {**os.environ, "KAGENT_SANDBOX_USER": "nobody", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run(
+        [sys.executable, "-c", SANDBOX_USER_PROBE], env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["ok", str(nobody.pw_uid)]

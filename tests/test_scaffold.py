@@ -1,17 +1,16 @@
-"""runner.scaffold and runner.contract: preparation, deadline-aware CV, the model-body contract, pickle-free I/O."""
+"""runner.scaffold and runner.contract: preparation, deadline-aware CV in the workers, the model-body contract."""
 
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.dummy import DummyClassifier
-from sklearn.linear_model import LinearRegression
 
-from runner.contract import ContractError, ModelBody, TaskSpec, check_body, load_body_from_source
+from runner.contract import ContractError, TaskSpec, check_body, load_body_from_source
 from runner.metrics import get_metric
 from runner.profile import Tables, profile_competition
-from runner.scaffold import CandidateError, Evaluation, PreparedData, blend, evaluate, prepare
+from runner.sandbox import FitReply, FitRequest, SandboxLimits, Workers
+from runner.scaffold import BodySource, CandidateError, Evaluation, PreparedData, blend, evaluate, prepare
 from runner.templates import TEMPLATES, load_template, template_source
 
 
@@ -57,33 +56,25 @@ def test_categories_seen_only_in_test_become_missing_and_dates_become_numbers():
     assert data.task.categorical == ["colour"] and "x" in data.task.numeric
 
 
-def test_prepared_data_round_trips_without_pickle(tmp_path: Path):
-    data = prepared()
-    data.save(tmp_path / "d")
-    loaded = PreparedData.load(tmp_path / "d")
-    pd.testing.assert_frame_equal(loaded.X, data.X)
-    pd.testing.assert_frame_equal(loaded.X_test, data.X_test)
-    assert np.array_equal(loaded.y, data.y) and loaded.task == data.task and loaded.test_ids == data.test_ids
+@pytest.fixture(scope="module")
+def workers() -> Iterator[Workers]:
+    with Workers.start(SandboxLimits(memory_mb=2000), threads=2) as started:
+        yield started
+
+
+def run(workers: Workers, source: str, data: PreparedData, name: str = "body", **kwargs) -> Evaluation:
+    workers.load(data.X, data.X_test)
+    return evaluate(BodySource(name, source, trusted=True), data, float("inf"), workers=workers, **kwargs)
 
 
 @pytest.mark.parametrize("name", TEMPLATES)
-def test_every_template_follows_the_contract_and_scores(name: str):
-    data = prepared()
-    evaluation = evaluate(load_template(name), data, deadline=float("inf"), n_folds=3)
+def test_every_template_follows_the_contract_and_scores(workers: Workers, name: str):
+    evaluation = run(workers, template_source(name), prepared(), name, n_folds=3)
     assert evaluation.n_folds == 3 and 0.5 < evaluation.cv_score <= 1
     assert evaluation.test_predictions.shape == (20, 2)
     assert np.allclose(evaluation.test_predictions.sum(axis=1), 1)
     assert evaluation.oof_mask.all() and evaluation.test_source == "final_fit"
     assert "def build_model(task)" in template_source(name)
-
-
-def test_evaluation_round_trips_without_pickle(tmp_path: Path):
-    evaluation = evaluate(load_template("linear"), prepared(), deadline=float("inf"), n_folds=2)
-    evaluation.save(tmp_path / "e")
-    loaded = Evaluation.load(tmp_path / "e")
-    assert loaded.cv_score == evaluation.cv_score and loaded.fold_scores == evaluation.fold_scores
-    assert np.array_equal(loaded.test_predictions, evaluation.test_predictions)
-    np.load(tmp_path / "e" / "oof.npy", allow_pickle=False)
 
 
 class FakeClock:
@@ -94,18 +85,24 @@ class FakeClock:
         return self.now
 
 
-def slow_body(clock: FakeClock, seconds: float) -> ModelBody:
-    class Slow(DummyClassifier):
-        def fit(self, X, y, sample_weight=None):
-            clock.now += seconds
-            return super().fit(X, y)
+class SlowWorkers:
+    """Stands in for the workers to test the deadline logic: every fit takes `seconds` of a fake clock."""
 
-    return ModelBody("slow", lambda task: Slow(strategy="prior"))
+    def __init__(self, clock: FakeClock, seconds: float) -> None:
+        self.clock, self.seconds, self.fits = clock, seconds, 0
+        self.n_train = self.n_rows = 0
+
+    def fit_predict(self, request: FitRequest) -> FitReply:
+        self.clock.now += self.seconds
+        self.fits += 1
+        rows = len(request.predict_rows)
+        return FitReply("ok", "", np.full((rows, 2), 0.5), {}, self.seconds, "", True, self.seconds)
 
 
 def test_cv_stops_early_and_averages_fold_models_when_the_deadline_nears():
     clock = FakeClock()
-    evaluation = evaluate(slow_body(clock, 10), prepared(), deadline=24, n_folds=5, clock=clock)
+    body = BodySource("slow", "unused", trusted=True)
+    evaluation = evaluate(body, prepared(), 24, workers=SlowWorkers(clock, 10), n_folds=5, clock=clock)
     assert evaluation.n_folds == 1 and evaluation.test_source == "fold_average"
     assert evaluation.oof_mask.sum() == 16  # one fold of 80 rows
     assert np.isfinite(evaluation.cv_score)
@@ -113,43 +110,57 @@ def test_cv_stops_early_and_averages_fold_models_when_the_deadline_nears():
 
 def test_with_time_left_all_folds_run_and_a_final_fit_predicts():
     clock = FakeClock()
-    evaluation = evaluate(slow_body(clock, 1), prepared(), deadline=100, n_folds=5, clock=clock)
-    assert evaluation.n_folds == 5 and evaluation.test_source == "final_fit" and clock.now == 6
+    fake = SlowWorkers(clock, 1)
+    evaluation = evaluate(BodySource("slow", "unused"), prepared(), 100, workers=fake, n_folds=5, clock=clock)
+    assert evaluation.n_folds == 5 and evaluation.test_source == "final_fit" and clock.now == 6 and fake.fits == 6
 
 
-def test_add_features_runs_on_train_and_test_together_and_new_text_becomes_category():
-    seen = {}
-
-    def add_features(df):
-        seen["rows"] = len(df)
-        return df.assign(sign=np.where(df["x"] > 0, "pos", "neg"))
-
-    def build_model(task):
-        seen["categorical"] = task.categorical
-        return DummyClassifier(strategy="prior")
-
-    evaluate(ModelBody("feat", build_model, add_features), prepared(), deadline=float("inf"), n_folds=2)
-    assert seen == {"rows": 100, "categorical": ["colour", "sign"]}
+ADD_FEATURES_BODY = """
+import numpy as np
+from sklearn.dummy import DummyClassifier
 
 
-def test_add_features_that_drops_rows_is_rejected():
-    body = ModelBody("bad", lambda task: DummyClassifier(), lambda df: df.iloc[:10])
-    with pytest.raises(CandidateError, match="add_features returned 10 rows, expected 100"):
-        evaluate(body, prepared(), deadline=float("inf"))
+def add_features(df):
+    assert len(df) == 100, len(df)
+    assert list(df.index) == list(range(100)), "the index was not reset"
+    return df.assign(sign=np.where(df["x"] > 0, "pos", "neg"))
 
 
-def test_a_regressor_for_a_classification_task_breaks_the_contract():
-    with pytest.raises(ContractError, match="lacks predict_proba"):
-        evaluate(ModelBody("reg", lambda task: LinearRegression()), prepared(), deadline=float("inf"))
+def build_model(task):
+    assert task.categorical == ["colour", "sign"], task.categorical
+    return DummyClassifier(strategy="prior")
+"""
 
 
-def test_a_failing_fit_is_a_one_line_candidate_error():
-    class Broken(DummyClassifier):
-        def fit(self, X, y, sample_weight=None):
-            raise ValueError("boom\nsecond line")
+def test_add_features_runs_on_train_and_test_together_and_new_text_becomes_category(workers: Workers):
+    evaluation = run(workers, ADD_FEATURES_BODY, prepared(), n_folds=2)
+    assert evaluation.n_folds == 2
 
+
+def test_add_features_that_drops_rows_is_rejected(workers: Workers):
+    body = "from sklearn.dummy import DummyClassifier\n"
+    body += "def add_features(df):\n    return df.iloc[:10]\n"
+    body += "def build_model(task):\n    return DummyClassifier()\n"
+    with pytest.raises(CandidateError, match="add_features failed: ValueError: returned 10 rows, expected 100"):
+        run(workers, body, prepared())
+
+
+def test_a_regressor_for_a_classification_task_breaks_the_contract(workers: Workers):
+    body = "from sklearn.linear_model import LinearRegression\ndef build_model(task):\n    return LinearRegression()\n"
+    with pytest.raises(CandidateError, match="lacks predict_proba"):
+        run(workers, body, prepared())
+
+
+def test_a_failing_fit_is_a_one_line_candidate_error(workers: Workers):
+    body = (
+        "from sklearn.dummy import DummyClassifier\n"
+        "class Broken(DummyClassifier):\n"
+        "    def fit(self, X, y, sample_weight=None):\n"
+        "        raise ValueError('boom\\nsecond line')\n"
+        "def build_model(task):\n    return Broken()\n"
+    )
     with pytest.raises(CandidateError, match=r"^broken: fit failed: ValueError: boom$"):
-        evaluate(ModelBody("broken", lambda task: Broken()), prepared(), deadline=float("inf"))
+        run(workers, body, prepared(), "broken")
 
 
 def test_load_body_from_source_reports_syntax_errors_and_missing_build_model():
@@ -188,12 +199,33 @@ def test_a_blend_is_returned_only_when_it_beats_every_single_model():
     assert metric.better(combined.cv_score, min(e.cv_score for e in complementary))
 
 
-def test_a_class_with_a_single_row_keeps_five_stratified_folds():
+def test_a_class_with_a_single_row_keeps_five_stratified_folds(workers: Workers):
     data = prepared()
     data.y = np.where(np.arange(len(data.y)) % 2 == 0, 0, 1)
     data.y[0] = 2
     data.classes.append("rare")
     data.task = TaskSpec.from_dict({**data.task.to_dict(), "type": "multiclass", "n_classes": 3, "metric": "logloss"})
-    evaluation = evaluate(load_template("linear"), data, deadline=float("inf"))
+    evaluation = run(workers, template_source("linear"), data, "linear")
     assert evaluation.n_folds == 5 and evaluation.test_predictions.shape == (20, 3)
     assert np.isfinite(evaluation.cv_score)
+
+
+def test_a_blend_scores_each_fold_it_is_given_so_its_spread_is_reported_like_a_models():
+    y = np.array([0, 1] * 20)
+    metric = get_metric("logloss")
+    good = np.where(y == 1, 0.7, 0.3)
+
+    def ev(name, p):
+        proba = np.column_stack([1 - p, p])
+        return Evaluation(name, "logloss", metric.score(y, proba), [], proba, proba[:5], 0.0, 5)
+
+    complementary = [
+        ev("a", np.where(np.arange(40) < 20, good, 0.5)),
+        ev("b", np.where(np.arange(40) >= 20, good, 0.5)),
+    ]
+    folds = [np.arange(i, 40, 4) for i in range(4)]
+    combined = blend(complementary, metric, y, folds=folds)
+    assert combined is not None
+    assert combined.fold_scores == pytest.approx([metric.score(y[rows], combined.oof[rows]) for rows in folds])
+    assert len(combined.fold_scores) == 4
+    assert blend(complementary, metric, y).fold_scores == []  # no folds given: none invented

@@ -44,6 +44,10 @@ RUNNER_NAMES_FROM_ELSEWHERE = {
     "KAGGLE_API_TOKEN": "an optional alternative to KAGGLE_USERNAME/KAGGLE_KEY",
     "OPENAI_BASE_URL": "optional: in the task definition only when var.openai_base_url is set",
     "KAGENT_DATA_MIRROR": "optional, local runs only: the cloud runner has no mirror folder and uses the S3 cache",
+    "KAGENT_CACHE_DIR": "the CLI's local data cache (python -m runner); the cloud runner uses the S3 cache",
+    "KAGENT_PROGRESS_INTERVAL_S": "optional: make demo lowers it on the local stack; the cloud keeps the 15 s default",
+    "KAGENT_FARGATE_VCPU_HOUR_USD": "optional: overrides the built-in Fargate vCPU price of the cost in report.html",
+    "KAGENT_FARGATE_GB_HOUR_USD": "optional: overrides the built-in Fargate memory price of the cost in report.html",
 }
 # The runner's secrets: SSM SecureString parameters, referenced by ARN, never valued in Terraform.
 RUNNER_SECRETS = {"OPENAI_API_KEY", "KAGGLE_USERNAME", "KAGGLE_KEY"}
@@ -422,36 +426,57 @@ def test_the_sweeper_is_a_scheduled_function_named_sweep_with_a_deployed_timeout
 def test_terraform_makes_the_sparse_slot_index_the_run_store_queries() -> None:
     runs = importlib.import_module("chalicelib.runs")
     table = tf_resource("aws_dynamodb_table", "runs")
-    [index] = table["global_secondary_index"]
-    assert unquote(tf_local("runs_slot_index")) == runs.SLOT_INDEX and index["name"] == "${local.runs_slot_index}"
+    [index] = [i for i in table["global_secondary_index"] if i["name"] == "${local.runs_slot_index}"]
+    assert unquote(tf_local("runs_slot_index")) == runs.SLOT_INDEX
     assert (unquote(index["hash_key"]), unquote(index["range_key"])) == (runs.HOLDING, "queued_at")
     assert unquote(index["projection_type"]) == "KEYS_ONLY"
     types = {unquote(a["name"]): unquote(a["type"]) for a in table["attribute"]}
-    assert types == {"run_id": "S", runs.HOLDING: "S", "queued_at": "S"}
+    assert types == {"run_id": "S", runs.HOLDING: "S", "queued_at": "S", "caller": "S"}
     spec = runs.table_spec("t")  # what the local stack and the moto tests create
     assert {a["AttributeName"]: a["AttributeType"] for a in spec["AttributeDefinitions"]} == types
-    [local_index] = spec["GlobalSecondaryIndexes"]
-    assert local_index["IndexName"] == runs.SLOT_INDEX
+    [local_index] = [i for i in spec["GlobalSecondaryIndexes"] if i["IndexName"] == runs.SLOT_INDEX]
     assert [k["AttributeName"] for k in local_index["KeySchema"]] == [runs.HOLDING, "queued_at"]
 
 
-def lambda_statement(sid: str) -> dict[str, Any]:
-    for statement in tf_data("aws_iam_policy_document", "lambda")["statement"]:
+# Chalice function name -> its role's policy document (terraform/iam_lambda_role.tf: one role per function).
+LAMBDA_POLICY_DOCUMENTS = {
+    function: f"lambda_{function}"
+    for function in ("api_handler", "plan", "validate_output", "mark_succeeded", "mark_failed", "reconcile", "sweep")
+}
+
+
+def lambda_statements(function: str | None = None) -> list[dict[str, Any]]:
+    """The statements of one function's role policy, or of every function's."""
+    functions = [function] if function else list(LAMBDA_POLICY_DOCUMENTS)
+    return [s for f in functions for s in tf_data("aws_iam_policy_document", LAMBDA_POLICY_DOCUMENTS[f])["statement"]]
+
+
+def lambda_actions(effect: str = "Allow") -> set[str]:
+    return set().union(*(policy_actions(name, effect) for name in LAMBDA_POLICY_DOCUMENTS.values()))
+
+
+def lambda_statement(sid: str, function: str) -> dict[str, Any]:
+    for statement in lambda_statements(function):
         if unquote(statement.get("sid", "")) == sid:
             return statement
-    raise AssertionError(f"terraform/iam_lambda_role.tf: no statement {sid}")
+    raise AssertionError(f"terraform/iam_lambda_role.tf: no statement {sid} for {function}")
 
 
 def test_the_sweeper_may_query_only_the_slot_index_and_describe_only_this_state_machines_executions() -> None:
-    query = lambda_statement("FindRunsHoldingSlots")
+    query = lambda_statement("FindRunsHoldingSlots", "sweep")
     assert [unquote(a) for a in query["actions"]] == ["dynamodb:Query"]
     assert [unquote(r) for r in query["resources"]] == ["${aws_dynamodb_table.runs.arn}/index/${local.runs_slot_index}"]
-    describe = lambda_statement("DescribeRunExecutions")
+    describe = lambda_statement("DescribeRunExecutions", "sweep")
     assert [unquote(a) for a in describe["actions"]] == ["states:DescribeExecution"]
     [resource] = [unquote(r) for r in describe["resources"]]
-    assert resource.endswith(":execution:${local.state_machine_name}:*")
+    assert resource == "${local.run_executions_arn}"
+    assert unquote(tf_local("run_executions_arn")).endswith(":execution:${local.state_machine_name}:*")
     assert unquote(tf_resource("aws_sfn_state_machine", "runs")["name"]) == "${local.state_machine_name}"
-    everywhere = [s for s in tf_data("aws_iam_policy_document", "lambda")["statement"] if s is not query]
+    listing = lambda_statement("ListCallersRuns", "api_handler")  # GET /runs: the caller index, never the table
+    assert [unquote(r) for r in listing["resources"]] == [
+        "${aws_dynamodb_table.runs.arn}/index/${local.runs_caller_index}"
+    ]
+    everywhere = [s for s in lambda_statements() if s is not query and s is not listing]
     assert not any("dynamodb:Query" in (unquote(a) for a in s["actions"]) for s in everywhere)
 
 
@@ -531,7 +556,7 @@ def test_every_terraform_variable_is_typed_and_described_and_every_output_descri
 
 
 def test_terraform_gives_the_app_every_name_it_reads() -> None:
-    provided = set(tf_output("chalice_environment"))
+    provided = set(tf_output("chalice_environment")) | set(tf_output("chalice_access_environment"))
     needed = app_env_names()
     assert not needed - provided, f"terraform output chalice_environment lacks {sorted(needed - provided)}"
     assert not provided - needed, (
@@ -600,9 +625,10 @@ def test_the_plan_lambda_reads_exactly_the_runners_ssm_parameters() -> None:
     )
     ssm = [
         statement
-        for statement in tf_data("aws_iam_policy_document", "lambda")["statement"]
+        for statement in lambda_statements()
         if any(unquote(action).startswith(("ssm:", "kms:")) for action in statement["actions"])
     ]
+    assert ssm == [s for s in lambda_statements("plan") if s in ssm], "only the Plan function may read SSM"
     assert [[unquote(action) for action in statement["actions"]] for statement in ssm] == [["ssm:GetParameters"]], (
         "the Lambda role should read SSM with ssm:GetParameters only, in one statement"
     )
@@ -638,7 +664,7 @@ def test_the_lambda_role_grants_every_aws_call_the_app_makes() -> None:
                 for key in node.keys:
                     if isinstance(key, ast.Constant) and key.value in {"Put", "Update", "Delete", "ConditionCheck"}:
                         needed.add(BOTO3_ACTIONS[key.value])
-    missing = sorted(needed - policy_actions("lambda"))
+    missing = sorted(needed - lambda_actions())
     assert not missing, (
         f"chalicelib calls DynamoDB for {missing}, which the Lambda role (terraform/iam_lambda_role.tf) lacks"
     )
@@ -662,10 +688,12 @@ def test_the_task_role_grants_every_s3_call_the_runner_makes() -> None:
 
 
 def test_the_lambda_role_may_start_executions_send_email_and_read_artifacts_but_not_the_cache() -> None:
-    allowed = policy_actions("lambda")
+    allowed = lambda_actions()
     assert {"states:StartExecution", "ses:SendEmail", "s3:GetObject"} <= allowed
-    assert "s3:GetObject" in policy_actions("lambda", effect="Deny"), "the Lambda role should not read the data cache"
-    assert not any(a.endswith(":*") or a == "*" for a in allowed), f"wildcard actions in the Lambda role: {allowed}"
+    for function, document in LAMBDA_POLICY_DOCUMENTS.items():
+        if "s3:GetObject" in policy_actions(document):
+            assert "s3:GetObject" in policy_actions(document, effect="Deny"), f"{function} may read the data cache"
+    assert not any(a.endswith(":*") or a == "*" for a in allowed), f"wildcard actions in the Lambda roles: {allowed}"
 
 
 def test_the_state_machine_role_holds_the_run_task_sync_set_and_passes_only_the_runner_roles() -> None:
@@ -692,6 +720,14 @@ FAKE_OUTPUTS = {
         "type": "string",
         "sensitive": False,
     },
+    "chalice_access_environment": {"value": {"KAGENT_ALLOWED_RECIPIENTS": "example.com"}},
+    "lambda_function_role_arns": {
+        "value": {
+            name: f"arn:aws:iam::123456789012:role/kagent-dev-{name}"
+            for name in [recordresources.API_HANDLER, *recordresources.LAMBDA_FUNCTIONS]
+        }
+    },
+    "api_limits": {"value": {"throttling_rate_limit": 100, "throttling_burst_limit": 200, "reserved_concurrency": 20}},
 }
 
 
@@ -725,7 +761,11 @@ def test_a_deployed_stage_hands_chalice_the_terraform_role_and_names(tmp_path: P
     dev = written["stages"]["dev"]
     assert dev["manage_iam_role"] is False
     assert dev["iam_role_arn"] == "arn:aws:iam::123456789012:role/kagent-dev-lambda"
-    assert dev["environment_variables"] == {"KAGENT_OUTBOX": "", "KAGENT_STAGE": "dev"}
+    assert dev["environment_variables"] == {
+        "KAGENT_ALLOWED_RECIPIENTS": "example.com",
+        "KAGENT_OUTBOX": "",
+        "KAGENT_STAGE": "dev",
+    }
     assert set(written["stages"]) == {"dev", "local"}
 
 

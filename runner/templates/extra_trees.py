@@ -14,14 +14,14 @@ from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 from sklearn.utils import resample
 
 
-def _as_text(frame):
-    return frame.astype(object).where(frame.notna(), "__missing__").astype(str)
+def as_text(frame):
+    return frame.astype(object).where(frame.notna(), "(missing)").astype(str)
 
 
 def build_model(task):
     numeric = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
     categorical = make_pipeline(
-        FunctionTransformer(_as_text, feature_names_out="one-to-one"),
+        FunctionTransformer(as_text, feature_names_out="one-to-one"),
         OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
     )
     encode = ColumnTransformer(
@@ -37,8 +37,8 @@ def build_model(task):
         random_state=task.seed,
     )
     if task.type == "regression":
-        return _sampled(make_pipeline(encode, ExtraTreesRegressor(**params)), task)
-    return _sampled(make_pipeline(encode, ExtraTreesClassifier(**params)), task)
+        return sampled(make_pipeline(encode, ExtraTreesRegressor(**params)), task)
+    return sampled(make_pipeline(encode, ExtraTreesClassifier(**params)), task)
 
 
 class SampledFit(BaseEstimator):
@@ -74,7 +74,7 @@ class SampledFit(BaseEstimator):
         return self.model_.predict_proba(X)
 
 
-def _sampled(model, task):
+def sampled(model, task):
     if not task.max_fit_rows or task.max_fit_rows >= task.n_rows:
         return model
     return SampledFit(model, max_rows=task.max_fit_rows, seed=task.seed, stratify=task.type != "regression")

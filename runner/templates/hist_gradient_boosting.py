@@ -18,7 +18,7 @@ from sklearn.utils import resample
 CHUNK = 50  # trees per warm-started step
 
 
-def _timed(base, seconds):
+def timed(base, seconds):
     """`base` (a HistGradientBoosting class) that stops adding trees once `seconds` have passed."""
 
     def fit(self, X, y, sample_weight=None):
@@ -56,16 +56,16 @@ def build_model(task):
     seconds = max(1.0, 1.5 * task.fit_seconds)
     if task.type == "regression":
         loss = "absolute_error" if task.metric == "mae" else "squared_error"
-        model = _timed(HistGradientBoostingRegressor, seconds)(loss=loss, **params)
+        model = timed(HistGradientBoostingRegressor, seconds)(loss=loss, **params)
     else:
-        model = _timed(HistGradientBoostingClassifier, seconds)(**params)
+        model = timed(HistGradientBoostingClassifier, seconds)(**params)
     if task.text:  # raw text columns are for the text templates: train on the numbers and categories
-        keep = FunctionTransformer(_without, kw_args={"columns": list(task.text)})
-        return _sampled(make_pipeline(keep, model), task)
-    return _sampled(model, task)
+        keep = FunctionTransformer(drop_columns, kw_args={"columns": list(task.text)})
+        return sampled(make_pipeline(keep, model), task)
+    return sampled(model, task)
 
 
-def _without(frame, columns):
+def drop_columns(frame, columns):
     return frame.drop(columns=columns)  # X's own column order: the same trees as without text columns
 
 
@@ -102,7 +102,7 @@ class SampledFit(BaseEstimator):
         return self.model_.predict_proba(X)
 
 
-def _sampled(model, task):
+def sampled(model, task):
     if not task.max_fit_rows or task.max_fit_rows >= task.n_rows:
         return model
     return SampledFit(model, max_rows=task.max_fit_rows, seed=task.seed, stratify=task.type != "regression")

@@ -20,23 +20,23 @@ from sklearn.utils import resample
 EXACT_KERNEL_MAX_ROWS = 4000
 
 
-def _signed_log(values):
+def signed_log(values):
     values = np.asarray(values, dtype=float)
     return np.sign(values) * np.log1p(np.abs(values))
 
 
-def _as_text(frame):
-    return frame.astype(object).where(frame.notna(), "__missing__").astype(str)
+def as_text(frame):
+    return frame.astype(object).where(frame.notna(), "(missing)").astype(str)
 
 
 def build_model(task):
     numeric = make_pipeline(
-        FunctionTransformer(_signed_log, feature_names_out="one-to-one"),
+        FunctionTransformer(signed_log, feature_names_out="one-to-one"),
         SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
         StandardScaler(),
     )
     categorical = make_pipeline(
-        FunctionTransformer(_as_text, feature_names_out="one-to-one"),
+        FunctionTransformer(as_text, feature_names_out="one-to-one"),
         OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=3),
     )
     encode = ColumnTransformer(
@@ -54,7 +54,7 @@ def build_model(task):
             model = make_pipeline(
                 Nystroem(gamma=gamma, n_components=components, random_state=task.seed), Ridge(alpha=1.0)
             )
-        return _sampled(
+        return sampled(
             make_pipeline(encode, TransformedTargetRegressor(regressor=model, transformer=StandardScaler())), task
         )
     if exact:
@@ -65,7 +65,7 @@ def build_model(task):
             Nystroem(gamma=gamma, n_components=components, random_state=task.seed),
             LogisticRegression(C=1.0, max_iter=2000),
         )
-    return _sampled(make_pipeline(encode, classifier), task)
+    return sampled(make_pipeline(encode, classifier), task)
 
 
 class SampledFit(BaseEstimator):
@@ -101,7 +101,7 @@ class SampledFit(BaseEstimator):
         return self.model_.predict_proba(X)
 
 
-def _sampled(model, task):
+def sampled(model, task):
     if not task.max_fit_rows or task.max_fit_rows >= task.n_rows:
         return model
     return SampledFit(model, max_rows=task.max_fit_rows, seed=task.seed, stratify=task.type != "regression")

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator
 from sklearn.model_selection import train_test_split
 
 
-def _time_limit(seconds):
+def time_limit(seconds):
     """A LightGBM callback that ends training when `seconds` have passed (keeps the run inside its budget)."""
     started = time.monotonic()
 
@@ -56,11 +56,11 @@ class EarlyStoppedLGBM(BaseEstimator):
         self.fixed_rounds = fixed_rounds
         self.drop = drop
 
-    def _columns(self, X):
+    def kept_columns(self, X):
         """The columns trained on, in X's order: all but `drop` (the raw text columns, when X holds any)."""
         return X.drop(columns=list(self.drop)) if self.drop else X
 
-    def _make(self, rounds):
+    def make_model(self, rounds):
         params = dict(self.params or {})
         params.update(n_estimators=int(rounds), random_state=self.seed, verbose=-1)
         if self.task_type == "regression":
@@ -69,19 +69,19 @@ class EarlyStoppedLGBM(BaseEstimator):
 
     def fit(self, X, y):
         y = np.asarray(y)
-        X = self._columns(X)
+        X = self.kept_columns(X)
         if self.fixed_rounds:
             self.rounds_ = int(self.fixed_rounds)
-            self.model_ = self._make(self.rounds_)
-            self.model_.fit(X, y, callbacks=[_time_limit(self.fit_seconds * 1.5)])
-            return self._fitted()
+            self.model_ = self.make_model(self.rounds_)
+            self.model_.fit(X, y, callbacks=[time_limit(self.fit_seconds * 1.5)])
+            return self.finish()
         stratify = None
         if self.task_type != "regression" and np.bincount(y.astype(int)).min() >= 2:
             stratify = y
         X_fit, X_stop, y_fit, y_stop = train_test_split(
             X, y, test_size=self.holdout, random_state=self.seed, stratify=stratify
         )
-        probe = self._make(self.max_rounds)
+        probe = self.make_model(self.max_rounds)
         probe.fit(
             X_fit,
             y_fit,
@@ -89,7 +89,7 @@ class EarlyStoppedLGBM(BaseEstimator):
             eval_y=(y_stop,),
             callbacks=[
                 lgb.early_stopping(self.patience, verbose=False, min_delta=self.min_delta),
-                _time_limit(self.fit_seconds * (0.5 if self.refit else 1.5)),
+                time_limit(self.fit_seconds * (0.5 if self.refit else 1.5)),
             ],
         )
         best = probe.best_iteration_ or probe.n_estimators_
@@ -99,20 +99,20 @@ class EarlyStoppedLGBM(BaseEstimator):
             self.reuse_params_ = {"fixed_rounds": full_rounds}
         else:
             self.rounds_ = full_rounds
-            self.model_ = self._make(self.rounds_)
-            self.model_.fit(X, y, callbacks=[_time_limit(self.fit_seconds * 0.5)])
-        return self._fitted()
+            self.model_ = self.make_model(self.rounds_)
+            self.model_.fit(X, y, callbacks=[time_limit(self.fit_seconds * 0.5)])
+        return self.finish()
 
-    def _fitted(self):
+    def finish(self):
         if self.task_type != "regression":
             self.classes_ = self.model_.classes_
         return self
 
     def predict(self, X):
-        return self.model_.predict(self._columns(X))
+        return self.model_.predict(self.kept_columns(X))
 
     def predict_proba(self, X):
-        return self.model_.predict_proba(self._columns(X))
+        return self.model_.predict_proba(self.kept_columns(X))
 
 
 def build_model(task):

@@ -15,23 +15,23 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 WIDE_COLUMNS = 200
 
 
-def _signed_log(values):
+def signed_log(values):
     values = np.asarray(values, dtype=float)
     return np.sign(values) * np.log1p(np.abs(values))
 
 
-def _as_text(frame):
-    return frame.astype(object).where(frame.notna(), "__missing__").astype(str)
+def as_text(frame):
+    return frame.astype(object).where(frame.notna(), "(missing)").astype(str)
 
 
 def build_model(task):
     numeric = make_pipeline(
-        FunctionTransformer(_signed_log, feature_names_out="one-to-one"),
+        FunctionTransformer(signed_log, feature_names_out="one-to-one"),
         SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
         StandardScaler(),
     )
     categorical = make_pipeline(
-        FunctionTransformer(_as_text, feature_names_out="one-to-one"),
+        FunctionTransformer(as_text, feature_names_out="one-to-one"),
         OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=3),
     )
     encode = ColumnTransformer(

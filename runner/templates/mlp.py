@@ -2,7 +2,8 @@
 
 Smooth functions of many features at once, which trees approximate in steps: on data like that (e.g. many continuous
 measurements) it beats the boosters, and elsewhere it is a blend partner unlike them. Early stopping on a held-out
-10% picks the epoch; a time limit (the fit's share of the budget) ends training sooner and keeps the best weights.
+10% picks the epoch (trained with `partial_fit`, one epoch per call, so only public APIs are used); a time limit (the
+fit's share of the budget) ends training sooner and keeps the best weights.
 Regression targets are standardised so the loss means the same on any scale.
 """
 
@@ -12,30 +13,80 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.impute import SimpleImputer
+from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, QuantileTransformer, StandardScaler
 from sklearn.utils import resample
 
 
-def _as_text(frame):
-    return frame.astype(object).where(frame.notna(), "__missing__").astype(str)
+def as_text(frame):
+    return frame.astype(object).where(frame.notna(), "(missing)").astype(str)
 
 
-def _timed(base, seconds):
-    """`base` (an MLP class) that also stops, keeping its best weights so far, once `seconds` have passed."""
+class TimedMLP(BaseEstimator):
+    """An MLP trained epoch by epoch (`partial_fit`) with early stopping on a held-out share of its rows.
 
-    def fit(self, X, y, **kwargs):
-        self._stop_at = time.monotonic() + seconds
-        return base.fit(self, X, y, **kwargs)
+    Stops when the validation score (accuracy or R²) has not improved by `tol` for `n_iter_no_change` epochs, after
+    `max_iter` epochs, or once `seconds` have passed, and keeps the best weights seen: the same rule as
+    scikit-learn's own early stopping, plus the time limit.
+    """
 
-    def _update_no_improvement_count(self, early_stopping, X, y, sample_weight):
-        base._update_no_improvement_count(self, early_stopping, X, y, sample_weight)
-        if time.monotonic() > self._stop_at:
-            self._no_improvement_count = self.n_iter_no_change + 1  # the solver's own stop: best weights restored
+    def __init__(
+        self,
+        task_type="regression",
+        params=None,
+        *,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        max_iter=300,
+        seconds=60.0,
+        seed=0,
+    ):
+        self.task_type = task_type
+        self.params = params
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.max_iter = max_iter
+        self.seconds = seconds
+        self.seed = seed
 
-    methods = {"fit": fit, "_update_no_improvement_count": _update_no_improvement_count, "_stop_at": float("inf")}
-    return type("TimedMLP", (base,), methods)
+    def fit(self, X, y):
+        stop_at = time.monotonic() + self.seconds
+        y = np.asarray(y)
+        classify = self.task_type != "regression"
+        model = (MLPClassifier if classify else MLPRegressor)(random_state=self.seed, **(self.params or {}))
+        stratify = y if classify and np.bincount(y.astype(int)).min() >= 2 else None
+        X_fit, X_val, y_fit, y_val = train_test_split(
+            X, y, test_size=self.validation_fraction, random_state=self.seed, stratify=stratify
+        )
+        extra = {"classes": np.unique(y)} if classify else {}
+        best_score, best_coefs, best_intercepts, stale = -np.inf, [], [], 0
+        self.n_iter_ = 0
+        while self.n_iter_ < self.max_iter:
+            self.n_iter_ += 1
+            model.partial_fit(X_fit, y_fit, **extra)
+            score = model.score(X_val, y_val)
+            stale = stale + 1 if score < best_score + self.tol else 0
+            if score > best_score:
+                best_score = score
+                best_coefs = [c.copy() for c in model.coefs_]
+                best_intercepts = [b.copy() for b in model.intercepts_]
+            if stale > self.n_iter_no_change or time.monotonic() > stop_at:
+                break
+        model.coefs_, model.intercepts_ = best_coefs, best_intercepts
+        self.model_ = model
+        if classify:
+            self.classes_ = model.classes_
+        return self
+
+    def predict(self, X):
+        return self.model_.predict(X)
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
 
 
 def build_model(task):
@@ -44,30 +95,28 @@ def build_model(task):
         QuantileTransformer(output_distribution="normal", n_quantiles=200, random_state=task.seed),
     )
     categorical = make_pipeline(
-        FunctionTransformer(_as_text, feature_names_out="one-to-one"),
+        FunctionTransformer(as_text, feature_names_out="one-to-one"),
         OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, max_categories=50, sparse_output=False),
     )
     encode = ColumnTransformer(
         [("numeric", numeric, list(task.numeric)), ("categorical", categorical, list(task.categorical))],
         remainder="drop",
     )
-    params = dict(
-        hidden_layer_sizes=(128, 64),
-        alpha=1e-3,
-        batch_size=256 if task.n_rows < 50000 else 512,
-        early_stopping=True,
+    params = dict(hidden_layer_sizes=(128, 64), alpha=1e-3, batch_size=256 if task.n_rows < 50000 else 512)
+    model = TimedMLP(
+        task_type=task.type,
+        params=params,
         validation_fraction=0.1,
         n_iter_no_change=10,
         max_iter=300,
-        random_state=task.seed,
+        seconds=max(1.0, 0.9 * task.fit_seconds),
+        seed=task.seed,
     )
-    seconds = max(1.0, 0.9 * task.fit_seconds)
     if task.type == "regression":
-        regressor = _timed(MLPRegressor, seconds)(**params)
-        return _sampled(
-            make_pipeline(encode, TransformedTargetRegressor(regressor=regressor, transformer=StandardScaler())), task
+        return sampled(
+            make_pipeline(encode, TransformedTargetRegressor(regressor=model, transformer=StandardScaler())), task
         )
-    return _sampled(make_pipeline(encode, _timed(MLPClassifier, seconds)(**params)), task)
+    return sampled(make_pipeline(encode, model), task)
 
 
 class SampledFit(BaseEstimator):
@@ -103,7 +152,7 @@ class SampledFit(BaseEstimator):
         return self.model_.predict_proba(X)
 
 
-def _sampled(model, task):
+def sampled(model, task):
     if not task.max_fit_rows or task.max_fit_rows >= task.n_rows:
         return model
     return SampledFit(model, max_rows=task.max_fit_rows, seed=task.seed, stratify=task.type != "regression")

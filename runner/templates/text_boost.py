@@ -30,17 +30,17 @@ GENEROUS_SECONDS = 8.0  # from this fit budget on: character n-grams, 5 inner fo
 CHAR_HEAD = 200  # characters of each text that get character n-grams
 
 
-def _text_head(frame):
+def text_head(frame):
     """The first CHAR_HEAD characters of each text: character n-grams cost a Python loop per character, and the words
     already cover the rest of a long text."""
-    return [text[:CHAR_HEAD] for text in _one_text(frame)]
+    return [text[:CHAR_HEAD] for text in one_text(frame)]
 
 
-def _one_text(frame):
+def one_text(frame):
     return frame.iloc[:, 0].fillna("").astype(str).tolist()
 
 
-def _vectoriser(text_columns, chars_too):
+def vectoriser(text_columns, chars_too):
     parts = []
     for column in text_columns:
         words = TfidfVectorizer(
@@ -49,9 +49,9 @@ def _vectoriser(text_columns, chars_too):
         chars = TfidfVectorizer(
             analyzer="char_wb", ngram_range=(3, 5), min_df=5, sublinear_tf=True, max_features=20_000, dtype=np.float32
         )
-        parts.append((f"words_{column}", make_pipeline(FunctionTransformer(_one_text), words), [column]))
+        parts.append((f"words_{column}", make_pipeline(FunctionTransformer(one_text), words), [column]))
         if chars_too:
-            parts.append((f"chars_{column}", make_pipeline(FunctionTransformer(_text_head), chars), [column]))
+            parts.append((f"chars_{column}", make_pipeline(FunctionTransformer(text_head), chars), [column]))
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=1.0)
 
 
@@ -65,19 +65,19 @@ class TextStackedLGBM(BaseEstimator):
         self.fit_seconds = fit_seconds
         self.holdout = holdout
 
-    def _linear(self):
+    def linear_model(self):
         if self.task_type == "regression":
             return Ridge(alpha=3.0)
         solver = "saga" if self.task_type == "multiclass" else "liblinear"
         return LogisticRegression(C=4.0, solver=solver, max_iter=2000)
 
-    def _linear_output(self, model, matrix):
+    def linear_output_of(self, model, matrix):
         if self.task_type == "regression":
             return model.predict(matrix).reshape(-1, 1)
         proba = model.predict_proba(matrix)
         return proba[:, 1:] if self.task_type == "binary" else proba
 
-    def _features(self, X, linear_output, topics):
+    def stacked_features(self, X, linear_output, topics):
         frame = X[list(self.tabular)].reset_index(drop=True)
         extra = {f"text_model_{i}": linear_output[:, i] for i in range(linear_output.shape[1])}
         extra.update({f"text_topic_{i}": topics[:, i] for i in range(topics.shape[1])})
@@ -87,8 +87,8 @@ class TextStackedLGBM(BaseEstimator):
         started = time.monotonic()
         y = np.asarray(y)
         classification = self.task_type != "regression"
-        oof, topics = self._fit_text(X, y, classification) if self.text else (np.zeros((len(y), 0)),) * 2
-        features = self._features(X, oof, topics)
+        oof, topics = self.fit_text(X, y, classification) if self.text else (np.zeros((len(y), 0)),) * 2
+        features = self.stacked_features(X, oof, topics)
         params = dict(self.params or {})
         params.update(n_estimators=2000, random_state=self.seed, verbose=-1)
         booster = lgb.LGBMRegressor(**params) if not classification else lgb.LGBMClassifier(**params)
@@ -102,45 +102,45 @@ class TextStackedLGBM(BaseEstimator):
             y[fit_rows],
             eval_X=(features.iloc[stop_rows],),
             eval_y=(y[stop_rows],),
-            callbacks=[lgb.early_stopping(50, verbose=False), _time_limit(left)],
+            callbacks=[lgb.early_stopping(50, verbose=False), time_limit(left)],
         )
         self.booster_ = booster
         if classification:
             self.classes_ = booster.classes_
         return self
 
-    def _fit_text(self, X, y, classification):
+    def fit_text(self, X, y, classification):
         """Out-of-fold text-model predictions and topics for the training rows; keeps the fitted text models."""
         # a tight fit budget: words only, 3 inner folds (character n-grams and more folds cost most of a text fit)
         generous = self.fit_seconds >= GENEROUS_SECONDS
-        self.vectoriser_ = _vectoriser(list(self.text), chars_too=generous)
+        self.vectoriser_ = vectoriser(list(self.text), chars_too=generous)
         matrix = self.vectoriser_.fit_transform(X)
         if classification and np.bincount(y.astype(int)).min() >= 5:
             inner = StratifiedKFold(n_splits=5 if generous else 3, shuffle=True, random_state=self.seed)
         else:
             inner = KFold(n_splits=5 if generous else 3, shuffle=True, random_state=self.seed)
         method = "predict_proba" if classification else "predict"
-        oof = cross_val_predict(self._linear(), matrix, y, cv=inner, method=method)
+        oof = cross_val_predict(self.linear_model(), matrix, y, cv=inner, method=method)
         oof = oof.reshape(-1, 1) if not classification else (oof[:, 1:] if self.task_type == "binary" else oof)
-        self.linear_ = self._linear().fit(matrix, y)
+        self.linear_ = self.linear_model().fit(matrix, y)
         components = max(1, min(SVD_COMPONENTS, matrix.shape[1] - 1))
         self.svd_ = TruncatedSVD(n_components=components, n_iter=5 if generous else 2, random_state=self.seed)
         return oof, self.svd_.fit_transform(matrix)
 
-    def _transform(self, X):
+    def stacked_inputs(self, X):
         if not self.text:
-            return self._features(X, np.zeros((len(X), 0)), np.zeros((len(X), 0)))
+            return self.stacked_features(X, np.zeros((len(X), 0)), np.zeros((len(X), 0)))
         matrix = self.vectoriser_.transform(X)
-        return self._features(X, self._linear_output(self.linear_, matrix), self.svd_.transform(matrix))
+        return self.stacked_features(X, self.linear_output_of(self.linear_, matrix), self.svd_.transform(matrix))
 
     def predict(self, X):
-        return self.booster_.predict(self._transform(X))
+        return self.booster_.predict(self.stacked_inputs(X))
 
     def predict_proba(self, X):
-        return self.booster_.predict_proba(self._transform(X))
+        return self.booster_.predict_proba(self.stacked_inputs(X))
 
 
-def _time_limit(seconds):
+def time_limit(seconds):
     started = time.monotonic()
 
     def callback(env):

@@ -22,22 +22,22 @@ CHAR_HEAD = 200  # characters of each text that get character n-grams
 CHARS_MIN_SECONDS = 8.0  # character n-grams only when one fit may take this long (longer budgets)
 
 
-def _signed_log(values):
+def signed_log(values):
     values = np.asarray(values, dtype=float)
     return np.sign(values) * np.log1p(np.abs(values))
 
 
-def _as_text(frame):
-    return frame.astype(object).where(frame.notna(), "__missing__").astype(str)
+def as_text(frame):
+    return frame.astype(object).where(frame.notna(), "(missing)").astype(str)
 
 
-def _text_head(frame):
+def text_head(frame):
     """The first CHAR_HEAD characters of each text: character n-grams cost a Python loop per character, and the words
     already cover the rest of a long text."""
-    return [text[:CHAR_HEAD] for text in _one_text(frame)]
+    return [text[:CHAR_HEAD] for text in one_text(frame)]
 
 
-def _one_text(frame):
+def one_text(frame):
     """One text column (a single-column frame) as a flat list of strings, missing as empty."""
     return frame.iloc[:, 0].fillna("").astype(str).tolist()
 
@@ -53,7 +53,7 @@ def text_features(task):
             (
                 f"words_{column}",
                 make_pipeline(
-                    FunctionTransformer(_one_text),
+                    FunctionTransformer(one_text),
                     TfidfVectorizer(
                         ngram_range=(1, 2),
                         min_df=2,
@@ -73,7 +73,7 @@ def text_features(task):
             (
                 f"chars_{column}",
                 make_pipeline(
-                    FunctionTransformer(_text_head),
+                    FunctionTransformer(text_head),
                     TfidfVectorizer(
                         analyzer="char_wb",
                         ngram_range=(3, 5),
@@ -88,12 +88,12 @@ def text_features(task):
             )
         )
     numeric = make_pipeline(
-        FunctionTransformer(_signed_log, feature_names_out="one-to-one"),
+        FunctionTransformer(signed_log, feature_names_out="one-to-one"),
         SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
         StandardScaler(),
     )
     categorical = make_pipeline(
-        FunctionTransformer(_as_text, feature_names_out="one-to-one"),
+        FunctionTransformer(as_text, feature_names_out="one-to-one"),
         OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=3),
     )
     if task.numeric:
@@ -109,7 +109,7 @@ def build_model(task):
     else:
         # saga handles the wide sparse matrix (and multiclass) without densifying it
         model = LogisticRegression(C=4.0, solver="saga" if task.type == "multiclass" else "liblinear", max_iter=2000)
-    return _sampled(make_pipeline(text_features(task), model), task)
+    return sampled(make_pipeline(text_features(task), model), task)
 
 
 class SampledFit(BaseEstimator):
@@ -145,7 +145,7 @@ class SampledFit(BaseEstimator):
         return self.model_.predict_proba(X)
 
 
-def _sampled(model, task):
+def sampled(model, task):
     if not task.max_fit_rows or task.max_fit_rows >= task.n_rows:
         return model
     return SampledFit(model, max_rows=task.max_fit_rows, seed=task.seed, stratify=task.type != "regression")
