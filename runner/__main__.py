@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--competition", metavar="SLUG", help="the Kaggle competition to submit to when DATA is a folder or .zip"
     )
+    parser.add_argument(
+        "--memory-limit",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="plan for at most this much memory (default: the cgroup's limit, else $KAGENT_MEMORY_LIMIT_MB, else RAM)",
+    )
     llm = parser.add_argument_group("LLM codegen budgets (with --codegen llm|auto and an LLM configured)")
     llm.add_argument("--codegen-attempts", type=int, default=5, metavar="N", help="LLM answers asked for")
     llm.add_argument("--codegen-tokens", type=int, default=150_000, metavar="N", help="tokens in+out for codegen")
@@ -199,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if min(args.codegen_attempts, args.codegen_tokens) < 1 or not args.codegen_time > 0:
         return _fail("--codegen-attempts, --codegen-tokens and --codegen-time must be positive")
+    if args.memory_limit is not None and not args.memory_limit >= 64:
+        return _fail(f"--memory-limit is in MB and must be at least 64, got {args.memory_limit:g}")
     slug = competition_of(args.data)
     target = args.competition or slug
     if args.submit and not target:
@@ -246,6 +255,7 @@ def _train(
         codegen_budget=CodegenBudget(
             attempts=args.codegen_attempts, tokens=args.codegen_tokens, wall_s=args.codegen_time
         ),
+        memory_limit_mb=args.memory_limit,
         progress=observe,
     )
     outcome = run_pipeline(data, out, options, log=display.log if display.tty else None)

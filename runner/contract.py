@@ -17,8 +17,11 @@ What the scaffold guarantees to the estimator:
 - Categorical columns (``task.categorical``) have pandas ``category`` dtype; their categories are the values seen in
   train, so a value seen only in test arrives as NaN. Numeric columns (``task.numeric``) are floats. Missing values are
   NaN (nothing imputed). Date-like columns arrive as numeric parts (``<col>__year``, ``__month``, ``__dayofweek``,
-  ``__dayofyear``, ``__days``); free-text columns as length and word counts; near-unique strings (ids, names) as
-  frequency counts.
+  ``__dayofyear``, ``__days``); near-unique strings (ids, names) as frequency counts. Free-text columns
+  (``task.text``: long, mostly unique strings with spaces) arrive twice: as numeric length and word counts, and as
+  the raw text itself (pandas ``string`` dtype, missing as NaN) under the column's own name, for bodies that vectorise
+  words (e.g. ``TfidfVectorizer``). A body that does not use text must select ``task.numeric`` and
+  ``task.categorical`` (e.g. a ``ColumnTransformer`` with ``remainder="drop"``) rather than take every column.
 - ``y`` is a 1-D numpy array. Classification: integer codes ``0..k-1`` (in binary tasks ``1`` is the positive class).
   Regression: float values, already transformed for the metric (``log1p`` for ``rmsle``; the scaffold maps predictions
   back), so fit plain squared-error models.
@@ -28,8 +31,10 @@ What the scaffold guarantees to the estimator:
   The runner computes every score from the predictions. Classification predictions come from ``predict_proba``.
 
 ``task`` (a :class:`TaskSpec`) says what to build: ``type`` ("binary" | "multiclass" | "regression"), ``metric`` (name),
-``seed``, ``n_rows``, ``n_classes``, ``categorical`` and ``numeric`` (column names), ``n_jobs`` (use at most this many
-threads) and ``fit_seconds`` (a rough time budget for one fit: size iterations to it).
+``seed``, ``n_rows``, ``n_classes``, ``categorical``, ``numeric`` and ``text`` (column names), ``n_jobs`` (use at most
+this many threads), ``fit_seconds`` (a rough time budget for one fit: size iterations to it) and ``max_fit_rows``
+(0, or the most rows a fit may train on within the run's memory and time: fit on a random sample of that many rows,
+predict all of them).
 
 Rules for bodies: deterministic given ``task.seed``; no file, network or subprocess access; no reading the target inside
 ``add_features``; only the libraries installed with the runner (numpy, pandas, scikit-learn, scipy, lightgbm).
@@ -64,6 +69,8 @@ class TaskSpec:
     n_jobs: int = 2
     fit_seconds: float = 30.0
     higher_is_better: bool = True
+    text: list[str] = field(default_factory=list)
+    max_fit_rows: int = 0
 
     @property
     def is_classification(self) -> bool:

@@ -1,8 +1,13 @@
 """The static part of feature preparation: every column becomes numeric or categorical, whatever the data holds.
 
 Roles: numeric (also numbers stored as text), categorical (few distinct values), date-like (expanded to numeric parts),
-free text (length and word counts) and near-unique strings such as names or codes (frequency counts). Ids and targets
-never get here. Categories are the values seen in train, so a value seen only in test becomes NaN.
+free text (length and word counts, plus the raw text as a pandas `string` column for the templates that vectorise words)
+and near-unique strings such as names or codes (frequency counts). Ids and targets never get here. Categories are the
+values seen in train, so a value seen only in test becomes NaN.
+
+Free text is told apart from a high-cardinality category by shape: mostly unique values (at least 30% distinct), at
+least 20 characters and 3 words on average. When the numeric block would take a large share of the memory ceiling,
+numbers are stored as float32 (half the bytes; every model here computes in float32 or copies per fit anyway).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 MAX_CATEGORIES = 100  # more distinct values than this and the column is encoded by frequency instead
+# numbers go float32 when float64 would take more than this share of the memory ceiling (runner.memory)
+DOWNCAST_SHARE = 0.05
 _DATE_SAMPLE = 200
 
 
@@ -31,8 +38,11 @@ class ColumnRoles:
         return ", ".join(parts) or "no columns"
 
 
-def build_features(combined: pd.DataFrame, n_train: int) -> tuple[pd.DataFrame, ColumnRoles]:
-    """Turn train+test feature columns (train rows first) into numeric floats and train-vocabulary categories."""
+def build_features(
+    combined: pd.DataFrame, n_train: int, memory_mb: float | None = None
+) -> tuple[pd.DataFrame, ColumnRoles]:
+    """Turn train+test feature columns (train rows first) into numeric floats, train-vocabulary categories and raw
+    text; with `memory_mb` (the ceiling), numbers become float32 when float64 would crowd it (DOWNCAST_SHARE)."""
     roles = ColumnRoles()
     out: dict[str, pd.Series] = {}
     for column in combined.columns:
@@ -44,7 +54,32 @@ def build_features(combined: pd.DataFrame, n_train: int) -> tuple[pd.DataFrame, 
             continue
         out.update(encoded)
     frame = pd.DataFrame(out, index=range(len(combined)))
+    if memory_mb is not None:
+        frame = downcast(frame, memory_mb)
     return frame, roles
+
+
+def downcast(frame: pd.DataFrame, memory_mb: float) -> pd.DataFrame:
+    """float64 columns as float32 when together they would take more than DOWNCAST_SHARE of `memory_mb`."""
+    floats = [c for c in frame.columns if frame[c].dtype == "float64"]
+    if len(frame) * len(floats) * 8 <= DOWNCAST_SHARE * memory_mb * 2**20:
+        return frame
+    return frame.astype(dict.fromkeys(floats, "float32"))
+
+
+def is_text_column(series: pd.Series) -> bool:
+    """A raw free-text column as build_features keeps it: pandas' nullable `string` dtype (missing = pd.NA). Strings a
+    body makes (pandas 3 infers `str`, whose missing value is NaN) or object columns are categories, as before."""
+    dtype = series.dtype
+    return isinstance(dtype, pd.StringDtype) and dtype.na_value is pd.NA
+
+
+def column_kinds(frame: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    """(numeric, categorical, text) column names of a prepared feature frame, in column order."""
+    categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    text = [c for c in frame.columns if is_text_column(frame[c])]
+    taken = {*categorical, *text}
+    return [c for c in frame.columns if c not in taken], categorical, text
 
 
 def _encode_column(  # noqa: PLR0911 - one return per column role reads best
@@ -68,7 +103,7 @@ def _encode_column(  # noqa: PLR0911 - one return per column role reads best
     distinct = text.nunique()
     if _looks_like_text(text, distinct):
         roles.text.append(name)
-        return _text_stats(name, text)
+        return {name: text.astype("string"), **_text_stats(name, text)}
     if distinct > MAX_CATEGORIES:
         roles.frequency.append(name)
         counts = text.map(text.value_counts()).astype("float64")
@@ -141,6 +176,8 @@ def normalise_body_output(frame: pd.DataFrame, n_train: int) -> pd.DataFrame:
         name = str(column)
         if isinstance(series.dtype, pd.CategoricalDtype):
             out[name] = to_category(series.astype(object), n_train)
+        elif is_text_column(series):
+            out[name] = series  # raw free text stays text (see the contract)
         elif pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
             values = pd.to_numeric(series, errors="coerce").astype("float64")
             out[name] = values.replace([np.inf, -np.inf], np.nan)

@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 
 from chalicelib.submission import validate_submission
+from runner.budget import bag_seeds, stop_reason
 from runner.data import CompetitionFiles, locate_competition
 from runner.errors import InputError, NotConfiguredError
+from runner.memory import start_watch
 from runner.metrics import Metric, best_threshold, get_metric
 from runner.output import submission_rows, write_submission
 from runner.profile import LABEL, Profile, profile_competition, read_tables, target_groups
@@ -42,7 +44,8 @@ from runner.scaffold import (
     prepare,
     validation_folds,
 )
-from runner.templates import TEMPLATES, template_source
+from runner.shape import choose_templates, considered_templates
+from runner.templates import template_source
 
 CODEGEN_MODES = ("template", "llm", "auto")
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
@@ -102,6 +105,7 @@ class RunOptions:
     started_at: float | None = None  # time.monotonic() when the process started (the budget counts from there)
     codegen_budget: Any = None  # runner.codegen.CodegenBudget (attempts, tokens, wall time); None: its defaults
     env: MutableMapping[str, str] | None = None  # where the LLM settings are read (os.environ when None)
+    memory_limit_mb: float | None = None  # a memory ceiling below the cgroup's (runner.memory); None: the kernel's
     # progress(event, **fields): phase / candidate / scored for live progress, prepared / chosen for the report
     # (runner.progress.Progress, runner.report.ReportCollector); never lets an error reach the run
     progress: Callable[..., None] | None = None
@@ -183,6 +187,8 @@ def run_pipeline(data: Path, out: Path, options: RunOptions, *, log: Callable[[s
     trace = Trace(out / "gpt_code_trace.txt")
     result: dict[str, Any] = {"status": "failed", "reason": "", "time_budget_s": options.time_budget}
     status, reason, code = "failed", "", EXIT_INTERNAL
+    watch = start_watch(options.memory_limit_mb)  # engine-reach: the memory ceiling the templates plan for
+    run_log(f"memory ceiling {watch.ceiling.mb:.0f} MB ({watch.ceiling.source})")
     try:
         _run(Path(data), out, options, started=started, log=run_log, trace=trace, result=result)
         status, reason, code = "succeeded", "", EXIT_OK
@@ -196,6 +202,7 @@ def run_pipeline(data: Path, out: Path, options: RunOptions, *, log: Callable[[s
         (out / "submission.csv").unlink(missing_ok=True)
     result.update(status=status, reason=reason, elapsed_s=round(time.monotonic() - started, 2))
     result["peak_memory_mb"] = _peak_memory_mb()
+    result.update(watch.stop())
     run_log.stage = "done"
     run_log(f"{status} in {result['elapsed_s']}s, peak memory {result['peak_memory_mb']} MB")
     run_log.close()
@@ -319,7 +326,19 @@ def _solve(
     metric = get_metric(profile.metric)
     log.stage = "train"
     template_deadline = time.monotonic() + codegen.baseline_share * max(0.0, deadline - time.monotonic())
-    evaluations, bodies = _evaluate_templates(prepared, template_deadline, log, workers, options.progress)
+    evaluations, bodies, planned = _evaluate_templates(prepared, template_deadline, log, workers, options.progress)
+    # engine-reach (runner/budget.py): time left after the templates buys seed bags, evaluated through the same
+    # workers as every body; say why the run stopped
+    sampled = {name: rows for name, rows in planned.items() if rows}
+    bags, bagging = bag_seeds(
+        evaluations, bodies, prepared, deadline=template_deadline, log=log, workers=workers, sampled=sampled
+    )
+    result["stop_reason"] = stop_reason(evaluations, list(planned), bagging, max(0.0, deadline - time.monotonic()))
+    log(f"stopped: {result['stop_reason']}")
+    for bag in bags:
+        bodies[bag.name] = bodies[bag.name.rsplit("_bag", 1)[0]]
+        _scored(options.progress, bag, metric)
+    evaluations += bags
     _log_overhead(workers, log)
     best = _best(evaluations, metric)
     candidates: list[Candidate] = []
@@ -446,21 +465,26 @@ def _evaluate_templates(
     log: RunLog,
     workers: Workers,
     progress: Callable[..., None] | None = None,
-) -> tuple[list[Evaluation], dict[str, BodySource]]:
+) -> tuple[list[Evaluation], dict[str, BodySource], dict[str, int]]:
     evaluations: list[Evaluation] = []
     bodies: dict[str, BodySource] = {}
+    planned: dict[str, int] = {}  # the templates chosen for this data: their max_fit_rows (0: all rows)
     shares = {"linear": 0.25, "lightgbm_gbdt": 0.6, "mlp": 0.5, "kernel_svm": 0.35, "hist_gradient_boosting": 0.6}
-    for index, name in enumerate(TEMPLATES, start=1):
+    shares.update(text_linear=0.5, text_boost=0.6)
+    total = len(considered_templates(data.task))
+    # engine-reach: which templates, in which order and on how many rows, by shape and memory (runner/shape.py)
+    for index, (name, template_data) in enumerate(choose_templates(data, log), start=1):
+        planned[name] = template_data.task.max_fit_rows
         now = time.monotonic()
         if evaluations and now + _slowest_fit(evaluations) > deadline:
             log(f"skipping template {name}: not enough time left for one fold")
             continue
         body = BodySource(name, template_source(name), trusted=True)
         bodies[name] = body
-        _call(progress, "candidate", index=index, total=len(TEMPLATES), name=name)
+        _call(progress, "candidate", index=index, total=max(total, index), name=name)
         own_deadline = now + shares.get(name, 1.0) * max(1.0, deadline - now)
         give_up = _give_up_rule(evaluations, data, deadline)
-        evaluation = _try_evaluate(body, data, own_deadline, log, workers, give_up=give_up)
+        evaluation = _try_evaluate(body, template_data, own_deadline, log, workers, give_up=give_up)
         if evaluation is not None:
             evaluations.append(evaluation)
             _scored(progress, evaluation, get_metric(data.task.metric))
@@ -472,7 +496,7 @@ def _evaluate_templates(
         if evaluation is None:
             raise RuntimeError("even the prior fallback failed")
         evaluations.append(evaluation)
-    return evaluations, bodies
+    return evaluations, bodies, planned
 
 
 def _slowest_fit(evaluations: list[Evaluation]) -> float:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from runner.bodycheck import allowed_imports_text
+from runner.features import is_text_column
 from runner.sandbox import trim
 
 MAX_COLUMNS = 40
@@ -36,11 +37,15 @@ Contract (the module you write):
   classification `predict_proba(X)`. Typically a Pipeline or an estimator that handles its own encoding.
 - Optional `add_features(df)` gets the features of train and test concatenated (train rows first; no id, no target)
   and returns a DataFrame with the same rows in the same order.
-- `task` attributes: type ("binary" | "multiclass" | "regression"), metric, seed, n_rows, n_classes, categorical and
-  numeric (lists of column names), n_jobs (use at most this many threads), fit_seconds (rough budget for one fit).
+- `task` attributes: type ("binary" | "multiclass" | "regression"), metric, seed, n_rows, n_classes, categorical,
+  numeric and text (lists of column names), n_jobs (use at most this many threads), fit_seconds (rough budget for one
+  fit), max_fit_rows (0, or train on a random sample of at most this many rows to stay within memory).
 - X is a DataFrame of feature columns only; categorical columns have pandas `category` dtype (a value seen only in
-  test arrives as NaN); numeric columns are floats; missing values are NaN. y: integer class codes 0..k-1 for
-  classification (1 = positive class in binary tasks); floats for regression, already transformed for the metric.
+  test arrives as NaN); numeric columns are floats; missing values are NaN; free-text columns (task.text, marked FREE
+  TEXT in the preview) hold the raw text as pandas `string` (vectorise it, e.g. TfidfVectorizer, or leave it out by
+  selecting task.numeric + task.categorical; their length/word counts are numeric columns).
+- y: integer class codes 0..k-1 for classification (1 = positive class in binary tasks); floats for regression,
+  already transformed for the metric.
 - The scaffold cross-validates with a fresh build_model per fold, then fits on all rows and predicts test.
 - Allowed imports only: {allowed_imports_text()}.
   Everything else is refused: os, sys, subprocess, socket, ctypes, pickle, importlib, dataclasses, inspect, ...;
@@ -122,7 +127,13 @@ def _column_line(col: pd.Series) -> str:
     missing = float(col.isna().mean()) * 100
     distinct = int(col.nunique(dropna=True))
     example = _cell(col.dropna().iloc[0]) if col.notna().any() else "NaN"
-    return f"- {_cell(str(col.name))}: {col.dtype}, {missing:.0f}% missing, {distinct} distinct, e.g. {example}"
+    kind = f"FREE TEXT ({_words(col)})" if is_text_column(col) else str(col.dtype)
+    return f"- {_cell(str(col.name))}: {kind}, {missing:.0f}% missing, {distinct} distinct, e.g. {example}"
+
+
+def _words(col: pd.Series) -> str:
+    present = col.dropna().astype(str)
+    return f"{present.str.split().str.len().mean():.0f} words on average" if len(present) else "empty"
 
 
 def _cell(value: object) -> str:

@@ -21,7 +21,8 @@ import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from runner.contract import TaskSpec
-from runner.features import ColumnRoles, build_features
+from runner.features import ColumnRoles, build_features, column_kinds
+from runner.memory import current_watch
 from runner.metrics import Metric, get_metric
 from runner.profile import Profile, Tables
 from runner.sandbox import FitReply, FitRequest
@@ -83,11 +84,11 @@ def prepare(tables: Tables, profile: Profile, *, seed: int = 0, n_jobs: int = 2)
     excluded = {profile.id_column, profile.label_column, *profile.target_columns}
     shared = [c for c in train.columns if c in test.columns and c not in excluded]
     combined = pd.concat([train[shared], test[shared]], ignore_index=True)
-    features, roles = build_features(combined, len(train))
+    features, roles = build_features(combined, len(train), memory_mb=current_watch().ceiling.mb)
     X = features.iloc[: len(train)].reset_index(drop=True)
     X_test = features.iloc[len(train) :].reset_index(drop=True)
     y = _encode_target(train[profile.label_column], profile)
-    categorical = [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)]
+    numeric, categorical, text = column_kinds(X)
     metric = get_metric(profile.metric)
     task = TaskSpec(
         type=profile.task_type,
@@ -95,7 +96,8 @@ def prepare(tables: Tables, profile: Profile, *, seed: int = 0, n_jobs: int = 2)
         seed=seed,
         n_rows=len(X),
         categorical=categorical,
-        numeric=[c for c in X.columns if c not in categorical],
+        numeric=numeric,
+        text=text,
         n_classes=len(profile.classes),
         n_jobs=n_jobs,
         higher_is_better=metric.higher_is_better,

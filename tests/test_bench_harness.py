@@ -83,3 +83,46 @@ def test_versus_reads_lower_is_better_metrics_the_right_way_round() -> None:
 def test_unknown_competition_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="unknown competition"):
         bench.ensure_built(tmp_path, ["nope"], rebuild=False, grader_python=sys.executable)
+
+
+HOG = "import time; b = bytearray({mb} * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.3); print('done')"
+
+
+def test_memory_limit_kills_a_process_that_exceeds_it_and_measures_one_that_fits(tmp_path: Path) -> None:
+    """A real limit: a 400 MB allocation under 150 MB dies; a 40 MB one runs and the kernel's peak is read back."""
+    limit = bench.memory_limit(150, "test-over")
+    over = bench.run_measured([sys.executable, "-c", HOG.format(mb=400)], tmp_path / "over.log", 60, limit=limit)
+    assert over.returncode != 0
+    assert "done" not in (tmp_path / "over.log").read_text()
+    if limit.group is not None:
+        assert not limit.group.exists()  # the group is removed after the run
+    fits = bench.memory_limit(150, "test-fits")
+    ok = bench.run_measured([sys.executable, "-c", HOG.format(mb=40)], tmp_path / "ok.log", 60, limit=fits)
+    assert ok.returncode == 0, (tmp_path / "ok.log").read_text()
+    if fits.method in ("cgroup1", "cgroup2"):
+        assert fits.peak_mb is not None and 40 <= fits.peak_mb <= 150
+        assert not fits.oom_killed
+
+
+def test_budget_sweep_is_parsed_and_rendered_one_row_per_budget() -> None:
+    args = bench.parse_args(["--budgets", "60,300"])
+    assert bench.parse_budgets(args) == [60.0, 300.0]
+    with pytest.raises(SystemExit, match="--budgets"):
+        bench.parse_budgets(bench.parse_args(["--budgets", "60,soon"]))
+    rows = []
+    for budget, stop in ((60.0, "time budget"), (300.0, "CV converged")):
+        row = bench.Row("comp", "rmse", higher_is_better=False, budget=budget)
+        row.outcomes["ours"] = bench.Outcome(
+            "ours",
+            score=1.0,
+            valid=True,
+            wall_s=budget,
+            peak_mb=900.0,
+            stop_reason=stop,
+            limit_mb=2048.0,
+            limit_method="cgroup1",
+        )
+        rows.append(row)
+    table = bench.render_table(rows, ["ours"], budget=60)
+    assert "| comp | 60 | rmse ↓ | 1.0000 | yes | 60 | 900 of 2048 (cgroup1) | time budget |" in table
+    assert "| comp | 300 | rmse ↓ | 1.0000 | yes | 300 | 900 of 2048 (cgroup1) | CV converged |" in table

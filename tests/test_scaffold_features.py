@@ -26,5 +26,6 @@ def test_column_roles_cover_numbers_as_text_dates_text_high_cardinality_and_cons
     assert frame["charges"].isna().sum() == 4 and frame["charges"].dtype == "float64"
     assert {"signup__year", "signup__hour", "signup__days"} <= set(frame.columns)
     assert frame["review__words"].iloc[0] == 8
-    assert all(frame[c].dtype == "float64" for c in frame.columns if c != "plan")
+    assert all(frame[c].dtype == "float64" for c in frame.columns if c not in ("plan", "review"))
+    assert frame["review"].iloc[0] == combined["review"].iloc[0]  # the raw text too, for the text templates
     assert isinstance(frame["plan"].dtype, pd.CategoricalDtype)

@@ -2,7 +2,9 @@
 
 Each file is loaded from its source text (so the code trace shows exactly what ran). `TEMPLATES` lists them in the
 order the pipeline tries them: the quick linear model first (a baseline in seconds), then gradient boosting, then
-the models that differ from it most (a neural net, kernels, a second booster, randomised trees).
+the models that differ from it most (a neural net, kernels, a second booster, randomised trees). The text templates
+(TF-IDF n-grams in a linear model, and LightGBM stacked on it) run only when the data has free text; which of the rest
+run, and on how many rows, follows the data's shape and the memory ceiling (runner.shape).
 """
 
 from __future__ import annotations
@@ -11,7 +13,17 @@ from importlib import resources
 
 from runner.contract import ModelBody, load_body_from_source
 
-TEMPLATES = ("linear", "lightgbm_gbdt", "mlp", "kernel_svm", "hist_gradient_boosting", "extra_trees")
+TEMPLATES = (
+    "linear",
+    "text_linear",
+    "lightgbm_gbdt",
+    "text_boost",
+    "mlp",
+    "kernel_svm",
+    "hist_gradient_boosting",
+    "extra_trees",
+)
+TEXT_TEMPLATES = ("text_linear", "text_boost")
 
 
 def template_source(name: str) -> str:

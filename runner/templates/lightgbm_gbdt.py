@@ -42,6 +42,7 @@ class EarlyStoppedLGBM(BaseEstimator):
         min_delta=0.0,
         refit=True,
         fixed_rounds=None,
+        drop=None,
     ):
         self.task_type = task_type
         self.params = params
@@ -53,6 +54,11 @@ class EarlyStoppedLGBM(BaseEstimator):
         self.min_delta = min_delta
         self.refit = refit
         self.fixed_rounds = fixed_rounds
+        self.drop = drop
+
+    def kept_columns(self, X):
+        """The columns trained on, in X's order: all but `drop` (the raw text columns, when X holds any)."""
+        return X.drop(columns=list(self.drop)) if self.drop else X
 
     def make_model(self, rounds):
         params = dict(self.params or {})
@@ -63,6 +69,7 @@ class EarlyStoppedLGBM(BaseEstimator):
 
     def fit(self, X, y):
         y = np.asarray(y)
+        X = self.kept_columns(X)
         if self.fixed_rounds:
             self.rounds_ = int(self.fixed_rounds)
             self.model_ = self.make_model(self.rounds_)
@@ -102,10 +109,10 @@ class EarlyStoppedLGBM(BaseEstimator):
         return self
 
     def predict(self, X):
-        return self.model_.predict(X)
+        return self.model_.predict(self.kept_columns(X))
 
     def predict_proba(self, X):
-        return self.model_.predict_proba(X)
+        return self.model_.predict_proba(self.kept_columns(X))
 
 
 def build_model(task):
@@ -142,4 +149,5 @@ def build_model(task):
         fit_seconds=task.fit_seconds,
         # near-separable classes keep shaving tiny amounts off the logloss for thousands of rounds: stop there
         min_delta=0.0 if task.type == "regression" else 1e-4,
+        drop=list(task.text) or None,
     )

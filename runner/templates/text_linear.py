@@ -1,0 +1,151 @@
+"""Template model body: word and character n-gram TF-IDF of the free-text columns, plus the other features, in one
+sparse linear model (logistic or ridge regression).
+
+The classic strong baseline for text: word uni- and bigrams catch what is said, character 3-5-grams (within word
+boundaries, on each text's first 200 characters; only when a fit may take 8 s or more) catch spelling, inflections
+and emphasis ("LOVE", "!!!"). Sublinear term frequencies and a vocabulary capped by size keep it fast and the matrix
+sparse end to end; numbers are scaled and categories one-hot encoded beside the n-grams, so the model sees the whole
+row. Runs only when the profile found free text (`task.text`).
+"""
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.utils import resample
+
+CHAR_HEAD = 200  # characters of each text that get character n-grams
+CHARS_MIN_SECONDS = 8.0  # character n-grams only when one fit may take this long (longer budgets)
+
+
+def signed_log(values):
+    values = np.asarray(values, dtype=float)
+    return np.sign(values) * np.log1p(np.abs(values))
+
+
+def as_text(frame):
+    return frame.astype(object).where(frame.notna(), "(missing)").astype(str)
+
+
+def text_head(frame):
+    """The first CHAR_HEAD characters of each text: character n-grams cost a Python loop per character, and the words
+    already cover the rest of a long text."""
+    return [text[:CHAR_HEAD] for text in one_text(frame)]
+
+
+def one_text(frame):
+    """One text column (a single-column frame) as a flat list of strings, missing as empty."""
+    return frame.iloc[:, 0].fillna("").astype(str).tolist()
+
+
+def text_features(task):
+    """The sparse encoder: per text column word and char n-grams; scaled numbers; one-hot categories."""
+    # vocabularies shrink as rows grow so one fit stays within its time and memory share
+    words = 100_000 if task.n_rows < 50_000 else 50_000
+    chars = 20_000 if task.n_rows < 50_000 else 10_000
+    parts = []
+    for column in task.text:
+        parts.append(
+            (
+                f"words_{column}",
+                make_pipeline(
+                    FunctionTransformer(one_text),
+                    TfidfVectorizer(
+                        ngram_range=(1, 2),
+                        min_df=2,
+                        max_df=0.9,
+                        sublinear_tf=True,
+                        max_features=words,
+                        strip_accents="unicode",
+                        dtype=np.float32,
+                    ),
+                ),
+                [column],
+            )
+        )
+        if task.fit_seconds < CHARS_MIN_SECONDS:
+            continue  # a tight fit budget: words only (character n-grams cost most of a text fit)
+        parts.append(
+            (
+                f"chars_{column}",
+                make_pipeline(
+                    FunctionTransformer(text_head),
+                    TfidfVectorizer(
+                        analyzer="char_wb",
+                        ngram_range=(3, 5),
+                        min_df=3,
+                        sublinear_tf=True,
+                        max_features=chars,
+                        lowercase=True,
+                        dtype=np.float32,
+                    ),
+                ),
+                [column],
+            )
+        )
+    numeric = make_pipeline(
+        FunctionTransformer(signed_log, feature_names_out="one-to-one"),
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+        StandardScaler(),
+    )
+    categorical = make_pipeline(
+        FunctionTransformer(as_text, feature_names_out="one-to-one"),
+        OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=3),
+    )
+    if task.numeric:
+        parts.append(("numeric", numeric, list(task.numeric)))
+    if task.categorical:
+        parts.append(("categorical", categorical, list(task.categorical)))
+    return ColumnTransformer(parts, remainder="drop", sparse_threshold=1.0)
+
+
+def build_model(task):
+    if task.type == "regression":
+        model = Ridge(alpha=3.0)
+    else:
+        # saga handles the wide sparse matrix (and multiclass) without densifying it
+        model = LogisticRegression(C=4.0, solver="saga" if task.type == "multiclass" else "liblinear", max_iter=2000)
+    return sampled(make_pipeline(text_features(task), model), task)
+
+
+class SampledFit(BaseEstimator):
+    """Fits `model` on a random (stratified) sample of at most `max_rows` rows (0: all); predicts every row. The run's
+    memory plan sets `task.max_fit_rows` when a fit on all rows would not fit under the memory ceiling."""
+
+    def __init__(self, model=None, max_rows=0, seed=0, stratify=False):
+        self.model = model
+        self.max_rows = max_rows
+        self.seed = seed
+        self.stratify = stratify
+
+    def fit(self, X, y):
+        y = np.asarray(y)
+        if self.max_rows and len(y) > self.max_rows:
+            rows = resample(
+                np.arange(len(y)),
+                n_samples=self.max_rows,
+                replace=False,
+                random_state=self.seed,
+                stratify=y if self.stratify else None,
+            )
+            X, y = X.iloc[np.sort(rows)], y[np.sort(rows)]
+        self.model_ = clone(self.model).fit(X, y)
+        if self.stratify:  # a classifier
+            self.classes_ = self.model_.classes_
+        return self
+
+    def predict(self, X):
+        return self.model_.predict(X)
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+
+def sampled(model, task):
+    if not task.max_fit_rows or task.max_fit_rows >= task.n_rows:
+        return model
+    return SampledFit(model, max_rows=task.max_fit_rows, seed=task.seed, stratify=task.type != "regression")
