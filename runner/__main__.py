@@ -277,6 +277,7 @@ def _train(
 
 def _submit(slug: str, out: Path, result: dict[str, Any], progress: Any) -> dict[str, Any]:
     from runner.kaggle_client import KaggleCredentials, KaggleSubmitter  # noqa: PLC0415
+    from runner.output import merge_into_result  # noqa: PLC0415
 
     progress.phase("submitting", slug)
     score = result.get("cv_score")
@@ -285,17 +286,8 @@ def _submit(slug: str, out: Path, result: dict[str, Any], progress: Any) -> dict
     )
     outcome = KaggleSubmitter(KaggleCredentials.from_env(os.environ)).submit(slug, out / "submission.csv", message)
     submission = outcome.as_dict()
-    _merge_result(out / "result.json", {"kaggle_submission": submission})
+    merge_into_result(out / "result.json", {"kaggle_submission": submission})
     return submission
-
-
-def _merge_result(path: Path, fields: dict[str, Any]) -> None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data.update(fields)
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 def _print_summary(

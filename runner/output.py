@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,3 +63,14 @@ def write_submission(path: Path, header: list[str], rows: list[list[str]]) -> No
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)
+
+
+def merge_into_result(result_json: Path, fields: Mapping[str, Any]) -> None:
+    """Add fields (e.g. the Kaggle submission's outcome) to a finished run's result.json; an unreadable one is left
+    as it is (the caller also reports the fields elsewhere: the terminal, the run item)."""
+    try:
+        data = json.loads(result_json.read_text(encoding="utf-8"))
+        data.update(fields)
+        result_json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -52,6 +52,7 @@ from runner.kaggle_client import (
     KaggleSubmitter,
     SubmissionOutcome,
 )
+from runner.output import merge_into_result
 from runner.progress import Heartbeat, Progress, RunProgressWriter, line_sink
 from runner.report import FargateTask, ReportCollector, fargate_task, run_cost, write_report
 
@@ -308,7 +309,7 @@ class TaskRunner:
             submitted = SubmissionOutcome("failed", message, reason=reason[:500])
         outcome.kaggle_submission = submitted.as_dict()
         self.log(f"Kaggle submission: {submitted.status}", kaggle_submission=outcome.kaggle_submission)
-        _merge_into_result(self.out / RESULT, {"kaggle_submission": outcome.kaggle_submission})
+        merge_into_result(self.out / RESULT, {"kaggle_submission": outcome.kaggle_submission})
 
     def _finish(self, outcome: Outcome) -> None:
         self.phase = "uploading artifacts"
@@ -408,15 +409,6 @@ def _summary_of(result_json: Path) -> tuple[str | None, dict[str, Any] | None]:
         return None, None
     cost = data.get("cost")
     return (str(data["model"]) if data.get("model") else None, dict(cost) if isinstance(cost, Mapping) else None)
-
-
-def _merge_into_result(result_json: Path, fields: Mapping[str, Any]) -> None:
-    try:
-        data = json.loads(result_json.read_text(encoding="utf-8"))
-        data.update(fields)
-        result_json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    except (OSError, ValueError, AttributeError):
-        pass  # result.json unreadable: the run item still carries the fields
 
 
 def progress_interval(env: Mapping[str, str]) -> float:
