@@ -35,6 +35,7 @@ SANDBOX_USER = "KAGENT_SANDBOX_USER"  # runner as root: generated code runs as t
 # The runner task's size (the task definition's cpu and memory), for the run's cost in report.html (issue 14).
 TASK_CPU_UNITS = "KAGENT_TASK_CPU_UNITS"
 TASK_MEMORY_MIB = "KAGENT_TASK_MEMORY_MIB"
+MEMORY_LIMIT_MB = "KAGENT_MEMORY_LIMIT_MB"  # the runner plans its models for this ceiling (runner/memory.py)
 # Deployed stages: path prefix of the Plan step's SecureString credentials (chalicelib/credentials.py).
 SSM_PREFIX = "KAGENT_SSM_PREFIX"
 # Who may be emailed and how much one caller may start (issue 12): comma-separated addresses and domains; whether the

@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-ENV_LIMIT = "KAGENT_MEMORY_LIMIT_MB"
+from chalicelib.config import MEMORY_LIMIT_MB
+
+ENV_LIMIT = MEMORY_LIMIT_MB
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _UNLIMITED = 2**60  # cgroup v1 writes a huge number for "no limit"
 MB = 2**20

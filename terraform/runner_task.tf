@@ -30,6 +30,9 @@ locals {
       KAGENT_SANDBOX_USER      = "sandbox"
       KAGENT_TASK_CPU_UNITS    = tostring(var.runner_cpu)
       KAGENT_TASK_MEMORY_MIB   = tostring(var.runner_memory)
+      # The runner plans its models for this ceiling (runner/memory.py): the task's own limit, whether or not the
+      # container's cgroup shows it.
+      KAGENT_MEMORY_LIMIT_MB = tostring(var.runner_memory)
     },
     var.openai_base_url != "" ? { OPENAI_BASE_URL = var.openai_base_url } : {},
   )
