@@ -455,3 +455,30 @@ def test_kagent_sandbox_user_names_the_uid_bodies_run_as():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["ok", str(nobody.pw_uid)]
+
+
+ORDER_SENSITIVE_BODY = """\
+from sklearn.linear_model import SGDClassifier
+
+
+def build_model(task):
+    return SGDClassifier(loss="log_loss", shuffle=False, max_iter=2, tol=None, random_state=0)
+"""
+
+
+def test_a_requests_shuffle_depends_on_the_request_alone_not_on_what_ran_before(data: PreparedData):
+    """Rows reach a body shuffled, but by the request itself: a template's result is the same whatever ran before it
+    (and still differs between seeds)."""
+    with (
+        Workers.start(SandboxLimits(memory_mb=1500), threads=1) as first,
+        Workers.start(SandboxLimits(memory_mb=1500), threads=1) as second,
+    ):
+        for own in (first, second):
+            own.load(data.X, data.X_test)
+        first.fit_predict(request(data, GOOD_BODY, trusted=True))  # something else ran first here
+        alone = second.fit_predict(request(data, ORDER_SENSITIVE_BODY, trusted=True))
+        after = first.fit_predict(request(data, ORDER_SENSITIVE_BODY, trusted=True))
+        reseeded = first.fit_predict(request(data, ORDER_SENSITIVE_BODY, trusted=True, seed=7))
+    assert alone.ok and after.ok and reseeded.ok, (alone.detail, after.detail, reseeded.detail)
+    assert np.array_equal(alone.predictions, after.predictions)
+    assert not np.array_equal(alone.predictions, reseeded.predictions)
