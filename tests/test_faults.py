@@ -4,7 +4,7 @@ EventBridge would call it. For each fault: the run ends terminal with a precise 
 gets one email with the reason and advice (or the run records why the email failed), and nothing of the failed run is
 offered as a result (no link in the email or on GET /runs/{id}, even when a submission.csv was written).
 
-The README's fault table names, for every fault, this test or the other test files that prove it.
+The fault table in docs/load-faults.md names, for every fault, this test or the other test files that prove it.
 """
 
 from __future__ import annotations
