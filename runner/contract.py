@@ -33,8 +33,8 @@ What the scaffold guarantees to the estimator:
 ``task`` (a :class:`TaskSpec`) says what to build: ``type`` ("binary" | "multiclass" | "regression"), ``metric`` (name),
 ``seed``, ``n_rows``, ``n_classes``, ``categorical``, ``numeric`` and ``text`` (column names), ``n_jobs`` (use at most
 this many threads), ``fit_seconds`` (a rough time budget for one fit: size iterations to it) and ``max_fit_rows``
-(0, or the most rows a fit may train on within the run's memory and time: fit on a random sample of that many rows,
-predict all of them).
+(0, or the most rows a fit trains on within the run's memory: the scaffold then hands the body a random, stratified
+sample of that many training rows; it still predicts every row it is asked to).
 
 Rules for bodies: deterministic given ``task.seed``; no file, network or subprocess access; no reading the target inside
 ``add_features``; only the libraries installed with the runner (numpy, pandas, scikit-learn, scipy, lightgbm).

@@ -39,7 +39,7 @@ Contract (the module you write):
   and returns a DataFrame with the same rows in the same order.
 - `task` attributes: type ("binary" | "multiclass" | "regression"), metric, seed, n_rows, n_classes, categorical,
   numeric and text (lists of column names), n_jobs (use at most this many threads), fit_seconds (rough budget for one
-  fit), max_fit_rows (0, or train on a random sample of at most this many rows to stay within memory).
+  fit), max_fit_rows (0, or the size of the random training sample the scaffold gives each fit, for memory).
 - X is a DataFrame of feature columns only; categorical columns have pandas `category` dtype (a value seen only in
   test arrives as NaN); numeric columns are floats; missing values are NaN; free-text columns (task.text, marked FREE
   TEXT in the preview) hold the raw text as pandas `string` (vectorise it, e.g. TfidfVectorizer, or leave it out by

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.utils import resample
 
 from runner.contract import TaskSpec
 from runner.features import ColumnRoles, build_features, column_kinds
@@ -241,6 +242,7 @@ class _Fits:
         """Fit on `train_rows`, predict `predict_rows` (in the metric's own space) in a fresh worker."""
         body, task = self.body, self.task
         hard = self.hard_deadline
+        train_rows = self._fit_rows(train_rows, index)
         request = FitRequest(
             name=body.name,
             source=body.source,
@@ -266,6 +268,19 @@ class _Fits:
         if not np.isfinite(values).all():
             raise CandidateError(f"{body.name}: predictions have the wrong shape or contain NaN/inf", reply)
         return np.asarray(values)
+
+    def _fit_rows(self, rows: np.ndarray, index: int) -> np.ndarray:
+        """The training rows a fit gets: all, or (the memory plan's `task.max_fit_rows`) a random sample of them,
+        stratified for classification. Sampling here, before the worker copies the rows, is what saves the memory;
+        the body still predicts every row it is asked to."""
+        cap = self.task.max_fit_rows
+        if not cap or len(rows) <= cap:
+            return rows
+        stratify = self.y_fit[rows] if self.task.is_classification else None
+        picked = resample(
+            rows, n_samples=cap, replace=False, random_state=self.task.seed * 1000 + index, stratify=stratify
+        )
+        return np.sort(np.asarray(picked))
 
 
 def _folds(y: np.ndarray, task: TaskSpec, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:

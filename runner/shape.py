@@ -32,7 +32,7 @@ BOOSTER_FIRST_ROWS = 250_000
 # (titanic's 668 passenger names: a blend with the text model scored 0.821 on test against 0.834 without)
 MIN_TEXT_ROWS = 1_000
 FULL_ROWS = ("linear", "lightgbm_gbdt")  # the floor: never sampled, never skipped for memory
-SAMPLES = ("mlp", "kernel_svm", "extra_trees", "hist_gradient_boosting", "text_linear")  # honour max_fit_rows
+SAMPLES = ("mlp", "kernel_svm", "extra_trees", "hist_gradient_boosting", "text_linear")  # the scaffold may sample
 MB = 2**20
 TEXT_BYTES_PER_ROW = 8_000  # a document's word and char n-grams in a sparse TF-IDF matrix (with the fit's copies)
 

@@ -15,7 +15,7 @@ from runner.contract import TaskSpec
 from runner.features import build_features, column_kinds, downcast
 from runner.memory import Ceiling, MemoryWatch, cgroup_limit, memory_ceiling
 from runner.metrics import get_metric
-from runner.sandbox import SandboxLimits, Workers
+from runner.sandbox import FitReply, FitRequest, SandboxLimits, Workers
 from runner.scaffold import BodySource, Evaluation, PreparedData, evaluate
 from runner.shape import choose_templates
 from runner.templates import template_source
@@ -205,8 +205,21 @@ def test_a_sampled_template_trains_on_fewer_rows_and_still_predicts_every_row(wo
     capped = PreparedData(
         data.X, data.y, data.X_test, data.test_ids, TaskSpec(**{**data.task.to_dict(), "max_fit_rows": 100})
     )
-    evaluation = run(workers, template("extra_trees"), capped, n_folds=2)
+    seen: list[FitRequest] = []
+
+    class Recording:
+        n_train, n_rows = len(capped.y), len(capped.y) + len(capped.X_test)
+
+        def fit_predict(self, request: FitRequest) -> FitReply:
+            seen.append(request)
+            return workers.fit_predict(request)
+
+    workers.load(capped.X, capped.X_test)
+    evaluation = evaluate(template("extra_trees"), capped, float("inf"), workers=Recording(), n_folds=2)
     assert evaluation.oof_mask.all() and evaluation.test_predictions.shape == (200, 2)
+    assert seen and all(len(r.train_rows) == 100 for r in seen)  # the scaffold sampled before the worker copied
+    assert all(len(set(r.y_train)) == 2 for r in seen)  # stratified: both classes in every sample
+    assert len(seen[0].predict_rows) == 200 + 200  # the fold's 200 validation rows and the 200 test rows
 
 
 def test_numbers_are_downcast_only_when_they_would_crowd_the_ceiling():

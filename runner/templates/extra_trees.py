@@ -4,14 +4,11 @@ Averaging many deep random trees makes errors unlike those of boosting or linear
 it is also robust on small data. Missing numbers get the median plus an indicator; unseen categories get their own code.
 """
 
-import numpy as np
-from sklearn.base import BaseEstimator, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
-from sklearn.utils import resample
 
 
 def as_text(frame):
@@ -37,44 +34,5 @@ def build_model(task):
         random_state=task.seed,
     )
     if task.type == "regression":
-        return sampled(make_pipeline(encode, ExtraTreesRegressor(**params)), task)
-    return sampled(make_pipeline(encode, ExtraTreesClassifier(**params)), task)
-
-
-class SampledFit(BaseEstimator):
-    """Fits `model` on a random (stratified) sample of at most `max_rows` rows (0: all); predicts every row. The run's
-    memory plan sets `task.max_fit_rows` when a fit on all rows would not fit under the memory ceiling."""
-
-    def __init__(self, model=None, max_rows=0, seed=0, stratify=False):
-        self.model = model
-        self.max_rows = max_rows
-        self.seed = seed
-        self.stratify = stratify
-
-    def fit(self, X, y):
-        y = np.asarray(y)
-        if self.max_rows and len(y) > self.max_rows:
-            rows = resample(
-                np.arange(len(y)),
-                n_samples=self.max_rows,
-                replace=False,
-                random_state=self.seed,
-                stratify=y if self.stratify else None,
-            )
-            X, y = X.iloc[np.sort(rows)], y[np.sort(rows)]
-        self.model_ = clone(self.model).fit(X, y)
-        if self.stratify:  # a classifier
-            self.classes_ = self.model_.classes_
-        return self
-
-    def predict(self, X):
-        return self.model_.predict(X)
-
-    def predict_proba(self, X):
-        return self.model_.predict_proba(X)
-
-
-def sampled(model, task):
-    if not task.max_fit_rows or task.max_fit_rows >= task.n_rows:
-        return model
-    return SampledFit(model, max_rows=task.max_fit_rows, seed=task.seed, stratify=task.type != "regression")
+        return make_pipeline(encode, ExtraTreesRegressor(**params))
+    return make_pipeline(encode, ExtraTreesClassifier(**params))

@@ -8,12 +8,9 @@ multiclass data cannot overrun the run's deadline.
 
 import time
 
-import numpy as np
-from sklearn.base import BaseEstimator, clone
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
-from sklearn.utils import resample
 
 CHUNK = 50  # trees per warm-started step
 
@@ -61,48 +58,9 @@ def build_model(task):
         model = timed(HistGradientBoostingClassifier, seconds)(**params)
     if task.text:  # raw text columns are for the text templates: train on the numbers and categories
         keep = FunctionTransformer(drop_columns, kw_args={"columns": list(task.text)})
-        return sampled(make_pipeline(keep, model), task)
-    return sampled(model, task)
+        return make_pipeline(keep, model)
+    return model
 
 
 def drop_columns(frame, columns):
     return frame.drop(columns=columns)  # X's own column order: the same trees as without text columns
-
-
-class SampledFit(BaseEstimator):
-    """Fits `model` on a random (stratified) sample of at most `max_rows` rows (0: all); predicts every row. The run's
-    memory plan sets `task.max_fit_rows` when a fit on all rows would not fit under the memory ceiling."""
-
-    def __init__(self, model=None, max_rows=0, seed=0, stratify=False):
-        self.model = model
-        self.max_rows = max_rows
-        self.seed = seed
-        self.stratify = stratify
-
-    def fit(self, X, y):
-        y = np.asarray(y)
-        if self.max_rows and len(y) > self.max_rows:
-            rows = resample(
-                np.arange(len(y)),
-                n_samples=self.max_rows,
-                replace=False,
-                random_state=self.seed,
-                stratify=y if self.stratify else None,
-            )
-            X, y = X.iloc[np.sort(rows)], y[np.sort(rows)]
-        self.model_ = clone(self.model).fit(X, y)
-        if self.stratify:  # a classifier
-            self.classes_ = self.model_.classes_
-        return self
-
-    def predict(self, X):
-        return self.model_.predict(X)
-
-    def predict_proba(self, X):
-        return self.model_.predict_proba(X)
-
-
-def sampled(model, task):
-    if not task.max_fit_rows or task.max_fit_rows >= task.n_rows:
-        return model
-    return SampledFit(model, max_rows=task.max_fit_rows, seed=task.seed, stratify=task.type != "regression")

@@ -6,7 +6,6 @@ Regression targets are standardised so the margin (epsilon) and C mean the same 
 """
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.impute import SimpleImputer
@@ -15,7 +14,6 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.svm import SVC, SVR
-from sklearn.utils import resample
 
 EXACT_KERNEL_MAX_ROWS = 4000
 
@@ -54,9 +52,7 @@ def build_model(task):
             model = make_pipeline(
                 Nystroem(gamma=gamma, n_components=components, random_state=task.seed), Ridge(alpha=1.0)
             )
-        return sampled(
-            make_pipeline(encode, TransformedTargetRegressor(regressor=model, transformer=StandardScaler())), task
-        )
+        return make_pipeline(encode, TransformedTargetRegressor(regressor=model, transformer=StandardScaler()))
     if exact:
         # Platt scaling on internal folds gives the probabilities (what SVC(probability=True) did before 1.9)
         classifier = CalibratedClassifierCV(SVC(C=1.0, gamma=gamma), ensemble=False, cv=3)
@@ -65,43 +61,4 @@ def build_model(task):
             Nystroem(gamma=gamma, n_components=components, random_state=task.seed),
             LogisticRegression(C=1.0, max_iter=2000),
         )
-    return sampled(make_pipeline(encode, classifier), task)
-
-
-class SampledFit(BaseEstimator):
-    """Fits `model` on a random (stratified) sample of at most `max_rows` rows (0: all); predicts every row. The run's
-    memory plan sets `task.max_fit_rows` when a fit on all rows would not fit under the memory ceiling."""
-
-    def __init__(self, model=None, max_rows=0, seed=0, stratify=False):
-        self.model = model
-        self.max_rows = max_rows
-        self.seed = seed
-        self.stratify = stratify
-
-    def fit(self, X, y):
-        y = np.asarray(y)
-        if self.max_rows and len(y) > self.max_rows:
-            rows = resample(
-                np.arange(len(y)),
-                n_samples=self.max_rows,
-                replace=False,
-                random_state=self.seed,
-                stratify=y if self.stratify else None,
-            )
-            X, y = X.iloc[np.sort(rows)], y[np.sort(rows)]
-        self.model_ = clone(self.model).fit(X, y)
-        if self.stratify:  # a classifier
-            self.classes_ = self.model_.classes_
-        return self
-
-    def predict(self, X):
-        return self.model_.predict(X)
-
-    def predict_proba(self, X):
-        return self.model_.predict_proba(X)
-
-
-def sampled(model, task):
-    if not task.max_fit_rows or task.max_fit_rows >= task.n_rows:
-        return model
-    return SampledFit(model, max_rows=task.max_fit_rows, seed=task.seed, stratify=task.type != "regression")
+    return make_pipeline(encode, classifier)

@@ -10,14 +10,13 @@ Regression targets are standardised so the loss means the same on any scale.
 import time
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, QuantileTransformer, StandardScaler
-from sklearn.utils import resample
 
 
 def as_text(frame):
@@ -113,46 +112,5 @@ def build_model(task):
         seed=task.seed,
     )
     if task.type == "regression":
-        return sampled(
-            make_pipeline(encode, TransformedTargetRegressor(regressor=model, transformer=StandardScaler())), task
-        )
-    return sampled(make_pipeline(encode, model), task)
-
-
-class SampledFit(BaseEstimator):
-    """Fits `model` on a random (stratified) sample of at most `max_rows` rows (0: all); predicts every row. The run's
-    memory plan sets `task.max_fit_rows` when a fit on all rows would not fit under the memory ceiling."""
-
-    def __init__(self, model=None, max_rows=0, seed=0, stratify=False):
-        self.model = model
-        self.max_rows = max_rows
-        self.seed = seed
-        self.stratify = stratify
-
-    def fit(self, X, y):
-        y = np.asarray(y)
-        if self.max_rows and len(y) > self.max_rows:
-            rows = resample(
-                np.arange(len(y)),
-                n_samples=self.max_rows,
-                replace=False,
-                random_state=self.seed,
-                stratify=y if self.stratify else None,
-            )
-            X, y = X.iloc[np.sort(rows)], y[np.sort(rows)]
-        self.model_ = clone(self.model).fit(X, y)
-        if self.stratify:  # a classifier
-            self.classes_ = self.model_.classes_
-        return self
-
-    def predict(self, X):
-        return self.model_.predict(X)
-
-    def predict_proba(self, X):
-        return self.model_.predict_proba(X)
-
-
-def sampled(model, task):
-    if not task.max_fit_rows or task.max_fit_rows >= task.n_rows:
-        return model
-    return SampledFit(model, max_rows=task.max_fit_rows, seed=task.seed, stratify=task.type != "regression")
+        return make_pipeline(encode, TransformedTargetRegressor(regressor=model, transformer=StandardScaler()))
+    return make_pipeline(encode, model)

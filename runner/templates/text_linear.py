@@ -9,14 +9,12 @@ row. Runs only when the profile found free text (`task.text`).
 """
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
-from sklearn.utils import resample
 
 CHAR_HEAD = 200  # characters of each text that get character n-grams
 CHARS_MIN_SECONDS = 8.0  # character n-grams only when one fit may take this long (longer budgets)
@@ -109,43 +107,4 @@ def build_model(task):
     else:
         # saga handles the wide sparse matrix (and multiclass) without densifying it
         model = LogisticRegression(C=4.0, solver="saga" if task.type == "multiclass" else "liblinear", max_iter=2000)
-    return sampled(make_pipeline(text_features(task), model), task)
-
-
-class SampledFit(BaseEstimator):
-    """Fits `model` on a random (stratified) sample of at most `max_rows` rows (0: all); predicts every row. The run's
-    memory plan sets `task.max_fit_rows` when a fit on all rows would not fit under the memory ceiling."""
-
-    def __init__(self, model=None, max_rows=0, seed=0, stratify=False):
-        self.model = model
-        self.max_rows = max_rows
-        self.seed = seed
-        self.stratify = stratify
-
-    def fit(self, X, y):
-        y = np.asarray(y)
-        if self.max_rows and len(y) > self.max_rows:
-            rows = resample(
-                np.arange(len(y)),
-                n_samples=self.max_rows,
-                replace=False,
-                random_state=self.seed,
-                stratify=y if self.stratify else None,
-            )
-            X, y = X.iloc[np.sort(rows)], y[np.sort(rows)]
-        self.model_ = clone(self.model).fit(X, y)
-        if self.stratify:  # a classifier
-            self.classes_ = self.model_.classes_
-        return self
-
-    def predict(self, X):
-        return self.model_.predict(X)
-
-    def predict_proba(self, X):
-        return self.model_.predict_proba(X)
-
-
-def sampled(model, task):
-    if not task.max_fit_rows or task.max_fit_rows >= task.n_rows:
-        return model
-    return SampledFit(model, max_rows=task.max_fit_rows, seed=task.seed, stratify=task.type != "regression")
+    return make_pipeline(text_features(task), model)
