@@ -49,6 +49,7 @@ SECRET_NAMES = frozenset({"OPENAI_API_KEY", "KAGGLE_USERNAME", "KAGGLE_KEY", "KA
 SECRET_PREFIXES = ("AWS_", "OPENAI_", "KAGGLE_")
 PR_SET_DUMPABLE = 4
 ZYGOTE_ERRORS = "zygote-stderr.txt"
+MAX_RESPAWNS = 2  # a zygote that died (out of memory, killed from outside) is restarted this often per run, no more
 
 Verdict = Literal["ok", "crashed", "timed_out", "out_of_memory", "bad_output", "refused"]
 
@@ -223,7 +224,9 @@ class Workers:
         self.n_train = 0
         self.n_rows = 0
         self.requests = 0
+        self.respawns = 0
         self.overheads: list[float] = []  # seconds per request not spent inside the child
+        self._features: tuple[pd.DataFrame, pd.DataFrame] | None = None  # what a restarted zygote is given again
 
     @classmethod
     def start(cls, limits: SandboxLimits | None = None, **kwargs: Any) -> Workers:
@@ -274,9 +277,24 @@ class Workers:
         finally:
             shutil.rmtree(data, ignore_errors=True)
         self.n_train, self.n_rows = len(X), len(X) + len(X_test)
+        self._features = (X, X_test)
+
+    def _respawn_if_dead(self) -> None:
+        """A zygote that died (the kernel's OOM killer, a kill from outside: bodies cannot signal it) fails the
+        request it was serving; the next request starts a new one on the same features, at most MAX_RESPAWNS times."""
+        if self.proc is not None and self.proc.poll() is not None:
+            self._stop_zygote()  # it died between requests: noticed here, before this request is sent to it
+        if self.sock is not None or self._features is None:
+            return
+        if self.respawns >= MAX_RESPAWNS:
+            raise SandboxError(f"the worker zygote died {self.respawns + 1} times; it is not restarted again")
+        self.respawns += 1
+        self.spawn()
+        self.load(*self._features)
 
     def fit_predict(self, request: FitRequest) -> FitReply:
         """Run one request in a fresh child; predictions come back in `request.predict_rows` order."""
+        self._respawn_if_dead()
         self.requests += 1
         rng = np.random.default_rng(_shuffle_key(request))
         train_order = rng.permutation(len(request.train_rows))
@@ -293,6 +311,10 @@ class Workers:
             with os.fdopen(os.dup(fd), "wb") as handle:
                 write_job(handle, job, arrays)
             send_message(self._socket(), {"op": "run", "wall_s": request.wall_s}, fds=[fd])
+        except OSError as exc:  # the zygote died as the request was sent
+            errors = self._errors()
+            self._stop_zygote()
+            raise SandboxError(f"the worker zygote failed ({type(exc).__name__}: {exc}){errors}") from None
         finally:
             os.close(fd)
         header, payload = self._expect("done", time.monotonic() + request.wall_s + 30.0)
@@ -365,7 +387,7 @@ class Workers:
             header, payload, _fds = recv_message(sock)
         except (TimeoutError, EOFError, OSError, ProtocolError) as exc:
             errors = self._errors()
-            self.close()
+            self._stop_zygote()
             raise SandboxError(f"the worker zygote failed ({type(exc).__name__}: {exc}){errors}") from None
         finally:
             with contextlib.suppress(OSError):
@@ -384,6 +406,12 @@ class Workers:
         return f": {trim(text, 600)}" if text else ""
 
     def close(self) -> None:
+        self._stop_zygote()
+        self._features = None
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _stop_zygote(self) -> None:
+        """Ask the zygote to exit, then kill its whole process group (it and any child still running)."""
         if self.sock is not None:
             with contextlib.suppress(OSError):
                 send_message(self.sock, {"op": "exit"})
@@ -395,7 +423,6 @@ class Workers:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=10)
             self.proc = None
-        shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Workers:
         return self

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +25,9 @@ import pytest
 from runner.contract import TaskSpec
 from runner.metrics import get_metric
 from runner.sandbox import (
+    MAX_RESPAWNS,
     FitRequest,
+    SandboxError,
     SandboxLimits,
     Workers,
     clean_env,
@@ -482,3 +486,42 @@ def test_a_requests_shuffle_depends_on_the_request_alone_not_on_what_ran_before(
     assert alone.ok and after.ok and reseeded.ok, (alone.detail, after.detail, reseeded.detail)
     assert np.array_equal(alone.predictions, after.predictions)
     assert not np.array_equal(alone.predictions, reseeded.predictions)
+
+
+SLOW_BODY = "import time\ntime.sleep(3)\n" + GOOD_BODY
+
+
+def kill_zygote(workers: Workers) -> None:
+    assert workers.proc is not None
+    os.killpg(workers.proc.pid, signal.SIGKILL)
+    workers.proc.wait(timeout=10)
+
+
+def test_a_zygote_that_died_between_requests_is_restarted_on_the_same_features(data: PreparedData):
+    with Workers.start(SandboxLimits(memory_mb=1500), threads=1) as own:
+        own.load(data.X, data.X_test)
+        before = own.fit_predict(request(data, GOOD_BODY, trusted=True))
+        first_zygote = own.proc.pid if own.proc else None
+        kill_zygote(own)  # as the kernel's OOM killer would
+        after = own.fit_predict(request(data, GOOD_BODY, trusted=True))
+        assert own.respawns == 1 and own.proc is not None and own.proc.pid != first_zygote
+    assert before.ok and after.ok, (before.detail, after.detail)
+    assert np.array_equal(before.predictions, after.predictions)  # the same features, the same answer
+
+
+def test_a_zygote_that_dies_mid_request_fails_that_request_only_and_restarts_are_bounded(data: PreparedData):
+    with Workers.start(SandboxLimits(memory_mb=1500), threads=1) as own:
+        own.load(data.X, data.X_test)
+        killer = threading.Timer(1.0, kill_zygote, args=(own,))
+        killer.start()
+        with pytest.raises(SandboxError, match="worker zygote failed"):
+            own.fit_predict(request(data, SLOW_BODY, trusted=True))
+        killer.join()
+        assert own.fit_predict(request(data, GOOD_BODY, trusted=True)).ok  # the next request gets a new zygote
+        for _ in range(MAX_RESPAWNS - 1):
+            kill_zygote(own)
+            assert own.fit_predict(request(data, GOOD_BODY, trusted=True)).ok
+        kill_zygote(own)
+        with pytest.raises(SandboxError, match=f"died {MAX_RESPAWNS + 1} times; it is not restarted again"):
+            own.fit_predict(request(data, GOOD_BODY, trusted=True))
+        assert own.respawns == MAX_RESPAWNS
