@@ -15,7 +15,7 @@ import functools
 import io
 import re
 import tokenize
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +127,38 @@ def imports_of(module: str, file: Path, modules: set[str]) -> list[Import]:
                 found.append(Import(module, target, node.lineno, in_function, explained))
             if in_function and not _targets(node, module, is_package, modules):
                 found.append(Import(module, "", node.lineno, in_function, explained))  # third-party or stdlib
+    return found + _dynamic_imports(module, source, modules, said)
+
+
+def _dynamic_imports(module: str, source: str, modules: set[str], said: Callable[[int], bool]) -> list[Import]:
+    """`importlib.import_module("ours")` and `__import__("ours")` count too (a string naming the module, or a
+    module-level constant holding that string): they hid `orchestrator -> local_executor -> app` before issue 16."""
+    tree = ast.parse(source)
+    constants = {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    in_function: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            in_function.update(id(inner) for inner in ast.walk(node) if inner is not node)
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and node.args):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        if name not in ("import_module", "__import__"):
+            continue
+        argument = node.args[0]
+        target = argument.value if isinstance(argument, ast.Constant) else None
+        if isinstance(argument, ast.Name):
+            target = constants.get(argument.id)
+        if isinstance(target, str) and target in modules:
+            found.append(Import(module, target, node.lineno, id(node) in in_function, said(node.lineno)))
     return found
 
 
@@ -233,6 +265,24 @@ def test_a_cycle_through_an_import_inside_a_function_is_found_and_named(tmp_path
     ]
 
 
+def test_a_cycle_hidden_behind_importlib_is_found(tmp_path: Path) -> None:
+    tree = write_tree(
+        tmp_path,
+        {
+            "app.py": "from chalicelib import orchestrator\n",
+            "chalicelib/__init__.py": "",
+            "chalicelib/orchestrator.py": (
+                "import importlib\nMODULE = 'chalicelib.local_executor'\n"
+                "def start():\n    return importlib.import_module(MODULE)\n"
+            ),
+            "chalicelib/local_executor.py": "def handlers():\n    return __import__('app')  # lazy: hides a cycle\n",
+        },
+    )
+    assert cycles(all_imports(tree)) == [["app", "chalicelib.orchestrator", "chalicelib.local_executor", "app"]]
+    unexplained = [(found.module, found.line) for found in all_imports(tree) if found.lazy and not found.explained]
+    assert unexplained == [("chalicelib.orchestrator", 4)]
+
+
 def test_type_checking_imports_make_no_cycle_and_a_package_importing_itself_does(tmp_path: Path) -> None:
     tree = write_tree(
         tmp_path,
@@ -292,7 +342,11 @@ def test_the_known_runner_cycle_is_still_there_until_its_fix_merges() -> None:
 
 def test_every_import_inside_a_function_says_why_it_is_lazy() -> None:
     unexplained = sorted(
-        {f"{REPO_RELATIVE[found.module]}:{found.line}" for found in project_imports() if found.lazy and not found.explained}
+        {
+            f"{REPO_RELATIVE[found.module]}:{found.line}"
+            for found in project_imports()
+            if found.lazy and not found.explained
+        }
     )
     assert not unexplained, "function-level imports without a `# lazy: <why>` comment: " + ", ".join(unexplained)
 
