@@ -141,7 +141,7 @@ def sent_emails() -> list[Any]:
 
 
 def reset_service() -> None:
-    """`chalicelib.aws.reset`, keeping its boto3 clients (slow to make) unless one is bound to another endpoint:
+    """`chalicelib.wiring.reset`, keeping its boto3 clients (slow to make) unless one is bound to another endpoint:
     a test against moto server leaves clients that point at its (stopped) server."""
     from chalicelib import aws, wiring  # noqa: PLC0415
 
