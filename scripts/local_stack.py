@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a file: make `scripts` importable
     sys.path.insert(0, str(REPO))
 
+from chalicelib.runs import table_spec  # noqa: E402
 from scripts.recordresources import LOCAL_DEFAULTS, LOCAL_ENVIRONMENT  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -96,8 +97,6 @@ def create_resources(endpoint: str) -> None:
         region_name=LOCAL_ENVIRONMENT["AWS_DEFAULT_REGION"],
     )
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
-    from chalicelib.runs import table_spec  # noqa: PLC0415 - lazy: only when the stack starts
-
     dynamodb.create_table(**table_spec(LOCAL_ENVIRONMENT["KAGENT_RUNS_TABLE"]))
     session.client("s3", endpoint_url=endpoint).create_bucket(Bucket=LOCAL_ENVIRONMENT["KAGENT_ARTIFACTS_BUCKET"])
     session.client("ses", endpoint_url=endpoint).verify_email_identity(
