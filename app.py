@@ -38,8 +38,9 @@ def _service() -> Service:
 
 def step_handlers() -> dict[str, Callable[[Any, Any], Any]]:
     """The step Lambdas and event handlers by function name, as Chalice deploys them (the module's entry points)."""
-    registered = [*app.pure_lambda_functions, *app.event_sources]
-    return {function.name: globals()[function.handler_string.rpartition(".")[2]] for function in registered}
+    registered = [(f.name, f.handler_string) for f in app.pure_lambda_functions]
+    registered += [(source.name, source.handler_string) for source in app.event_sources]
+    return {name: globals()[handler.rpartition(".")[2]] for name, handler in registered}
 
 
 def _response(reply: Reply) -> Response:
