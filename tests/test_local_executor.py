@@ -195,7 +195,11 @@ def test_an_execution_past_its_timeout_ends_timed_out() -> None:
 @pytest.mark.parametrize(
     ("state", "complaint"),
     [
-        ({"Type": "Choice", "Choices": [], "Default": "A"}, "Type 'Choice'"),
+        ({"Type": "Choice", "Choices": [], "Default": "A"}, "Type 'Choice'.*branch in a step handler instead"),
+        ({"Type": "Map", "ItemProcessor": {}, "End": True}, "state A: Type 'Map'.*loop in a step handler"),
+        ({"Type": "Parallel", "Branches": [], "End": True}, "Type 'Parallel'"),
+        ({"Type": "Wait", "Seconds": 1, "End": True}, "Type 'Wait'"),
+        ({"Type": "Sleep", "End": True}, "Type 'Sleep' is not followed locally"),
         ({"Type": "Task", "Resource": "a", "ResultSelector": {}, "Credentials": {}, "End": True}, "Credentials"),
         ({"Type": "Task", "Resource": "a", "Next": "Nowhere"}, "'Nowhere' is not a state"),
         ({"Type": "Task", "Resource": "a"}, "needs Next or End"),
