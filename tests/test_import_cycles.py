@@ -363,3 +363,26 @@ def test_the_service_side_modules_import_nothing_that_imports_them_back(module: 
     if module == "chalicelib.aws":
         assert ours == {"chalicelib.config"}
     assert not any(found.target == "app" for found in imports if found.module.startswith("chalicelib"))
+
+
+HEAVY = {"pandas", "numpy", "sklearn", "scipy", "lightgbm", "matplotlib", "pyarrow"}
+
+
+def top_level_names(file: Path) -> set[str]:
+    """The top-level package of every import in `file`, at any depth (TYPE_CHECKING ones included: none is needed)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_lambda_package_stays_light_and_the_runner_never_imports_the_app() -> None:
+    files = module_files()
+    heavy = {module: sorted(top_level_names(file) & (HEAVY | {"runner"})) for module, file in files.items()}
+    assert {module: names for module, names in heavy.items() if module.startswith("chalicelib") and names} == {}
+    assert [
+        module for module, file in files.items() if module.startswith("runner") and "app" in top_level_names(file)
+    ] == []
