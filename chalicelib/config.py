@@ -7,8 +7,9 @@ the Chalice app, the Fargate runner and the local stack: change one only togethe
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,3 +161,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ses_sandbox=_bool(env, SES_SANDBOX, defaults.ses_sandbox),
         runs_per_caller_per_day=_int(env, RUNS_PER_CALLER_PER_DAY, defaults.runs_per_caller_per_day, minimum=1),
     )
+
+
+@functools.cache
+def settings() -> Settings:
+    """The process's Settings, read once (chalicelib.wiring.reset forgets them, for tests that switch environments)."""
+    return load_settings()
+
+
+def environment_values(names: Iterable[str]) -> dict[str, str]:
+    """The process environment's values of `names` ("" where unset): credentials and client settings the Plan step
+    reads when it runs, handed on as values (chalicelib.wiring)."""
+    return {name: os.environ.get(name, "") for name in names}

@@ -270,7 +270,7 @@ def _openai_sdk(config: LLMConfig) -> Any:
 
 def classify(exc: Exception, model: str) -> LLMError:
     """Map an SDK exception to a transient or permanent LLMError with a readable reason."""
-    import openai  # noqa: PLC0415
+    import openai  # noqa: PLC0415 - lazy: the SDK loads only where an LLM is used (as in _openai_sdk)
 
     if isinstance(exc, openai.APITimeoutError):
         return LLMTransientError("the LLM server timed out")

@@ -234,6 +234,7 @@ def success_email(
 
 
 def _render(template: str, **context: Any) -> str:
+    # lazy: only MarkSucceeded renders
     from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: PLC0415 - only MarkSucceeded renders
 
     environment = Environment(

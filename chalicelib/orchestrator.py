@@ -1,4 +1,5 @@
-"""Start a run's workflow: a Step Functions execution named by run_id, or the local executor (KAGENT_EXECUTOR=local).
+"""Start a run's workflow: a Step Functions execution named by run_id, or the local executor (KAGENT_EXECUTOR=local,
+chalicelib.local_executor; chalicelib.wiring picks one).
 
 The execution input is the contract between the app, statemachine.asl.json and the local executor:
 `{"run_id", "url", "email", "slug", "network": {"AwsvpcConfiguration": {"Subnets", "SecurityGroups", ...}}}`.
@@ -9,17 +10,15 @@ integration's Parameters in PascalCase, nested ones included (the ECS API's own 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.config import EXECUTOR, Settings
+from chalicelib.config import Settings
 from chalicelib.runs import Run
 
 # Starts a workflow for the run with this execution input; returns the execution's id (an ARN for Step Functions).
 Executor = Callable[[Run, dict[str, Any]], str]
-LOCAL_EXECUTOR_MODULE = "chalicelib.local_executor"
 
 
 class OrchestrationError(RuntimeError):
@@ -93,31 +92,9 @@ def describe_execution(sfn_client: Any, arn: str) -> dict[str, Any] | None:
         return None
 
 
-def local_executor(settings: Settings) -> Executor:
-    """The local stage's executor: `chalicelib.local_executor.start(run, execution_input, settings) -> str`."""
-    try:
-        module = importlib.import_module(LOCAL_EXECUTOR_MODULE)
-    except ImportError as error:
-        raise OrchestrationError(f"{EXECUTOR}=local needs {LOCAL_EXECUTOR_MODULE}: {error}") from None
-
-    def start(run: Run, payload: dict[str, Any]) -> str:
-        return str(module.start(run, payload, settings))
-
-    return start
-
-
-def choose_executor(settings: Settings, sfn_client_factory: Callable[[], Any]) -> Executor:
-    if settings.executor == "local":
-        return local_executor(settings)
-    return stepfunctions_executor(sfn_client_factory(), settings.state_machine_arn)
-
-
-def start(run: Run, settings: Settings, executor: Executor | None = None) -> str:
-    """Start `run`'s workflow with the execution input built from `settings`; returns the execution id."""
-    if executor is None:
-        from chalicelib import aws  # noqa: PLC0415 - boto3 only when a workflow really starts
-
-        executor = choose_executor(settings, lambda: aws.client("stepfunctions"))
+def start(run: Run, settings: Settings, executor: Executor) -> str:
+    """Start `run`'s workflow with the execution input built from `settings`; returns the execution id. The executor
+    (Step Functions or the local one) is chosen by chalicelib.wiring."""
     return executor(run, execution_input(run, settings))
 
 

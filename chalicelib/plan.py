@@ -2,19 +2,32 @@
 
 `make_plan` takes the LLM as an injected `complete(messages) -> text` callable, so it runs (and is tested) without any
 server. The LLM's answer must be one JSON object matching `PLAN_SCHEMA`; anything else falls back to the heuristic plan.
+`plan_tools` builds the Plan step's tools (that callable, over chalicelib.llm, and Kaggle's metadata) from credentials
+handed over as values; chalicelib.wiring reads them (SSM or the environment) when the Plan step runs.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from chalicelib.kaggle_meta import CompetitionMeta
+from chalicelib import llm
+from chalicelib.credentials import PlanSecrets
+from chalicelib.kaggle_meta import CompetitionMeta, KaggleCredentials, fetch_meta
 
 Complete = Callable[[Sequence[Mapping[str, str]]], str]
+# Kaggle's metadata for a slug with these credentials (chalicelib.kaggle_meta.fetch_meta, or a fake in tests).
+MetaFetch = Callable[[str, KaggleCredentials], CompetitionMeta]
+PLAN_LLM_BUDGET_S = 60.0
+# Reasoning models (the default gpt-5-mini) count their hidden reasoning against this limit: 800 left the JSON plan
+# cut off. The answer itself is ~100 tokens; the rest is room to think, still bounded by PLAN_LLM_BUDGET_S.
+PLAN_MAX_OUTPUT_TOKENS = 4000
+PLAN_LLM_TIMEOUT_S = 30.0
+PLAN_LLM_MAX_RETRIES = 2
 
 TASK_TYPES = ("binary", "multiclass", "regression", "unknown")
 # The runner's metric names (runner.metrics.METRIC_NAMES; chalicelib cannot import the runner, tests keep them equal).
@@ -180,3 +193,42 @@ def make_plan(slug: str, meta: CompetitionMeta | None, complete: Complete | None
         return heuristic_plan(slug, meta, note=f"LLM plan rejected: {error}")
     except Exception as error:  # the LLM is optional for planning: any failure falls back, with the reason kept
         return heuristic_plan(slug, meta, note=f"LLM unavailable: {type(error).__name__}: {str(error)[:200]}")
+
+
+# -- the Plan step's tools -------------------------------------------------------------------------------------------
+
+
+def plan_complete(env: Mapping[str, str], model: str) -> Complete | None:
+    """The Plan step's LLM as `complete(messages) -> text` (one JSON object, bounded by PLAN_LLM_BUDGET_S), or None
+    when `env` configures no LLM."""
+    if not llm.llm_configured(env):
+        return None
+    config = llm.llm_config_from_env(env, model, timeout_s=PLAN_LLM_TIMEOUT_S, max_retries=PLAN_LLM_MAX_RETRIES)
+    client = llm.LLMClient(config)
+
+    def complete(messages: Sequence[Mapping[str, str]]) -> str:
+        deadline = time.monotonic() + PLAN_LLM_BUDGET_S
+        answer = client.chat(messages, json_object=True, max_output_tokens=PLAN_MAX_OUTPUT_TOKENS, deadline=deadline)
+        if answer.finish_reason == "length":  # a cut-off answer is never used, even if a JSON object survived the cut
+            raise PlanError(
+                f"the answer was cut off at {PLAN_MAX_OUTPUT_TOKENS} output tokens "
+                f"({answer.completion_tokens} used, reasoning included)"
+            )
+        return answer.text
+
+    return complete
+
+
+def plan_tools(
+    secrets: PlanSecrets, environment: Mapping[str, str], model: str, fetch: MetaFetch = fetch_meta
+) -> PlanTools:
+    """The Plan step's LLM and Kaggle metadata from `secrets` (SSM or the environment) over `environment` (the
+    clients' other settings: OPENAI_BASE_URL, KAGGLE_API_TOKEN); values are handed over as arguments, never put into
+    os.environ. Each tool is None without its credentials; the note says what was missing."""
+    env = dict(environment) | dict(secrets.values)
+    auth = KaggleCredentials.from_env(env)
+    return PlanTools(
+        complete=plan_complete(env, model),
+        competition_meta=(lambda slug: fetch(slug, auth)) if auth.present else None,
+        note=secrets.note,
+    )

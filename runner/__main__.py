@@ -132,6 +132,7 @@ def competition_of(data: str) -> str | None:
     if Path(data).exists():
         return None
     if data.startswith(("http://", "https://")):
+        # lazy: only a URL argument needs the slug parser
         from chalicelib.run_request import InvalidRequest, parse_slug  # noqa: PLC0415 - stdlib only
 
         try:
@@ -143,6 +144,7 @@ def competition_of(data: str) -> str | None:
 
 def fetch_competition(slug: str, workdir: Path, log: Callable[[str], None]) -> Path:
     """The competition's files through the cloud runner's DataSource and Kaggle client (mirror, cache, Kaggle)."""
+    # lazy: only a competition run downloads; `--help` and local data stay light
     from runner.datasource import DataSource, DataSourceError, LocalDataCache  # noqa: PLC0415
     from runner.kaggle_client import KaggleCredentials, KaggleDownloader, KaggleError  # noqa: PLC0415
 
@@ -174,7 +176,7 @@ class Display:
         if not self.tty:
             yield self
             return
-        from rich.console import Console  # noqa: PLC0415
+        from rich.console import Console  # noqa: PLC0415 - lazy: rich only for a live terminal display
         from rich.live import Live  # noqa: PLC0415
         from rich.spinner import Spinner  # noqa: PLC0415
 
@@ -190,7 +192,7 @@ class Display:
 
     def progress(self, line: str) -> None:
         if self._live is not None:
-            from rich.spinner import Spinner  # noqa: PLC0415
+            from rich.spinner import Spinner  # noqa: PLC0415 - lazy: rich only for a live terminal display
 
             self._live.update(Spinner("dots", text=line))
         else:
@@ -221,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, slug: str | None, target: str | None, out: Path, display: Display) -> int:
+    # lazy: loaded when a run starts, not for `--help` or argument errors
     from runner.progress import Progress, line_sink  # noqa: PLC0415
 
     progress = Progress(budget_s=args.time_budget, started=STARTED, sinks=(line_sink(display.progress),))
@@ -235,7 +238,7 @@ def _run(args: argparse.Namespace, slug: str | None, target: str | None, out: Pa
 def _train(
     args: argparse.Namespace, data: Path, target: str | None, out: Path, *, display: Display, progress: Any
 ) -> int:
-    from runner.codegen import CodegenBudget  # noqa: PLC0415 - the engine pulls in pandas/scikit-learn
+    from runner.codegen import CodegenBudget  # noqa: PLC0415 - lazy: the engine pulls in pandas/scikit-learn
     from runner.pipeline import RunOptions, run_pipeline  # noqa: PLC0415
     from runner.report import ReportCollector, plain_leaderboard, run_cost, write_report  # noqa: PLC0415
 
@@ -276,6 +279,7 @@ def _train(
 
 
 def _submit(slug: str, out: Path, result: dict[str, Any], progress: Any) -> dict[str, Any]:
+    # lazy: only `--submit` talks to Kaggle
     from runner.kaggle_client import KaggleCredentials, KaggleSubmitter  # noqa: PLC0415
     from runner.output import merge_into_result  # noqa: PLC0415
 
@@ -297,6 +301,7 @@ def _print_summary(
     submitted: dict[str, Any] | None,
     table: Callable[[list[Any]], str],
 ) -> None:
+    # lazy: loaded when a run ends, not for `--help` or argument errors
     from runner.progress import round_score  # noqa: PLC0415
 
     rows = result.get("leaderboard") or []

@@ -291,6 +291,7 @@ class LLMCandidates:
         self.engine: LLMCodegen | None = None
 
     def __call__(self, context: SelectionContext) -> Iterator[Candidate]:
+        # lazy: the pipeline imports this module: cycle kept until H3's codegen_step split
         from runner.pipeline import Candidate  # noqa: PLC0415 - the pipeline imports this module lazily too
 
         self.engine = LLMCodegen(
@@ -362,6 +363,7 @@ def _preview(context: SelectionContext) -> str:
 
 
 def _template_source(name: str) -> str | None:
+    # lazy: the templates package loads only when codegen seeds from one
     from runner.templates import TEMPLATES, template_source  # noqa: PLC0415
 
     return template_source(name) if name in TEMPLATES else None

@@ -377,7 +377,7 @@ def _sandbox_uid_from_environment() -> tuple[int, int] | None:
 
 
 def _resolve_sandbox_uid(name: str, euid: int) -> tuple[int, int] | None:
-    import pwd  # noqa: PLC0415 - POSIX only
+    import pwd  # noqa: PLC0415 - lazy: POSIX only
 
     if euid != 0:
         return None
@@ -393,7 +393,7 @@ def _resolve_sandbox_uid(name: str, euid: int) -> tuple[int, int] | None:
 
 
 def _unused_uid() -> tuple[int, int]:
-    import grp  # noqa: PLC0415
+    import grp  # noqa: PLC0415 - lazy: POSIX only
     import pwd  # noqa: PLC0415
 
     used_uids = {p.pw_uid for p in pwd.getpwall()} | _process_uids()

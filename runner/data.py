@@ -252,7 +252,7 @@ def non_utf8_encoding(path: Path) -> tuple[str, bool] | None:
 
 
 def _detect(path: Path, sample: bytes) -> tuple[str, bool]:
-    from charset_normalizer import from_bytes  # noqa: PLC0415 - only for the rare table that is not UTF-8
+    from charset_normalizer import from_bytes  # noqa: PLC0415 - lazy: only for the rare table that is not UTF-8
 
     best = from_bytes(sample).best()
     encoding = best.encoding if best is not None else None

@@ -140,8 +140,9 @@ def load_kaggle_api_class() -> Any:
         if "kaggle" not in sys.modules:
             config_dir = Path(tempfile.mkdtemp(prefix="kaggle-config-"))
             with _quiet_import_environment(config_dir):
+                # lazy: the kaggle package authenticates on import, so only inside the quiet config dir
                 import kaggle  # noqa: F401, PLC0415
-        from kaggle.api.kaggle_api_extended import KaggleApi  # noqa: PLC0415
+        from kaggle.api.kaggle_api_extended import KaggleApi  # noqa: PLC0415 - lazy: as above
 
         return KaggleApi
 
@@ -210,6 +211,7 @@ class KaggleDownloader:
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _download_once(self, slug: str, dest: Path) -> Path:
+        # lazy: kagglesdk loads only when a download starts
         from kagglesdk.competitions.types.competition_api_service import (  # noqa: PLC0415
             ApiDownloadDataFilesRequest,
         )

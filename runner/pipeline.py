@@ -133,6 +133,7 @@ def resolve_codegen(requested: str, options: RunOptions) -> CodegenPlan:
     if requested == "template":
         return CodegenPlan("template", baseline_share=1.0)
     if options.extra_candidates is None:
+        # lazy: only when an LLM may be used (and codegen imports this module until H3's split)
         from runner.codegen import llm_candidates_from_env  # noqa: PLC0415 - only when an LLM may be used
 
         env = options.env if options.env is not None else os.environ

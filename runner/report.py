@@ -162,7 +162,7 @@ def surrogate_importance(
     data: Any, chosen: Any, *, seed: int = 0, top: int = TOP_FEATURES, time_limit_s: float = IMPORTANCE_TIME_S
 ) -> Importance | None:
     """Permutation importance of a surrogate fitted to the chosen model's out-of-fold predictions (see docstring)."""
-    import numpy as np  # noqa: PLC0415 - the report module is imported by the CLI before the heavy engine
+    import numpy as np  # noqa: PLC0415 - lazy: the report module is imported by the CLI before the heavy engine
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor  # noqa: PLC0415
     from sklearn.inspection import permutation_importance  # noqa: PLC0415
 
@@ -216,7 +216,7 @@ def _surrogate_frame(frame: Any) -> Any:
 
 def _candidate_columns(X: Any, values: Any, rows: Any) -> list[str]:
     """All columns, or the IMPORTANCE_FEATURES most correlated with the predictions when there are more."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415 - lazy: numpy only when the report is built
 
     columns = [str(c) for c in X.columns]
     if len(columns) <= IMPORTANCE_FEATURES:
@@ -238,6 +238,7 @@ def _candidate_columns(X: Any, values: Any, rows: Any) -> list[str]:
 
 
 def _png(figure: Any) -> bytes:
+    # lazy: matplotlib only when a figure is drawn
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
 
     FigureCanvasAgg(figure)
@@ -252,7 +253,7 @@ def _short(name: str, limit: int = 42) -> str:
 
 def cv_chart(rows: list[dict[str, Any]], metric: str, direction: str) -> bytes:
     """CV per candidate: each fold a dot, the mean a diamond with ± one standard deviation; the chosen in colour."""
-    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415 - lazy: matplotlib only when a figure is drawn
 
     shown = [row for row in rows if row.get("cv_score") is not None][:14]
     figure = Figure(figsize=(7.5, 0.45 * max(3, len(shown)) + 1.2))
@@ -272,7 +273,7 @@ def cv_chart(rows: list[dict[str, Any]], metric: str, direction: str) -> bytes:
 
 
 def importance_chart(importance: Importance) -> bytes:
-    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415 - lazy: matplotlib only when a figure is drawn
 
     features = list(reversed(importance.features))
     figure = Figure(figsize=(7.5, 0.35 * max(3, len(features)) + 1.2))
@@ -292,7 +293,7 @@ def importance_chart(importance: Importance) -> bytes:
 
 
 def target_chart(profile: Any, data: Any) -> bytes | None:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415 - lazy: numpy/matplotlib only when a figure is drawn
     from matplotlib.figure import Figure  # noqa: PLC0415
 
     if data is None:
@@ -425,7 +426,7 @@ def _profile_view(record: TargetRecord | None, result: Mapping[str, Any]) -> dic
         view["roles"] = {name: len(cols) for name, cols in vars(record.roles).items() if cols}
     profile = record.profile
     if record.data is not None and profile.task_type != "regression":
-        import numpy as np  # noqa: PLC0415
+        import numpy as np  # noqa: PLC0415 - lazy: numpy only when the report is built
 
         counts = np.bincount(np.asarray(record.data.y).astype(int), minlength=len(profile.classes))
         total = max(1, int(counts.sum()))
@@ -434,7 +435,7 @@ def _profile_view(record: TargetRecord | None, result: Mapping[str, Any]) -> dic
             for label, count in list(zip(profile.classes, counts, strict=False))[:20]
         ]
     elif record.data is not None:
-        import numpy as np  # noqa: PLC0415
+        import numpy as np  # noqa: PLC0415 - lazy: numpy only when the report is built
 
         y = np.asarray(record.data.y, dtype=float)
         y = y[np.isfinite(y)]
@@ -457,6 +458,7 @@ def _chosen_code(record: TargetRecord | None) -> list[dict[str, str]]:
 
 
 def render(context: Mapping[str, Any]) -> str:
+    # lazy: jinja2 only when the report is rendered
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape  # noqa: PLC0415
 
     environment = Environment(
@@ -512,6 +514,7 @@ def _write_report(
         result["cost"] = cost(result)
         result_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     metric = str(result.get("metric") or "")
+    # lazy: runner.metrics loads scikit-learn: only when a report is written
     from runner.metrics import METRICS  # noqa: PLC0415
 
     higher = METRICS[metric].higher_is_better if metric in METRICS else True

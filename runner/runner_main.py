@@ -161,7 +161,7 @@ class PipelineEngine:
     def __call__(
         self, files: CompetitionFiles, out: Path, request: EngineRequest, log: Callable[..., None]
     ) -> EngineResult:
-        from runner.codegen import llm_candidates_from_env  # noqa: PLC0415 - the engine pulls in pandas/sklearn
+        from runner.codegen import llm_candidates_from_env  # noqa: PLC0415 - lazy: the engine pulls in pandas/sklearn
         from runner.pipeline import RunOptions, run_pipeline  # noqa: PLC0415
 
         options = RunOptions(
@@ -433,6 +433,7 @@ def build_runner(
     progress_interval_s: float = 15.0,
 ) -> TaskRunner:
     """Wire the runner to AWS. Clients are created (and their credentials resolved) before anything drops secrets."""
+    # lazy: boto3 clients only in the Fargate task, not where TaskRunner is built by hand
     from chalicelib import aws  # noqa: PLC0415
 
     settings = task.settings

@@ -161,6 +161,7 @@ class WallSupport:
 def wall_support() -> WallSupport:
     """Whether the wall an LLM body needs stands on this machine, or why not (a missing module included)."""
     try:
+        # lazy: confine needs Linux modules; a missing one is reported, not fatal
         from runner import confine  # noqa: PLC0415
     except ImportError as exc:
         return WallSupport(False, f"the OS wall (runner.confine) is not available: {exc}")
@@ -190,6 +191,7 @@ def wall_verdict(support: Any, uid: tuple[int, int] | None) -> WallSupport:
 def sandbox_identity() -> tuple[int, int] | None:
     """The (uid, gid) bodies run as: runner.confine.sandbox_uid() (always a separate uid when the runner is root)."""
     try:
+        # lazy: confine needs Linux modules; a missing one is reported, not fatal
         from runner import confine  # noqa: PLC0415
     except ImportError:
         return None

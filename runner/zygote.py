@@ -140,6 +140,7 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
 
 def write_job(handle: io.BufferedIOBase, header: dict[str, Any], arrays: Sequence[Any]) -> None:
     """A JSON line, then npy arrays (allow_pickle=False) back to back."""
+    # lazy: the runner imports this module for its wire format; numpy loads in workers
     import numpy as np  # noqa: PLC0415
 
     handle.write(json.dumps(header).encode() + b"\n")
@@ -148,6 +149,7 @@ def write_job(handle: io.BufferedIOBase, header: dict[str, Any], arrays: Sequenc
 
 
 def read_job(handle: io.BufferedIOBase, count: int) -> tuple[dict[str, Any], list[Any]]:
+    # lazy: the runner imports this module for its wire format; numpy loads in workers
     import numpy as np  # noqa: PLC0415
 
     header = json.loads(handle.readline(MAX_HEADER_BYTES))
@@ -156,6 +158,7 @@ def read_job(handle: io.BufferedIOBase, count: int) -> tuple[dict[str, Any], lis
 
 def read_result(raw: bytes) -> tuple[dict[str, Any], Any]:
     """What a child wrote: (status, predictions or None). Raises ValueError on anything malformed."""
+    # lazy: the runner imports this module for its wire format; numpy loads in workers
     import numpy as np  # noqa: PLC0415
 
     handle = io.BytesIO(raw)
@@ -201,7 +204,7 @@ class Zygote:
                 send_message(self.sock, {"op": "error", "error": f"unknown request {op!r}"})
 
     def _load(self, directory: Path) -> None:
-        import pandas as pd  # noqa: PLC0415
+        import pandas as pd  # noqa: PLC0415 - lazy: pandas/pyarrow load in the zygote process only
         import pyarrow.parquet as pq  # noqa: PLC0415
 
         frames = [
@@ -249,7 +252,7 @@ def _warm_up(rows: Any) -> None:
     """Run once here what every fold would otherwise pay for on its first call (scikit-learn's lazy imports, its
     dataframe inspection, pandas' and scipy's first-use set-up), so children start warm. Synthetic labels only;
     nothing here runs an OpenMP parallel region (no fork-unsafe thread pool is created)."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415 - lazy: scikit-learn loads in the zygote process only
     from sklearn.compose import ColumnTransformer  # noqa: PLC0415
     from sklearn.impute import SimpleImputer  # noqa: PLC0415
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
@@ -424,7 +427,7 @@ def child_main(rows: Any, n_train: int, job_fd: int, result_w: int, log_w: int) 
     except BaseException as exc:  # the body may raise anything, SystemExit included
         _write_error(out, exc)
         return 1
-    import numpy as np  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415 - lazy: numpy loads in the zygote process only
 
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(predictions, dtype="float64"), allow_pickle=False)
@@ -438,7 +441,7 @@ def _prepare_threads() -> None:
     """joblib's thread pools made to work without a POSIX semaphore (the wall refuses creating one in /dev/shm).
     Thread counts come from the environment runner.sandbox built: BLAS one thread, OpenMP the task's n_jobs."""
     with contextlib.suppress(ImportError):
-        from joblib import _parallel_backends  # noqa: PLC0415
+        from joblib import _parallel_backends  # noqa: PLC0415 - lazy: joblib loads in the zygote process only
 
         _parallel_backends.ThreadPool = _semaphore_free_thread_pool()
 
@@ -446,7 +449,7 @@ def _prepare_threads() -> None:
 def _semaphore_free_thread_pool() -> type:
     """multiprocessing.pool.ThreadPool, whose only inter-process object (a change notifier locked by semaphores in
     /dev/shm) gets thread locks instead: threads never needed more."""
-    import threading  # noqa: PLC0415
+    import threading  # noqa: PLC0415 - lazy: only the zygote patches its thread pools
     from multiprocessing.pool import Pool, ThreadPool  # noqa: PLC0415
     from multiprocessing.queues import SimpleQueue  # noqa: PLC0415
 
@@ -472,7 +475,7 @@ def _confine(job: dict[str, Any]) -> str:
     """Apply the OS wall as the job says; required for untrusted bodies, best effort for our templates."""
     spec = job["confine"]
     try:
-        from runner import confine  # noqa: PLC0415
+        from runner import confine  # noqa: PLC0415 - lazy: confine needs Linux modules; only the child applies it
     except ImportError as exc:
         if spec["required"]:
             raise ConfinementUnavailable(f"the OS wall (runner.confine) is not available: {exc}") from None
@@ -502,7 +505,7 @@ class ConfinementUnavailable(RuntimeError):
 
 def readable_paths() -> list[str]:
     """What a body may read once confined: the Python installation, its libraries and the runner's code."""
-    import runner  # noqa: PLC0415
+    import runner  # noqa: PLC0415 - lazy: the installation's paths, asked only when confining
 
     found = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(runner.__file__).resolve().parent)}
     found |= {p for p in sys.path if p and Path(p).is_dir()}
@@ -525,6 +528,7 @@ def _address_space_now() -> int:
 
 def _fit_and_predict(job: dict[str, Any], rows: Any, n_train: int, arrays: Sequence[Any]) -> tuple[Any, dict[str, Any]]:
     """Load the body (after the wall), build its frames from the shuffled positions, fit and predict."""
+    # lazy: the contract loads scikit-learn: only in the child
     from runner.contract import TaskSpec, build_estimator, check_estimator, load_body_from_source  # noqa: PLC0415
 
     train_rows, y_train, predict_rows = arrays
@@ -563,7 +567,7 @@ class StepError(Exception):
 
 def _body_features(body: Any, rows: Any, n_train: int, task: Any, seed: int) -> tuple[Any, Any]:
     """`add_features` on every row, shuffled (no original index), mapped back and normalised to the contract."""
-    import dataclasses  # noqa: PLC0415
+    import dataclasses  # noqa: PLC0415 - lazy: pandas/numpy load in the zygote process only
 
     import numpy as np  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
@@ -591,7 +595,7 @@ def _body_features(body: Any, rows: Any, n_train: int, task: Any, seed: int) -> 
 
 def _align_classes(raw: Any, model: Any, task: Any) -> Any:
     """Classification: predict_proba's columns at their class codes (a fold may lack a rare class)."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415 - lazy: numpy loads in the zygote process only
 
     values = np.asarray(raw, dtype="float64")
     if not task.is_classification:
@@ -669,13 +673,13 @@ def main() -> int:
     os.dup2(null, 0)
     os.close(null)
     _protect_self()
-    import importlib  # noqa: PLC0415
+    import importlib  # noqa: PLC0415 - lazy: the zygote's preloads run after it protected itself
 
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     with contextlib.suppress(ImportError):
-        from runner import confine  # noqa: PLC0415 - if missing, children say so
+        from runner import confine  # noqa: PLC0415 - lazy: if missing, children say so
 
         confine.prepare()  # pyseccomp and libc loaded once, inherited by every child
     return Zygote(sock).serve()

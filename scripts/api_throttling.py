@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None, apigateway: Any = None) -> int:
     parser.add_argument("--config", default=str(CONFIG_PATH), help="the generated Chalice config")
     args = parser.parse_args(argv)
     config_path = Path(args.config)
+    # lazy: botocore only when the stage is really throttled
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
     try:
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None, apigateway: Any = None) -> int:
         deployed_path = config_path.parent / "deployed" / f"{args.stage}.json"
         api_id = rest_api_id(_read_json(deployed_path, "written by chalice deploy"), args.stage)
         if apigateway is None:
-            import boto3  # noqa: PLC0415
+            import boto3  # noqa: PLC0415 - lazy: boto3 only for a deployed stage
 
             apigateway = boto3.client("apigateway")
         apply(apigateway, api_id, api_stage, rate, burst)

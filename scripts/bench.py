@@ -437,7 +437,7 @@ def _codegen_note() -> str:
     """Which model bodies "ours" used: the runner's --codegen auto takes the LLM when one is configured."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from chalicelib.config import load_settings  # noqa: PLC0415
+    from chalicelib.config import load_settings  # noqa: PLC0415 - lazy: after sys.path names the repository
     from chalicelib.llm import llm_configured  # noqa: PLC0415
 
     if not llm_configured(os.environ):

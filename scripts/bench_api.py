@@ -42,10 +42,11 @@ def import_seconds(repeats: int) -> list[float]:
 def post_latencies_ms(requests: int) -> list[float]:
     """POST /run through chalice.test.Client with DynamoDB, S3, SES and Step Functions mocked in-process by moto."""
     sys.path.insert(0, str(REPO))
+    # lazy: after sys.path names the repository; moto only for this measurement
     from chalice.test import Client  # noqa: PLC0415
     from moto import mock_aws  # noqa: PLC0415
 
-    from chalicelib import aws  # noqa: PLC0415
+    from chalicelib import wiring  # noqa: PLC0415
     from tests import moto_env  # noqa: PLC0415
 
     warnings.filterwarnings("ignore", message="IAMAuthorizer is not a supported in local mode")
@@ -59,8 +60,8 @@ def post_latencies_ms(requests: int) -> list[float]:
             moto_env.create_bucket()
             moto_env.verify_sender()
             moto_env.create_state_machine()
-            aws.reset()
-            import app  # noqa: PLC0415
+            wiring.reset()
+            import app  # noqa: PLC0415 - lazy: imported inside the mock, after the environment is set
 
             with tempfile.TemporaryDirectory() as project, Client(app.app, project_dir=project) as client:
                 url = "/run?url=https%3A%2F%2Fwww.kaggle.com%2Fcompetitions%2Ftitanic&email=me%40example.com"

@@ -73,7 +73,7 @@ def find_sample(data: Path, name: str | None) -> Path:
 
 def fit_predict_flaml(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace) -> tuple[Any, Any, str]:
     """Returns (point predictions, class-probability frame or None, model name)."""
-    from flaml import AutoML  # noqa: PLC0415 - only the FLAML venv has it
+    from flaml import AutoML  # noqa: PLC0415 - lazy: only the FLAML venv has it
 
     automl = AutoML()
     x, y = train.drop(columns=[args.target]), train[args.target]
@@ -89,7 +89,7 @@ def fit_predict_flaml(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Na
 
 
 def fit_predict_autogluon(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace) -> tuple[Any, Any, str]:
-    from autogluon.tabular import TabularPredictor  # noqa: PLC0415 - only the AutoGluon venv has it
+    from autogluon.tabular import TabularPredictor  # noqa: PLC0415 - lazy: only the AutoGluon venv has it
 
     predictor = TabularPredictor(
         label=args.target,

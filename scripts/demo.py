@@ -193,7 +193,7 @@ def download(link: str, target: Path) -> Path:
 
 def runner_log_span(env: Mapping[str, str], run_id: str) -> tuple[float, float] | None:
     """(first, last) epoch seconds of the lines in the logs.txt the runner uploaded: the runner's own time."""
-    import boto3  # noqa: PLC0415 - the demo reads the artifact as an operator would
+    import boto3  # noqa: PLC0415 - lazy: the demo reads the artifact as an operator would
 
     s3 = boto3.client(
         "s3",

@@ -348,7 +348,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def emulator() -> Iterator[str]:
     """A moto server on loopback, with the additions; its endpoint URL."""
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy; only the rehearsal needs it
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - lazy: heavy; only the rehearsal needs it
 
     from scripts import moto_additions  # noqa: PLC0415
 
@@ -489,7 +489,7 @@ README_COMMANDS = {
 
 def rehearse(stage: str, region: str, workdir: Path, broken: str | None, log: Callable[[str], None]) -> list[str]:
     """The whole rehearsal; returns the wiring and teardown problems (empty = passed). Steps raise RehearsalError."""
-    import boto3  # noqa: PLC0415
+    import boto3  # noqa: PLC0415 - lazy: boto3 only when the rehearsal runs
 
     tag = "rehearsal0001"
     with emulator() as endpoint:

@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a file: make `scripts` importable
     sys.path.insert(0, str(REPO))
 
+from chalicelib.runs import table_spec  # noqa: E402
 from scripts.recordresources import LOCAL_DEFAULTS, LOCAL_ENVIRONMENT  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -88,7 +89,7 @@ def stack_environment(base: Mapping[str, str], moto_port: int) -> dict[str, str]
 
 def create_resources(endpoint: str) -> None:
     """The table, bucket and verified sender Terraform creates in the cloud, in the emulator."""
-    import boto3  # noqa: PLC0415 - only when the stack starts
+    import boto3  # noqa: PLC0415 - lazy: only when the stack starts
 
     session = boto3.session.Session(
         aws_access_key_id=LOCAL_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
@@ -96,8 +97,6 @@ def create_resources(endpoint: str) -> None:
         region_name=LOCAL_ENVIRONMENT["AWS_DEFAULT_REGION"],
     )
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
-    from chalicelib.runs import table_spec  # noqa: PLC0415
-
     dynamodb.create_table(**table_spec(LOCAL_ENVIRONMENT["KAGENT_RUNS_TABLE"]))
     session.client("s3", endpoint_url=endpoint).create_bucket(Bucket=LOCAL_ENVIRONMENT["KAGENT_ARTIFACTS_BUCKET"])
     session.client("ses", endpoint_url=endpoint).verify_email_identity(
@@ -123,7 +122,7 @@ def serialize_emulator_dynamodb() -> None:
     of the whole table taken at its start: under concurrent requests that copy raises "dictionary changed size during
     iteration" (a 500 from the emulator) or silently undoes other requests' writes, such as a slot given back.
     """
-    import threading  # noqa: PLC0415
+    import threading  # noqa: PLC0415 - lazy: moto only when the stack starts
 
     from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
 
@@ -235,7 +234,7 @@ def banner(port: int, moto_port: int, env: Mapping[str, str]) -> str:
 
 
 def run(env: Mapping[str, str]) -> int:
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy import, only when the stack starts
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - lazy: heavy import, only when the stack starts
 
     port = port_from(env, "PORT", DEFAULT_PORT)
     moto_port = port_from(env, "MOTO_PORT", DEFAULT_MOTO_PORT)

@@ -54,6 +54,7 @@ def apply() -> None:
     """Patch moto's classes once (idempotent)."""
     if _APPLIED:
         return
+    # lazy: moto is heavy; only the rehearsal needs it
     from moto.apigateway.models import APIGatewayBackend  # noqa: PLC0415 - moto is heavy; only the rehearsal needs it
     from moto.core.responses import ActionResult  # noqa: PLC0415
     from moto.stepfunctions.responses import StepFunctionResponse  # noqa: PLC0415

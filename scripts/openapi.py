@@ -366,6 +366,7 @@ SCHEMAS["RunView"]["properties"].update(
 
 def chalice_swagger() -> dict[str, Any]:
     """What Chalice itself would publish for app.py (Swagger 2.0)."""
+    # lazy: chalice's deployer and the app only when the spec is generated
     from chalice.deploy.swagger import SwaggerGenerator  # noqa: PLC0415
 
     from app import app  # noqa: PLC0415

@@ -169,7 +169,7 @@ def _number(value: Any) -> bool:
 
 def chalice_region() -> str | None:
     """The region `chalice deploy` will use: botocore's (AWS_DEFAULT_REGION or the profile; it ignores AWS_REGION)."""
-    import botocore.session  # noqa: PLC0415 - only a deployed stage needs it
+    import botocore.session  # noqa: PLC0415 - lazy: only a deployed stage needs it
 
     region = botocore.session.Session().get_config_variable("region")
     return region if isinstance(region, str) and region else None

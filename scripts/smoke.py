@@ -45,7 +45,7 @@ class Signer:
     region: str
 
     def headers(self, method: str, url: str, extra: Mapping[str, str]) -> dict[str, str]:
-        from botocore.auth import SigV4Auth  # noqa: PLC0415
+        from botocore.auth import SigV4Auth  # noqa: PLC0415 - lazy: botocore only when a request is signed
         from botocore.awsrequest import AWSRequest  # noqa: PLC0415
 
         request = AWSRequest(method=method, url=url, headers=dict(extra))
@@ -83,7 +83,7 @@ def region_of(url: str, fallback: str | None) -> str:
 
 
 def session_signer(url: str, region: str | None) -> Signer:
-    import botocore.session  # noqa: PLC0415
+    import botocore.session  # noqa: PLC0415 - lazy: botocore only for a deployed stage
 
     session = botocore.session.Session()
     credentials = session.get_credentials()

@@ -141,13 +141,13 @@ def sent_emails() -> list[Any]:
 
 
 def reset_service() -> None:
-    """`chalicelib.aws.reset`, keeping its boto3 clients (slow to make) unless one is bound to another endpoint:
+    """`chalicelib.wiring.reset`, keeping its boto3 clients (slow to make) unless one is bound to another endpoint:
     a test against moto server leaves clients that point at its (stopped) server."""
-    from chalicelib import aws  # noqa: PLC0415
+    from chalicelib import aws, wiring  # noqa: PLC0415
 
     endpoints = [aws.client(name).meta.endpoint_url for name in ("s3", "ses", "stepfunctions", "ecs")]
     endpoints.append(aws.resource("dynamodb").meta.client.meta.endpoint_url)
-    aws.reset(clients=not all(url.endswith(".amazonaws.com") for url in endpoints))
+    wiring.reset(clients=not all(url.endswith(".amazonaws.com") for url in endpoints))
 
 
 @contextmanager

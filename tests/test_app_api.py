@@ -10,7 +10,7 @@ import pytest
 from chalice import IAMAuthorizer
 from moto import mock_aws
 
-from chalicelib import aws
+from chalicelib import aws, wiring
 from chalicelib.runs import RunStore, Status
 from tests.moto_env import (
     BUCKET,
@@ -147,7 +147,7 @@ def test_an_idempotency_key_is_scoped_to_the_iam_caller_that_sent_it(client):
 
 def test_the_local_stage_is_one_caller(client, monkeypatch):
     monkeypatch.setenv("KAGENT_STAGE", "local")
-    aws.reset(clients=False)
+    wiring.reset(clients=False)
     alice = api_gateway_post("local-key", {"userArn": "arn:aws:iam::123456789012:user/alice"})
     assert api_gateway_post("local-key", {})["run_id"] == alice["run_id"]
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from moto import mock_aws
 
-from chalicelib import aws
+from chalicelib import asl, aws, config, wiring
 from chalicelib.kaggle_meta import CompetitionMeta, PlanRefused
 from chalicelib.plan import PlanTools
 from chalicelib.run_request import RunRequest
@@ -99,7 +99,7 @@ def test_plan_uses_the_llm_answer_when_it_matches_the_schema(client, store, run)
             {"task_type": "binary", "metric": "accuracy", "target_hints": ["Survived"], "approach": "LightGBM"}
         )
 
-    aws.service().plan_tools = lambda: PlanTools(complete=complete)
+    wiring.service().plan_tools = lambda: PlanTools(complete=complete)
     answer = client.lambda_.invoke("plan", execution_input(run)).payload
     assert answer["source"] == "llm" and answer["metric"] == "accuracy"
     assert "titanic" in seen[0][-1]["content"]
@@ -107,7 +107,7 @@ def test_plan_uses_the_llm_answer_when_it_matches_the_schema(client, store, run)
 
 
 def test_plan_uses_kaggle_metadata_for_the_heuristic_metric(client, store, run):
-    aws.service().plan_tools = lambda: PlanTools(
+    wiring.service().plan_tools = lambda: PlanTools(
         competition_meta=lambda slug: CompetitionMeta(slug=slug, evaluation_metric="Categorization Accuracy")
     )
     answer = client.lambda_.invoke("plan", execution_input(run)).payload
@@ -118,7 +118,7 @@ def test_plan_fails_fast_when_kaggle_says_the_rules_are_not_accepted(client, sto
     def refuse(slug):
         raise PlanRefused(f"accept the rules at https://www.kaggle.com/c/{slug}/rules, then retry")
 
-    aws.service().plan_tools = lambda: PlanTools(competition_meta=refuse)
+    wiring.service().plan_tools = lambda: PlanTools(competition_meta=refuse)
     with pytest.raises(PlanRefused) as caught:
         client.lambda_.invoke("plan", execution_input(run))
     assert store.get(run.run_id).status is Status.QUEUED  # MarkFailed (via Catch) takes it from here
@@ -304,7 +304,7 @@ def test_reconciler_never_fails_a_run_from_an_event_without_our_state_machine(cl
 
 def test_a_deployed_stage_without_its_state_machine_arn_reconciles_nothing(client, store, run, monkeypatch):
     monkeypatch.setenv("KAGENT_STATE_MACHINE_ARN", "")
-    aws.reset(clients=False)
+    wiring.reset(clients=False)
     for name in ("kagent-test-runs", "someone-else"):
         event = execution_event(client, run.run_id, "FAILED")
         event["detail"]["stateMachineArn"] = f"arn:aws:states:us-east-1:123456789012:stateMachine:{name}"
@@ -318,9 +318,9 @@ def test_the_local_stage_reconciles_the_local_executors_executions_only(client, 
     monkeypatch.setenv("KAGENT_STAGE", "local")
     monkeypatch.setenv("KAGENT_EXECUTOR", "local")
     monkeypatch.setenv("KAGENT_STATE_MACHINE_ARN", "")
-    aws.reset(clients=False)
-    ended = local_executor.Execution(status="FAILED", error="States.Runtime", cause="bad path")
-    machine = local_executor.state_machine_arn(aws.settings())
+    wiring.reset(clients=False)
+    ended = asl.Execution(status="FAILED", error="States.Runtime", cause="bad path")
+    machine = local_executor.state_machine_arn(config.settings())
     foreign = local_executor.reconcile_event(run.run_id, ended, machine.replace("kagent-local-runs", "other-runs"))
     assert client.lambda_.invoke("reconcile", foreign).payload == {"ignored": True}
     assert store.get(run.run_id).status is Status.QUEUED

@@ -7,7 +7,7 @@ import json
 import pytest
 from moto import mock_aws
 
-from chalicelib import orchestrator
+from chalicelib import orchestrator, wiring
 from chalicelib.config import Settings
 from chalicelib.runs import Run, Status
 from tests.moto_env import cached_client, create_state_machine, fake_credentials
@@ -59,16 +59,29 @@ def test_step_functions_needs_a_state_machine_arn():
         orchestrator.stepfunctions_executor(object(), "")
 
 
-def test_the_local_executor_is_chosen_by_settings_and_called_with_the_execution_input(monkeypatch):
+def test_the_local_executor_is_chosen_by_settings_and_called_with_the_execution_input():
     calls = []
+    steps = {"plan": lambda event, context: event}
 
-    class LocalModule:
-        @staticmethod
-        def start(run, payload, settings):
-            calls.append((run.run_id, payload["slug"], settings.executor))
-            return "local:" + run.run_id
+    def local_start(run, payload, settings, handlers):
+        calls.append((run.run_id, payload["slug"], settings.executor, handlers))
+        return "local:" + run.run_id
 
-    monkeypatch.setattr(orchestrator.importlib, "import_module", lambda name: LocalModule)
-    executor = orchestrator.choose_executor(Settings(executor="local"), sfn_client_factory=lambda: pytest.fail("AWS"))
+    executor = wiring.executor(
+        Settings(executor="local"), sfn_client=lambda: pytest.fail("AWS"), steps=lambda: steps, local_start=local_start
+    )
     assert orchestrator.start(RUN, Settings(executor="local"), executor) == "local:" + RUN.run_id
-    assert calls == [(RUN.run_id, "titanic", "local")]
+    assert calls == [(RUN.run_id, "titanic", "local", steps)]
+
+
+def test_without_the_apps_step_handlers_the_local_executor_refuses_to_start_saying_why(monkeypatch):
+    monkeypatch.setattr(wiring, "_steps", [])  # no handler of app.py has run in this process
+    executor = wiring.executor(Settings(executor="local"), sfn_client=lambda: pytest.fail("AWS"))
+    with pytest.raises(orchestrator.OrchestrationError, match=r"through app\.py"):
+        orchestrator.start(RUN, Settings(executor="local"), executor)
+
+
+def test_a_missing_state_machine_arn_fails_the_start_not_the_wiring():
+    executor = wiring.executor(Settings(executor="stepfunctions"), sfn_client=object)
+    with pytest.raises(orchestrator.OrchestrationError, match="KAGENT_STATE_MACHINE_ARN"):
+        orchestrator.start(RUN, SETTINGS, executor)

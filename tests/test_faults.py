@@ -27,7 +27,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from chalicelib import aws
+from chalicelib import asl, aws, config, wiring
 from chalicelib import local_executor as lx
 from chalicelib.run_request import RunRequest
 from chalicelib.runs import Run, RunStore, Status
@@ -62,9 +62,9 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         create_runs_table()
         create_bucket()
         verify_sender()
-        aws.reset()
+        wiring.reset()
         yield
-    aws.reset()
+    wiring.reset()
 
 
 @pytest.fixture
@@ -86,12 +86,12 @@ def app_module() -> Any:
     return app
 
 
-def play(runner: Runner, wrap: Callable[[str, Any], Any] | None = None) -> tuple[Run, lx.Execution]:
+def play(runner: Runner, wrap: Callable[[str, Any], Any] | None = None) -> tuple[Run, asl.Execution]:
     """Admit a run, follow the real definition with the real handlers and `runner` as the ECS task, then reconcile
     a bad ending as EventBridge does. `wrap(name, handler)` may replace a step's handler (to inject a fault)."""
-    settings = aws.settings()
+    settings = config.settings()
     run = store().admit(REQUEST, settings.max_running)
-    handlers = lx.app_handlers(app_module(), settings)
+    handlers = lx.handlers_by_arn(app_module().step_handlers(), settings)
     if wrap is not None:
         handlers = {arn: wrap(arn.rsplit("-", 1)[-1], handler) for arn, handler in handlers.items()}
 
@@ -104,12 +104,12 @@ def play(runner: Runner, wrap: Callable[[str, Any], Any] | None = None) -> tuple
             container["Reason"] = container_reason
         description = {"StoppedReason": "Essential container in task exited", "Containers": [container]}
         if code != 0:
-            raise lx.StatesError("States.TaskFailed", json.dumps(description))
+            raise asl.StatesError("States.TaskFailed", json.dumps(description))
         return description
 
     payload = {"run_id": run.run_id, "url": run.url, "email": run.email, "slug": run.slug, "network": {}}
     definition = lx.rendered_definition(settings)
-    execution = lx.run_definition(definition, payload, lx.task_dispatch(handlers, ecs), sleep=lambda _s: None)
+    execution = asl.run_definition(definition, payload, lx.task_dispatch(handlers, ecs), sleep=lambda _s: None)
     if execution.status != "SUCCEEDED":
         machine = f"arn:aws:states:{REGION}:123456789012:stateMachine:kagent-test-runs"
         app_module().reconcile(lx.reconcile_event(run.run_id, execution, machine), None)
@@ -130,7 +130,7 @@ def assert_user_sees_failure(run: Run, reason: str, advice: str) -> None:
     [email] = emails_to(EMAIL)
     assert "failed" in email.subject and reason in email.body and advice in email.body, email.body
     assert "X-Amz-" not in email.body and "Signature=" not in email.body
-    view = aws.service().describe(run.run_id)
+    view = wiring.service().describe(run.run_id)
     assert view.status == 200 and view.body["status"] == "FAILED" and view.body["submission_url"] is None
 
 
@@ -219,7 +219,7 @@ def test_a_killed_task_fails_the_run_with_its_exit_code_and_its_submission_is_ne
 def test_a_task_past_its_timeout_fails_the_run_saying_so(cloud):
     def hangs(container_env: dict[str, str]) -> int:
         store().transition(container_env["RUN_ID"], Status.RUNNING)
-        raise lx.StatesError("States.Timeout", "the runner task ran longer than its TimeoutSeconds (3600 s)")
+        raise asl.StatesError("States.Timeout", "the runner task ran longer than its TimeoutSeconds (3600 s)")
 
     run, execution = play(hangs)
 
@@ -276,7 +276,7 @@ class ThrottledTable:
 
 
 def throttled_service() -> Service:
-    real = aws.service()
+    real = wiring.service()
     return Service(
         settings=real.settings,
         store=RunStore(ThrottledTable(aws.runs_table())),
@@ -362,7 +362,7 @@ def at_once(barrier: threading.Barrier, step: Callable[[], Any]) -> None:
 def test_racing_terminal_transitions_end_once_email_once_and_give_the_slot_back_once(cloud):
     """MarkSucceeded, MarkFailed (a late Catch), the reconciler (an abort) and the runner's own failure, all at once."""
     app = app_module()
-    machine = aws.settings().state_machine_arn
+    machine = config.settings().state_machine_arn
     outcomes = []
     with serialized_dynamodb():
         for _ in range(6):
@@ -433,15 +433,15 @@ def test_a_runner_killed_with_sigkill_mid_run_ends_failed_with_its_slot_back(mon
     try:
         host, port = moto.get_host_and_port()
         service_environment(monkeypatch, KAGENT_MAX_RUNNING="3", AWS_ENDPOINT_URL=f"http://{host}:{port}")
-        aws.reset()
+        wiring.reset()
         aws.resource("dynamodb").create_table(
-            TableName=aws.settings().runs_table,
+            TableName=config.settings().runs_table,
             KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
         aws.client("s3").create_bucket(Bucket=BUCKET)
-        aws.client("ses").verify_email_identity(EmailAddress=aws.settings().ses_sender)
+        aws.client("ses").verify_email_identity(EmailAddress=config.settings().ses_sender)
 
         def runner(container_env: dict[str, str]) -> int:
             env = {
@@ -475,7 +475,7 @@ def test_a_runner_killed_with_sigkill_mid_run_ends_failed_with_its_slot_back(mon
     finally:
         kaggle.stop()
         moto.stop()
-        aws.reset()
+        wiring.reset()
 
 
 def assert_failure_over_the_server(run: Run) -> None:
@@ -483,5 +483,5 @@ def assert_failure_over_the_server(run: Run) -> None:
     assert "runner exit code -9: killed by SIGKILL" in (run.error or "")
     assert not run.slot_held and store().in_flight() == 0
     assert run.notified_at and not run.email_error  # the moto server's SES accepted exactly one email
-    view = aws.service().describe(run.run_id)
+    view = wiring.service().describe(run.run_id)
     assert view.body["status"] == "FAILED" and view.body["submission_url"] is None

@@ -23,7 +23,7 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
-from chalicelib import aws
+from chalicelib import aws, config, wiring
 from chalicelib.run_request import RunRequest
 from chalicelib.runs import CALLER_INDEX, SLOT_INDEX, RunStore, Status
 from chalicelib.service import Service
@@ -227,7 +227,7 @@ def tour(client: Client, recorder: CallRecorder) -> None:
     failing = store.admit(request(), 10, caller=ALICE["userArn"])
     with recorder.function("mark_failed"):
         client.lambda_.invoke("mark_failed", steps(failing.run_id) | {"error": {"Error": "States.Timeout"}})
-    machine = aws.settings().state_machine_arn
+    machine = config.settings().state_machine_arn
     aborted = {"stateMachineArn": machine, "name": bad, "status": "ABORTED"}
     with recorder.function("reconcile"):
         event = client.events.generate_cw_event("aws.states", "Step Functions Execution Status Change", aborted, [])
@@ -258,10 +258,10 @@ def world(tmp_path_factory) -> Iterator[tuple[Client, CallRecorder]]:
         )
         monkeypatch.setattr(aws, "_session", recording_session)
         with mock_aws(), app_client(tmp_path_factory.mktemp("app")) as client:
-            aws.reset()  # clients from the recording session from here on
+            wiring.reset()  # clients from the recording session from here on
             cached_client("ses").verify_email_identity(EmailAddress="alice@example.com")
             yield client, recorder
-        aws.reset()
+        wiring.reset()
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 
 import app as app_module
+from chalicelib import asl
 from chalicelib import local_executor as lx
 from chalicelib.config import Settings
 
 LAMBDA = "arn:aws:lambda:us-east-1:123456789012:function:"
 
 
-def fake_dispatch(handlers: dict[str, Callable[[Any], Any]]) -> tuple[lx.TaskDispatch, list[tuple[str, Any]]]:
+def fake_dispatch(handlers: dict[str, Callable[[Any], Any]]) -> tuple[asl.TaskDispatch, list[tuple[str, Any]]]:
     calls: list[tuple[str, Any]] = []
 
     def dispatch(resource: str, parameters: Any, timeout_s: float | None) -> Any:
@@ -28,7 +29,7 @@ def fake_dispatch(handlers: dict[str, Callable[[Any], Any]]) -> tuple[lx.TaskDis
 
 def fails(error: str, cause: str = "") -> Callable[[Any], Any]:
     def handler(_: Any) -> Any:
-        raise lx.StatesError(error, cause)
+        raise asl.StatesError(error, cause)
 
     return handler
 
@@ -39,7 +40,7 @@ def test_result_path_puts_the_task_result_beside_the_input() -> None:
         "States": {"A": {"Type": "Task", "Resource": "a", "ResultPath": "$.out.a", "End": True}},
     }
     dispatch, calls = fake_dispatch({"a": lambda event: {"n": event["x"] + 1}})
-    execution = lx.run_definition(definition, {"x": 1}, dispatch)
+    execution = asl.run_definition(definition, {"x": 1}, dispatch)
     assert execution.status == "SUCCEEDED"
     assert execution.output == {"x": 1, "out": {"a": {"n": 2}}}
     assert calls == [("a", {"x": 1})]
@@ -54,10 +55,10 @@ def test_result_path_null_keeps_the_input_and_default_replaces_it() -> None:
         },
     }
     dispatch, _ = fake_dispatch({"a": lambda event: "result"})
-    assert lx.run_definition(definition, {"x": 1}, dispatch).output == "result"
+    assert asl.run_definition(definition, {"x": 1}, dispatch).output == "result"
     definition["States"]["Keep"]["End"] = True
     del definition["States"]["Keep"]["Next"]
-    assert lx.run_definition(definition, {"x": 1}, dispatch).output == {"x": 1}
+    assert asl.run_definition(definition, {"x": 1}, dispatch).output == {"x": 1}
 
 
 def test_parameters_take_dollar_keys_from_the_input_at_any_depth() -> None:
@@ -80,7 +81,7 @@ def test_parameters_take_dollar_keys_from_the_input_at_any_depth() -> None:
         },
     }
     dispatch, calls = fake_dispatch({"a": lambda event: event})
-    execution = lx.run_definition(definition, {"inner": {"id": "r1", "items": ["p", "q"]}}, dispatch)
+    execution = asl.run_definition(definition, {"inner": {"id": "r1", "items": ["p", "q"]}}, dispatch)
     pairs = [{"Name": "RUN_ID", "Value": "r1"}, {"Name": "FIRST", "Value": "p"}]
     expected = {"Literal": "L", "Id": "r1", "List": pairs}
     assert calls == [("a", expected)]
@@ -102,7 +103,7 @@ def test_a_missing_path_fails_the_execution_and_is_not_caught() -> None:
         },
     }
     dispatch, calls = fake_dispatch({"a": lambda event: event})
-    execution = lx.run_definition(definition, {}, dispatch)
+    execution = asl.run_definition(definition, {}, dispatch)
     assert (execution.status, execution.error) == ("FAILED", "States.Runtime")
     assert "$.missing" in execution.cause
     assert calls == []
@@ -127,7 +128,7 @@ def test_catch_hands_error_and_cause_to_the_next_state_at_its_result_path() -> N
         },
     }
     dispatch, calls = fake_dispatch({"work": fails("TrainingFailed", "no submission"), "handle": lambda e: "handled"})
-    execution = lx.run_definition(definition, {"run_id": "r1"}, dispatch)
+    execution = asl.run_definition(definition, {"run_id": "r1"}, dispatch)
     assert calls[1] == ("handle", {"run_id": "r1", "error": {"Error": "TrainingFailed", "Cause": "no submission"}})
     assert (execution.status, execution.error, execution.cause) == ("FAILED", "RunFailed", "see the run")
     assert execution.visited == ["Work", "Handle", "Failed"]
@@ -136,7 +137,7 @@ def test_catch_hands_error_and_cause_to_the_next_state_at_its_result_path() -> N
 def test_an_uncaught_task_error_fails_the_execution_with_that_error() -> None:
     definition = {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "a", "End": True}}}
     dispatch, _ = fake_dispatch({"a": fails("Boom", "it broke")})
-    execution = lx.run_definition(definition, {}, dispatch)
+    execution = asl.run_definition(definition, {}, dispatch)
     assert (execution.status, execution.error, execution.cause) == ("FAILED", "Boom", "it broke")
 
 
@@ -149,29 +150,29 @@ def test_retry_waits_with_backoff_then_succeeds_or_gives_up_after_max_attempts()
         def handler(_: Any) -> Any:
             attempts.append(1)
             if len(attempts) < succeed_on:
-                raise lx.StatesError("Flaky")
+                raise asl.StatesError("Flaky")
             return "ok"
 
         return handler
 
     slept: list[float] = []
     dispatch, _ = fake_dispatch({"a": flaky_until(3)})
-    execution = lx.run_definition(definition, {}, dispatch, sleep=slept.append)
+    execution = asl.run_definition(definition, {}, dispatch, sleep=slept.append)
     assert (execution.status, execution.output, slept) == ("SUCCEEDED", "ok", [2.0, 6.0])
 
     attempts.clear()
     slept.clear()
     dispatch, _ = fake_dispatch({"a": flaky_until(10)})
-    execution = lx.run_definition(definition, {}, dispatch, sleep=slept.append)
+    execution = asl.run_definition(definition, {}, dispatch, sleep=slept.append)
     assert (execution.status, execution.error, len(attempts)) == ("FAILED", "Flaky", 3)
 
 
 def test_full_jitter_scales_the_delay_and_task_failed_does_not_match_timeouts() -> None:
-    assert lx._retry_delay({"IntervalSeconds": 4, "JitterStrategy": "FULL"}, 1, lambda: 0.25) == 2.0
-    assert lx._retry_delay({"IntervalSeconds": 4, "MaxDelaySeconds": 5}, 3, lambda: 1.0) == 5.0
-    assert lx._matches("Anything", ["States.TaskFailed"])
-    assert not lx._matches("States.Timeout", ["States.TaskFailed"])
-    assert lx._matches("States.Timeout", ["States.ALL"])
+    assert asl._retry_delay({"IntervalSeconds": 4, "JitterStrategy": "FULL"}, 1, lambda: 0.25) == 2.0
+    assert asl._retry_delay({"IntervalSeconds": 4, "MaxDelaySeconds": 5}, 3, lambda: 1.0) == 5.0
+    assert asl._matches("Anything", ["States.TaskFailed"])
+    assert not asl._matches("States.Timeout", ["States.TaskFailed"])
+    assert asl._matches("States.Timeout", ["States.ALL"])
 
 
 def test_an_execution_past_its_timeout_ends_timed_out() -> None:
@@ -187,14 +188,18 @@ def test_an_execution_past_its_timeout_ends_timed_out() -> None:
         return {}
 
     dispatch, _ = fake_dispatch({"a": slow})
-    execution = lx.run_definition(definition, {}, dispatch, clock=lambda: now[0])
+    execution = asl.run_definition(definition, {}, dispatch, clock=lambda: now[0])
     assert (execution.status, execution.error, execution.visited) == ("TIMED_OUT", "States.Timeout", ["A"])
 
 
 @pytest.mark.parametrize(
     ("state", "complaint"),
     [
-        ({"Type": "Choice", "Choices": [], "Default": "A"}, "Type 'Choice'"),
+        ({"Type": "Choice", "Choices": [], "Default": "A"}, "Type 'Choice'.*branch in a step handler instead"),
+        ({"Type": "Map", "ItemProcessor": {}, "End": True}, "state A: Type 'Map'.*loop in a step handler"),
+        ({"Type": "Parallel", "Branches": [], "End": True}, "Type 'Parallel'"),
+        ({"Type": "Wait", "Seconds": 1, "End": True}, "Type 'Wait'"),
+        ({"Type": "Sleep", "End": True}, "Type 'Sleep' is not followed locally"),
         ({"Type": "Task", "Resource": "a", "ResultSelector": {}, "Credentials": {}, "End": True}, "Credentials"),
         ({"Type": "Task", "Resource": "a", "Next": "Nowhere"}, "'Nowhere' is not a state"),
         ({"Type": "Task", "Resource": "a"}, "needs Next or End"),
@@ -203,15 +208,15 @@ def test_an_execution_past_its_timeout_ends_timed_out() -> None:
 def test_a_definition_using_what_is_not_followed_locally_is_refused_up_front(
     state: dict[str, Any], complaint: str
 ) -> None:
-    with pytest.raises(lx.DefinitionError, match=complaint):
-        lx.check_definition({"StartAt": "A", "States": {"A": state}})
+    with pytest.raises(asl.DefinitionError, match=complaint):
+        asl.check_definition({"StartAt": "A", "States": {"A": state}})
 
 
 def test_intrinsic_functions_and_the_context_object_are_refused() -> None:
-    with pytest.raises(lx.DefinitionError, match="reference paths"):
-        lx.apply_template({"x.$": "States.Format('{}', $.a)"}, {"a": 1})
-    with pytest.raises(lx.DefinitionError, match="context object"):
-        lx.get_path({}, "$$.Execution.Id")
+    with pytest.raises(asl.DefinitionError, match="reference paths"):
+        asl.apply_template({"x.$": "States.Format('{}', $.a)"}, {"a": 1})
+    with pytest.raises(asl.DefinitionError, match="context object"):
+        asl.get_path({}, "$$.Execution.Id")
 
 
 def test_a_lambda_exception_becomes_its_class_name_with_lambdas_json_cause() -> None:
@@ -221,7 +226,7 @@ def test_a_lambda_exception_becomes_its_class_name_with_lambdas_json_cause() -> 
     def handler(event: Any, context: Any) -> Any:
         raise SubmissionInvalid("submission.csv failed validation: 3 rows missing")
 
-    with pytest.raises(lx.StatesError) as raised:
+    with pytest.raises(asl.StatesError) as raised:
         lx.lambda_dispatch(handler)({"run_id": "r1"})
     assert raised.value.error == "SubmissionInvalid"
     cause = json.loads(raised.value.cause)
@@ -243,7 +248,7 @@ def local_settings() -> Settings:
 
 def test_every_lambda_the_real_definition_invokes_is_one_of_the_apps_handlers() -> None:
     definition = lx.rendered_definition(local_settings())
-    handlers = lx.app_handlers(app_module, local_settings())
+    handlers = lx.handlers_by_arn(app_module.step_handlers(), local_settings())
     resources = {state["Resource"] for state in definition["States"].values() if state["Type"] == "Task"}
     lambdas = {resource for resource in resources if resource != lx.ECS_RUN_TASK_SYNC}
     assert lambdas, "the definition invokes no Lambda"
@@ -252,7 +257,7 @@ def test_every_lambda_the_real_definition_invokes_is_one_of_the_apps_handlers() 
     assert handlers[f"{LAMBDA}kagent-local-reconcile"] is app_module.reconcile
 
 
-def run_real_definition(training: Callable[[Any, float | None], Any]) -> tuple[lx.Execution, list[tuple[str, Any]]]:
+def run_real_definition(training: Callable[[Any, float | None], Any]) -> tuple[asl.Execution, list[tuple[str, Any]]]:
     calls: list[tuple[str, Any]] = []
 
     def step(name: str, result: Any) -> lx.Handler:
@@ -273,7 +278,7 @@ def run_real_definition(training: Callable[[Any, float | None], Any]) -> tuple[l
 
     payload = {"run_id": "r1", "url": "u", "email": "e@x.org", "slug": "s", "network": {"awsvpcConfiguration": {}}}
     definition = lx.rendered_definition(local_settings())
-    return lx.run_definition(definition, payload, lx.task_dispatch(handlers, ecs), sleep=lambda s: None), calls
+    return asl.run_definition(definition, payload, lx.task_dispatch(handlers, ecs), sleep=lambda s: None), calls
 
 
 def test_the_real_definition_runs_plan_training_validation_and_success_in_order() -> None:
@@ -290,7 +295,7 @@ def test_the_real_definition_runs_plan_training_validation_and_success_in_order(
 
 def test_a_failed_training_task_goes_to_mark_failed_with_the_error_then_fails_the_execution() -> None:
     def training(parameters: Any, timeout: float | None) -> Any:
-        raise lx.StatesError("States.TaskFailed", '{"StoppedReason": "Essential container in task exited"}')
+        raise asl.StatesError("States.TaskFailed", '{"StoppedReason": "Essential container in task exited"}')
 
     execution, calls = run_real_definition(training)
     assert [name for name, _ in calls] == ["plan", "ecs", "mark_failed"]
@@ -319,14 +324,14 @@ def test_the_runner_gets_the_stage_environment_plus_the_container_overrides() ->
 
 
 def test_a_non_zero_runner_exit_is_a_task_failure_carrying_the_task_description() -> None:
-    with pytest.raises(lx.StatesError) as raised:
+    with pytest.raises(asl.StatesError) as raised:
         lx.run_runner(ecs_parameters(RUN_ID="r1"), 30, base_env={}, command=python("raise SystemExit(3)"))
     assert raised.value.error == "States.TaskFailed"
     assert json.loads(raised.value.cause)["Containers"][0]["ExitCode"] == 3
 
 
 def test_a_runner_past_its_timeout_is_stopped_and_times_the_task_out() -> None:
-    with pytest.raises(lx.StatesError) as raised:
+    with pytest.raises(asl.StatesError) as raised:
         lx.run_runner(ecs_parameters(RUN_ID="r1"), 0.5, base_env={}, command=python("import time; time.sleep(60)"))
     assert raised.value.error == "States.Timeout"
 
@@ -334,8 +339,8 @@ def test_a_runner_past_its_timeout_is_stopped_and_times_the_task_out() -> None:
 def test_a_template_or_path_that_is_not_followed_is_refused_before_anything_runs() -> None:
     parameters = {"Nested": [{"Value.$": "States.Format('{}', $.a)"}]}
     intrinsic = {"Type": "Pass", "Parameters": parameters, "End": True}
-    with pytest.raises(lx.DefinitionError, match=r"state A: .*reference paths"):
-        lx.check_definition({"StartAt": "A", "States": {"A": intrinsic}})
+    with pytest.raises(asl.DefinitionError, match=r"state A: .*reference paths"):
+        asl.check_definition({"StartAt": "A", "States": {"A": intrinsic}})
     context = {"Type": "Pass", "InputPath": "$$.Execution", "End": True}
-    with pytest.raises(lx.DefinitionError, match=r"state A: .*context object"):
-        lx.check_definition({"StartAt": "A", "States": {"A": context}})
+    with pytest.raises(asl.DefinitionError, match=r"state A: .*context object"):
+        asl.check_definition({"StartAt": "A", "States": {"A": context}})

@@ -24,7 +24,7 @@ import boto3
 import numpy as np
 import pytest
 
-from chalicelib.aws import validate_submission
+from chalicelib.wiring import validate_submission
 from scripts import local_stack
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
-from chalicelib import aws
+from chalicelib import aws, config, wiring
 from chalicelib.runs import QUOTA_KEY_PREFIX, SLOTS_KEY, RunStore, Status
 from chalicelib.service import CANCELLED
 from tests.moto_env import app_client, cached_client, sent_emails, service_environment
@@ -200,7 +200,7 @@ def test_a_replayed_key_with_another_request_is_a_409_and_writes_nothing(client)
 
 def test_a_recipient_outside_the_allowlist_is_a_400_before_any_write(client, monkeypatch):
     monkeypatch.setenv("KAGENT_ALLOWED_RECIPIENTS", "alice@example.com, team.example.org")
-    aws.reset(clients=False)
+    wiring.reset(clients=False)
     for refused in ("bob@example.com", "x@evil.example", "a@sub.team.example.org", "alice@example.com.evil.example"):
         status, body, _ = start(ALICE, email=refused)
         assert (status, body["field"]) == (400, "email"), refused
@@ -212,14 +212,14 @@ def test_a_recipient_outside_the_allowlist_is_a_400_before_any_write(client, mon
 
 def test_a_deployed_stage_without_an_allowlist_mails_nobody(client, monkeypatch):
     monkeypatch.setenv("KAGENT_ALLOWED_RECIPIENTS", "")
-    aws.reset(clients=False)
+    wiring.reset(clients=False)
     status, body, _ = start(ALICE)
     assert (status, body["field"]) == (400, "email") and items() == []
 
 
 def test_in_the_ses_sandbox_only_verified_identities_are_mailed(client, monkeypatch):
     monkeypatch.setenv("KAGENT_SES_SANDBOX", "true")
-    aws.reset(clients=False)
+    wiring.reset(clients=False)
     status, body, _ = start(ALICE, email="unverified@example.com")
     assert (status, body["field"]) == (400, "email") and "sandbox" in body["error"]
     assert items() == []
@@ -237,7 +237,7 @@ def test_the_local_stage_still_mails_the_demos_address(client, monkeypatch):
     for name in ("KAGENT_ALLOWED_RECIPIENTS", "KAGENT_SES_SANDBOX", "KAGENT_RUNS_PER_CALLER_PER_DAY"):
         monkeypatch.setenv(name, LOCAL_DEFAULTS[name])
     monkeypatch.setenv("KAGENT_STAGE", "local")
-    aws.reset(clients=False)
+    wiring.reset(clients=False)
     assert start(ALICE, email=DEMO_EMAIL)[0] == 202
 
 
@@ -247,7 +247,7 @@ def test_the_local_stage_still_mails_the_demos_address(client, monkeypatch):
 def test_the_quota_is_per_caller_and_answers_429_with_retry_after_to_the_next_utc_day(client, monkeypatch):
     monkeypatch.setenv("KAGENT_RUNS_PER_CALLER_PER_DAY", "2")
     monkeypatch.setenv("KAGENT_MAX_RUNNING", "10")
-    aws.reset(clients=False)
+    wiring.reset(clients=False)
     assert [start(ALICE, email=f"a{i}@example.com")[0] for i in range(2)] == [202, 202]
     status, body, headers = start(ALICE, email="a9@example.com")
     assert status == 429 and "today" in body["error"]
@@ -263,7 +263,7 @@ def test_the_quota_is_per_caller_and_answers_429_with_retry_after_to_the_next_ut
 def test_a_refused_slot_does_not_spend_the_quota(client, monkeypatch):
     monkeypatch.setenv("KAGENT_RUNS_PER_CALLER_PER_DAY", "3")
     monkeypatch.setenv("KAGENT_MAX_RUNNING", "1")
-    aws.reset(clients=False)
+    wiring.reset(clients=False)
     assert start(ALICE)[0] == 202
     status, _, headers = start(ALICE, email="a1@example.com")
     assert status == 429 and int(headers["Retry-After"]) == 60  # the slots' wait, not the day's
@@ -283,7 +283,7 @@ def test_quota_items_expire_and_are_never_listed_as_runs(client):
 
 
 def reconcile_aborted(client: Client, run_id: str) -> Any:
-    machine = aws.settings().state_machine_arn
+    machine = config.settings().state_machine_arn
     body = {"stateMachineArn": machine, "name": run_id, "status": "ABORTED"}
     event = client.events.generate_cw_event("aws.states", "Step Functions Execution Status Change", body, [])
     return client.lambda_.invoke("reconcile", event).payload
@@ -340,6 +340,7 @@ def test_cancel_through_the_test_client_routes(client):
 
 
 def test_in_the_local_stage_cancel_stops_the_runner_task_as_ecs_would():
+    from chalicelib import asl  # noqa: PLC0415
     from chalicelib import local_executor as lx  # noqa: PLC0415
 
     parameters = {
@@ -351,7 +352,7 @@ def test_in_the_local_stage_cancel_stops_the_runner_task_as_ecs_would():
         command = (sys.executable, "-c", "import time; time.sleep(60)")
         try:
             lx.run_runner(parameters, 60, base_env={}, command=command)
-        except lx.StatesError as error:
+        except asl.StatesError as error:
             ended["error"] = error
 
     thread = threading.Thread(target=task)

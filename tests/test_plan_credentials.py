@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from chalice.test import Client
 from moto import mock_aws
 
-from chalicelib import aws
+from chalicelib import aws, wiring
 from chalicelib.credentials import PlanSecrets, read_ssm_secrets
 from chalicelib.kaggle_meta import CompetitionMeta, KaggleCredentials, PlanRefused
 from chalicelib.run_request import RunRequest
@@ -62,7 +62,7 @@ def stage(monkeypatch, tmp_path, llm, kaggle: KaggleSeen, **env: str) -> Iterato
     service_environment(monkeypatch, **env)
     monkeypatch.setenv("OPENAI_BASE_URL", llm.base_url)  # not a secret: where the (fake) OpenAI API is
     with mock_aws(), app_client(tmp_path, state_machine=False, sender=False) as client:
-        aws.service().plan_tools = functools.partial(aws.plan_tools, fetch=kaggle)
+        wiring.service().plan_tools = functools.partial(wiring.plan_tools, fetch=kaggle)
         yield client
 
 
@@ -108,7 +108,7 @@ def test_a_deployed_plan_step_uses_the_llm_and_kaggle_with_credentials_read_once
     for name in SECRETS:
         assert name not in os.environ, f"{name} was written to os.environ"
     leaked = [
-        v for v in SECRETS.values() if v in caplog.text or v in json.dumps(stored.plan) + repr(aws.plan_secrets())
+        v for v in SECRETS.values() if v in caplog.text or v in json.dumps(stored.plan) + repr(wiring.plan_secrets())
     ]
     assert not leaked, "a secret reached a log, the stored plan or a repr"
 
@@ -177,14 +177,14 @@ class RefusingSsm:
 
 def test_an_ssm_refusal_plans_without_credentials_and_is_asked_again_next_time(monkeypatch):
     monkeypatch.setenv("KAGENT_SSM_PREFIX", PREFIX)
-    aws.reset(clients=False)
+    wiring.reset(clients=False)
     refusing = RefusingSsm()
     monkeypatch.setattr(aws, "client", lambda service: refusing)
     try:
-        first = aws.plan_secrets()
-        aws.plan_secrets()
+        first = wiring.plan_secrets()
+        wiring.plan_secrets()
     finally:
-        aws.reset(clients=False)
+        wiring.reset(clients=False)
     assert refusing.calls == 2, "a failed read is not cached for the container's life"
     assert first.values == {} and "AccessDeniedException" in first.note and "planning without" in first.note
 

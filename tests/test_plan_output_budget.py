@@ -2,7 +2,7 @@
 
 Reasoning models (the default gpt-5-mini) count hidden reasoning against the output limit: an answer cut at the limit
 (finish_reason "length") or off the schema falls back to the heuristic plan, with the reason in the plan's note.
-The real `openai` client talks to the fake server on 127.0.0.1 through chalicelib.aws.plan_complete.
+The real `openai` client talks to the fake server on 127.0.0.1 through chalicelib.plan.plan_complete.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from chalicelib import aws
+from chalicelib import config, wiring
 from chalicelib.kaggle_meta import CompetitionMeta
-from chalicelib.plan import make_plan
+from chalicelib.plan import PLAN_MAX_OUTPUT_TOKENS, make_plan, plan_complete
 from tests.fake_openai import FakeOpenAI, Reply, ok
 
 META = CompetitionMeta(slug="titanic", evaluation_metric="Categorization Accuracy", files=("train.csv",))
@@ -24,19 +24,19 @@ GOOD = {"task_type": "binary", "metric": "accuracy", "target_hints": ["Survived"
 @pytest.fixture(autouse=True)
 def plan_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("KAGENT_PLAN_MODEL", "gpt-5-mini")
-    aws.reset(clients=False)
+    wiring.reset(clients=False)
     yield
-    aws.reset(clients=False)
+    wiring.reset(clients=False)
 
 
 def plan_with(server: FakeOpenAI) -> object:
-    complete = aws.plan_complete({"OPENAI_BASE_URL": server.base_url})
+    complete = plan_complete({"OPENAI_BASE_URL": server.base_url}, config.settings().plan_model)
     assert complete is not None
     return make_plan("titanic", META, complete)
 
 
 def cut_off(content: str) -> Reply:
-    return Reply(content=content, completion_tokens=aws.PLAN_MAX_OUTPUT_TOKENS, finish_reason="length")
+    return Reply(content=content, completion_tokens=PLAN_MAX_OUTPUT_TOKENS, finish_reason="length")
 
 
 def test_the_plan_call_leaves_a_reasoning_model_thousands_of_output_tokens():
@@ -44,7 +44,7 @@ def test_the_plan_call_leaves_a_reasoning_model_thousands_of_output_tokens():
         plan = plan_with(server)
 
     [request] = server.requests
-    assert request["max_tokens"] == aws.PLAN_MAX_OUTPUT_TOKENS >= 4000
+    assert request["max_tokens"] == PLAN_MAX_OUTPUT_TOKENS >= 4000
     assert plan.source == "llm" and plan.metric == "accuracy"
 
 

@@ -21,7 +21,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib import aws
+from chalicelib import wiring
 from chalicelib.runs import Run, RunStore, Status
 from runner import runner_main
 from runner.cloud import SAMPLE_NAME
@@ -76,9 +76,9 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     with mock_aws():
         table = create_runs_table()
         create_bucket()
-        aws.reset()
+        wiring.reset()
         yield table
-    aws.reset()
+    wiring.reset()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from chalicelib import aws
+from chalicelib import aws, wiring
 from chalicelib.runs import Run, RunStore, Status
 from chalicelib.service import NOTE_EXECUTION_DELAYS_S, Service
 from tests.moto_env import create_runs_table, service_environment
@@ -49,9 +49,9 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     service_environment(monkeypatch, KAGENT_MAX_RUNNING="3")
     with mock_aws():
         create_runs_table()
-        aws.reset(clients=False)
+        wiring.reset(clients=False)
         yield
-    aws.reset(clients=False)
+    wiring.reset(clients=False)
 
 
 def service_with(store: RunStore, started: list[str], slept: list[float]) -> Service:
@@ -59,7 +59,7 @@ def service_with(store: RunStore, started: list[str], slept: list[float]) -> Ser
         started.append(run.run_id)
         return MACHINE.replace(":stateMachine:", ":execution:") + ":" + run.run_id
 
-    real = aws.service()
+    real = wiring.service()
     return Service(
         settings=real.settings,
         store=store,

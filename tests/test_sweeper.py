@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from chalice.test import Client
 from moto import mock_aws
 
-from chalicelib import aws
+from chalicelib import aws, config, wiring
 from chalicelib.run_request import RunRequest
 from chalicelib.runs import Run, RunStore, Status, utc_now
 from chalicelib.service import NEVER_STARTED, SWEEP_GRACE_S, Service, execution_end_reason
@@ -46,9 +46,9 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         create_bucket()
         verify_sender()
         create_state_machine()
-        aws.reset()
+        wiring.reset()
         yield
-    aws.reset()
+    wiring.reset()
 
 
 def store() -> RunStore:
@@ -84,7 +84,7 @@ class StoreThrottlingFail(RunStore):
 
 
 def service_with(store_: RunStore, executor: Callable[[Run, dict[str, Any]], str]) -> Service:
-    real = aws.service()
+    real = wiring.service()
     return Service(
         settings=real.settings,
         store=store_,
@@ -108,17 +108,17 @@ def test_a_run_whose_workflow_never_started_and_whose_failure_write_was_throttle
     run_id = posted.body["run_id"]
     assert store().get(run_id).slot_held and store().in_flight() == 1  # the leak the sweeper closes
 
-    assert aws.service().sweep()["failed"] == []  # within the grace period it may still be starting
-    report = later(aws.service()).sweep()
+    assert wiring.service().sweep()["failed"] == []  # within the grace period it may still be starting
+    report = later(wiring.service()).sweep()
 
     assert report["failed"] == [run_id] and report["errors"] == []
     assert_failed_once(run_id, NEVER_STARTED)
-    assert later(aws.service()).sweep() == {"checked": 0, "released": [], "failed": [], "errors": []}
+    assert later(wiring.service()).sweep() == {"checked": 0, "released": [], "failed": [], "errors": []}
 
 
 def start_execution(run: Run) -> str:
     sfn = aws.client("stepfunctions")
-    machine = aws.settings().state_machine_arn
+    machine = config.settings().state_machine_arn
     return str(sfn.start_execution(stateMachineArn=machine, name=run.run_id, input="{}")["executionArn"])
 
 
@@ -129,7 +129,7 @@ def test_a_run_whose_execution_was_aborted_without_the_reconciler_is_failed_with
     store().transition(run.run_id, Status.PLANNED)
     aws.client("stepfunctions").stop_execution(executionArn=arn)  # the EventBridge event never handled
 
-    report = aws.service().sweep()  # no grace needed: Step Functions says the execution ended
+    report = wiring.service().sweep()  # no grace needed: Step Functions says the execution ended
 
     assert report["failed"] == [run.run_id]
     assert_failed_once(run.run_id, "aborted")
@@ -139,7 +139,7 @@ def test_a_running_execution_is_left_alone_even_when_post_run_could_not_record_i
     run = store().admit(REQUEST, 5)
     start_execution(run)  # started, but the execution ARN was never recorded (a throttled write after the start)
 
-    report = later(aws.service(), seconds=10 * SWEEP_GRACE_S).sweep()
+    report = later(wiring.service(), seconds=10 * SWEEP_GRACE_S).sweep()
 
     assert report == {"checked": 1, "released": [], "failed": [], "errors": []}
     stored = store().get(run.run_id)
@@ -158,7 +158,7 @@ def test_a_running_execution_is_left_alone_even_when_post_run_could_not_record_i
 def test_every_ending_of_the_execution_ends_a_live_run_on_the_reconcilers_path(cloud, execution):
     run = store().admit(REQUEST, 5)
     store().transition(run.run_id, Status.RUNNING)
-    service = aws.service()
+    service = wiring.service()
     asked: list[str] = []
     service.describe_execution = lambda arn: asked.append(arn) or execution
 
@@ -182,7 +182,7 @@ def test_a_terminal_run_still_holding_its_slot_gets_it_back_once(cloud):
     )
     assert store().in_flight() == 1
 
-    first, second = aws.service().sweep(), aws.service().sweep()
+    first, second = wiring.service().sweep(), wiring.service().sweep()
 
     assert first["released"] == [run.run_id] and second["checked"] == 0
     assert store().in_flight() == 0 and not store().get(run.run_id).slot_held
@@ -190,7 +190,7 @@ def test_a_terminal_run_still_holding_its_slot_gets_it_back_once(cloud):
 
 def test_a_run_another_path_finishes_during_the_sweep_is_left_as_that_path_left_it(cloud):
     run = store().admit(REQUEST, 5)
-    app_service = aws.service()
+    app_service = wiring.service()
 
     def succeeds_meanwhile(arn: str) -> dict[str, Any]:
         for status in (Status.PLANNED, Status.RUNNING, Status.VALIDATED, Status.SUCCEEDED):
@@ -206,7 +206,7 @@ def test_a_run_another_path_finishes_during_the_sweep_is_left_as_that_path_left_
 
 
 def reconcile_event(client: Client, run_id: str, status: str) -> dict[str, Any]:
-    machine = aws.settings().state_machine_arn
+    machine = config.settings().state_machine_arn
     body = {"stateMachineArn": machine, "name": run_id, "status": status}
     return client.events.generate_cw_event("aws.states", "Step Functions Execution Status Change", body, [])
 
@@ -232,7 +232,7 @@ def test_the_sweeper_and_the_reconciler_end_a_run_once_in_either_order(cloud, tm
 
 def test_one_runs_trouble_does_not_stop_the_sweep_of_the_others(cloud):
     first, second = store().admit(REQUEST, 5), store().admit(REQUEST, 5)
-    service = aws.service()
+    service = wiring.service()
 
     def describe(arn: str) -> dict[str, Any]:
         if arn.endswith(first.run_id):
@@ -249,7 +249,7 @@ def test_one_runs_trouble_does_not_stop_the_sweep_of_the_others(cloud):
 def test_with_the_local_executor_only_a_run_that_never_started_is_failed(cloud):
     never, planned = store().admit(REQUEST, 5), store().admit(REQUEST, 5)
     store().transition(planned.run_id, Status.PLANNED)  # a local execution thread is following it
-    service = later(aws.service())
+    service = later(wiring.service())
     service.describe_execution = None  # KAGENT_EXECUTOR=local: executions are threads that reconcile themselves
 
     report = service.sweep()
