@@ -16,11 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from scripts.recordresources import CONFIG_PATH, THROTTLING_KEY  # noqa: E402
+from scripts.recordresources import CONFIG_PATH, THROTTLING_KEY
 
 
 class ThrottlingError(Exception):

@@ -435,9 +435,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _codegen_note() -> str:
     """Which model bodies "ours" used: the runner's --codegen auto takes the LLM when one is configured."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    from chalicelib.config import load_settings  # noqa: PLC0415 - lazy: after sys.path names the repository
+    from chalicelib.config import load_settings  # noqa: PLC0415 - lazy: only to say which bodies ran
     from chalicelib.llm import llm_configured  # noqa: PLC0415
 
     if not llm_configured(os.environ):
@@ -564,7 +562,7 @@ def code_version() -> str:
     return commit + (" + uncommitted runner/ changes" if _git("status", "--porcelain", "runner") else "")
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budget", type=float, default=60.0, help="--time-budget for the runner and every peer (s)")
     p.add_argument("--budgets", default=None, help="a sweep, e.g. 60,300,600: one row per competition and budget")
@@ -621,7 +619,7 @@ def parse_budgets(args: argparse.Namespace) -> list[float | None]:
     return list(budgets)
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     budgets = parse_budgets(args)
     if args.memory_limit is not None and args.memory_limit < 64:

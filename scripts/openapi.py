@@ -18,20 +18,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from chalicelib.run_request import (  # noqa: E402
+from chalicelib.run_request import (
     MAX_EMAIL_LENGTH,
     MAX_IDEMPOTENCY_KEY,
     MAX_URL_LENGTH,
     SUBMIT_FALSE,
     SUBMIT_TRUE,
 )
-from chalicelib.run_view import ARTIFACT_LINKS  # noqa: E402
-from chalicelib.runs import Status  # noqa: E402
-from chalicelib.service import (  # noqa: E402
+from chalicelib.run_view import ARTIFACT_LINKS
+from chalicelib.runs import Status
+from chalicelib.service import (
     CANCELLED,
     LIST_DEFAULT_LIMIT,
     LIST_MAX_LIMIT,
@@ -39,9 +35,11 @@ from chalicelib.service import (  # noqa: E402
     RETRY_AFTER_S,
     STATUS_LINK_EXPIRY_S,
 )
-from runner.kaggle_client import FAILED, REFUSED, SCORED, SCORING_ERROR, SUBMITTED  # noqa: E402
-from runner.progress import PHASES  # noqa: E402
+from runner.kaggle_client import FAILED, REFUSED, SCORED, SCORING_ERROR, SUBMITTED
+from runner.progress import PHASES
+from scripts.chalice_app import app_module
 
+REPO = Path(__file__).resolve().parent.parent
 SPEC_PATH = REPO / "openapi.json"
 PLACEHOLDER_LAMBDA = "arn:aws:lambda:us-east-1:123456789012:function:kagent-api_handler"
 RUN_ID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -369,8 +367,7 @@ def chalice_swagger() -> dict[str, Any]:
     # lazy: chalice's deployer and the app only when the spec is generated
     from chalice.deploy.swagger import SwaggerGenerator  # noqa: PLC0415
 
-    from app import app  # noqa: PLC0415
-
+    app = app_module().app
     return dict(SwaggerGenerator("us-east-1", {"api_handler_arn": PLACEHOLDER_LAMBDA}).generate_swagger(app))
 
 

@@ -6,6 +6,9 @@ sample-submission names, missing values, free text, categories only seen in test
 
 from __future__ import annotations
 
+import csv
+import io
+import random
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -119,3 +122,26 @@ def zip_folder(folder: Path, archive: Path, *, nest: bool = False) -> Path:
             zf.write(inner, f"{folder.name}.zip")
         inner.unlink()
     return archive
+
+
+def small_competition(rows: int = 160, seed: int = 0) -> dict[str, bytes]:
+    """A learnable binary task as the files Kaggle serves: y is 1 when a + b is large, c is noise."""
+    rng = random.Random(seed)
+
+    def table(ids: range, with_target: bool) -> bytes:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["id", "a", "b", "c", "y"] if with_target else ["id", "a", "b", "c"])
+        for i in ids:
+            a, b, c = rng.random(), rng.random(), rng.choice(["red", "green", "blue"])
+            row = [i, f"{a:.4f}", f"{b:.4f}", c]
+            writer.writerow([*row, int(a + b > 1.0)] if with_target else row)
+        return out.getvalue().encode()
+
+    test_ids = range(rows + 1, rows + 41)
+    sample = "id,y\n" + "".join(f"{i},0\n" for i in test_ids)
+    return {
+        "train.csv": table(range(1, rows + 1), True),
+        "test.csv": table(test_ids, False),
+        "sample_submission.csv": sample.encode(),
+    }

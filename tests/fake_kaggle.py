@@ -29,6 +29,11 @@ DAILY_LIMIT_MESSAGE = (
     "Submission not allowed:  Your team has used its daily Submission allowance (5) today, please try again tomorrow "
     "UTC (7.2 hours from now)."
 )
+# The competition `tiny` the shared `kaggle` fixture serves (tests/conftest.py): four rows to learn, two to predict.
+TINY_TRAIN = b"id,x,y\n1,0.1,0\n2,0.9,1\n3,0.2,0\n4,0.8,1\n"
+TINY_TEST = b"id,x\n5,0.3\n6,0.7\n"
+TINY_SAMPLE = b"id,y\n5,0\n6,0\n"
+TINY_COMPETITION = {"train.csv": TINY_TRAIN, "test.csv": TINY_TEST, "sample_submission.csv": TINY_SAMPLE}
 
 
 def zip_bytes(files: dict[str, bytes]) -> bytes:

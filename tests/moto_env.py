@@ -171,3 +171,16 @@ def app_client(project_dir: Any, *, state_machine: bool = True, sender: bool = T
             yield client
     finally:
         reset_service()
+
+
+@contextmanager
+def app_over_moto(
+    monkeypatch: pytest.MonkeyPatch, project_dir: Any, *, state_machine: bool = True, sender: bool = True, **env: str
+) -> Iterator[Any]:
+    """`service_environment(**env)`, moto and `app_client` in one: the real app over moto until the block ends.
+    Function-scoped tests get it as the `app_over_moto` fixture (tests/conftest.py)."""
+    from moto import mock_aws  # noqa: PLC0415
+
+    service_environment(monkeypatch, **env)
+    with mock_aws(), app_client(project_dir, state_machine=state_machine, sender=sender) as client:
+        yield client

@@ -3,40 +3,28 @@
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from urllib.parse import quote
 
 import pytest
 from chalice import IAMAuthorizer
-from moto import mock_aws
 
 from chalicelib import aws, wiring
 from chalicelib.runs import RunStore, Status
 from tests.moto_env import (
     BUCKET,
-    app_client,
     cached_client,
     reset_service,
-    service_environment,
 )
 
-pytestmark = [pytest.mark.aws, pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")]
+pytestmark = pytest.mark.aws
 
 TITANIC = "https://www.kaggle.com/competitions/titanic"
 EMAIL = "alice@example.com"
 
 
-@contextmanager
-def api_client(monkeypatch, project_dir):
-    service_environment(monkeypatch)
-    with mock_aws(), app_client(project_dir) as test_client:
-        yield test_client
-
-
 @pytest.fixture
-def client(monkeypatch, tmp_path):
-    with api_client(monkeypatch, tmp_path) as test_client:
-        yield test_client
+def client(app_over_moto):
+    return app_over_moto()
 
 
 def post_run(client, url=TITANIC, email=EMAIL, headers=None):

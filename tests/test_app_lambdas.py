@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from moto import mock_aws
 
 from chalicelib import asl, aws, config, wiring
 from chalicelib.kaggle_meta import CompetitionMeta, PlanRefused
@@ -15,11 +14,9 @@ from chalicelib.runs import Run, RunStore, Status
 from tests.moto_env import (
     BUCKET,
     SENDER,
-    app_client,
     cached_client,
     reset_service,
     sent_emails,
-    service_environment,
 )
 
 pytestmark = pytest.mark.aws
@@ -31,10 +28,8 @@ BAD = "PassengerId,Survival\n892,1\n893,yes\n"
 
 
 @pytest.fixture
-def client(monkeypatch, tmp_path):
-    service_environment(monkeypatch, KAGENT_MAX_RUNNING="3")
-    with mock_aws(), app_client(tmp_path, state_machine=False) as test_client:
-        yield test_client
+def client(app_over_moto):
+    return app_over_moto(KAGENT_MAX_RUNNING="3", state_machine=False)
 
 
 @pytest.fixture

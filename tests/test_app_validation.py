@@ -6,15 +6,16 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.test_app_api import EMAIL, TITANIC, api_client, executions, post_run
+from tests.moto_env import app_over_moto
+from tests.test_app_api import EMAIL, TITANIC, executions, post_run
 from tests.test_run_request import BAD_EMAILS, BAD_URLS
 
-pytestmark = [pytest.mark.aws, pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")]
+pytestmark = pytest.mark.aws
 
 
 @pytest.fixture(scope="module")
 def shared_client(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as monkeypatch, api_client(monkeypatch, tmp_path_factory.mktemp("p")) as c:
+    with pytest.MonkeyPatch.context() as monkeypatch, app_over_moto(monkeypatch, tmp_path_factory.mktemp("p")) as c:
         yield c
 
 

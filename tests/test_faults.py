@@ -46,7 +46,7 @@ from tests.moto_env import (
 )
 from tests.test_runner_main import COMPETITION, FakeEngine
 
-pytestmark = [pytest.mark.aws, pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")]
+pytestmark = pytest.mark.aws
 
 SLUG = "tiny"
 EMAIL = "carol@example.com"

@@ -28,7 +28,7 @@ from tests.moto_env import (
     service_environment,
 )
 
-pytestmark = [pytest.mark.aws, pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")]
+pytestmark = pytest.mark.aws
 
 SPEC = json.loads(openapi.SPEC_PATH.read_text(encoding="utf-8"))
 MAX_RUNNING = 4

@@ -32,7 +32,7 @@ from tests.moto_env import BUCKET, app_client, cached_client, service_environmen
 from tests.test_ownership import ALICE, call
 from tests.test_terraform_wiring import app_lambdas, tf_data, tf_local, tf_resource, unquote
 
-pytestmark = [pytest.mark.aws, pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")]
+pytestmark = pytest.mark.aws
 
 API_HANDLER = "api_handler"
 FUNCTIONS = (API_HANDLER, "plan", "validate_output", "mark_succeeded", "mark_failed", "reconcile", "sweep")

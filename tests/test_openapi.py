@@ -9,8 +9,6 @@ from openapi_spec_validator import validate
 
 from scripts import openapi
 
-pytestmark = pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")
-
 
 def committed_spec():
     return json.loads(openapi.SPEC_PATH.read_text(encoding="utf-8"))

@@ -11,21 +11,19 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from chalice.test import Client
-from moto import mock_aws
 
 from chalicelib import aws, config, wiring
 from chalicelib.runs import QUOTA_KEY_PREFIX, SLOTS_KEY, RunStore, Status
 from chalicelib.service import CANCELLED
-from tests.moto_env import app_client, cached_client, sent_emails, service_environment
+from tests.moto_env import cached_client, sent_emails
 
-pytestmark = [pytest.mark.aws, pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")]
+pytestmark = pytest.mark.aws
 
 TITANIC = "https://www.kaggle.com/competitions/titanic"
 SPACESHIP = "https://www.kaggle.com/competitions/spaceship-titanic"
@@ -90,10 +88,8 @@ def executions() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def client(monkeypatch, tmp_path) -> Iterator[Client]:
-    service_environment(monkeypatch, KAGENT_MAX_RUNNING="10", KAGENT_RUNS_PER_CALLER_PER_DAY="20")
-    with mock_aws(), app_client(tmp_path) as test_client:
-        yield test_client
+def client(app_over_moto) -> Client:
+    return app_over_moto(KAGENT_MAX_RUNNING="10", KAGENT_RUNS_PER_CALLER_PER_DAY="20")
 
 
 # -- ownership -------------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from chalicelib.run_request import (
     parse_run_request,
 )
 from chalicelib.runs import Run, RunStore, Status
-from tests.moto_env import BUCKET, SENDER, app_client, cached_client, sent_emails, service_environment
+from tests.moto_env import BUCKET, SENDER, cached_client, sent_emails, service_environment
 from tests.test_app_lambdas import execution_input, put, runner_finished
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # the bytes only travel; nothing decodes them here
@@ -147,10 +147,8 @@ def test_a_malformed_submit_is_refused_naming_the_field(value):
 
 
 @pytest.fixture
-def client(monkeypatch, tmp_path):
-    service_environment(monkeypatch, KAGENT_MAX_RUNNING="3")
-    with mock_aws(), app_client(tmp_path, state_machine=False) as test_client:
-        yield test_client
+def client(app_over_moto):
+    return app_over_moto(KAGENT_MAX_RUNNING="3", state_machine=False)
 
 
 @pytest.mark.aws

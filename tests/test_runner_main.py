@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,21 +18,16 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from chalicelib import wiring
 from chalicelib.runs import Run, RunStore, Status
 from runner import runner_main
 from runner.cloud import SAMPLE_NAME
-from tests.fake_kaggle import FakeKaggle
-from tests.moto_env import BUCKET, REGION, TABLE, create_bucket, create_runs_table, fake_credentials
+from tests.fake_kaggle import TINY_COMPETITION, TINY_SAMPLE, FakeKaggle
+from tests.moto_env import BUCKET, REGION, TABLE
 
 pytestmark = pytest.mark.aws
 
-TRAIN = b"id,x,y\n1,0.1,0\n2,0.9,1\n3,0.2,0\n4,0.8,1\n"
-TEST = b"id,x\n5,0.3\n6,0.7\n"
-SAMPLE = b"id,y\n5,0\n6,0\n"
-COMPETITION = {"train.csv": TRAIN, "test.csv": TEST, "sample_submission.csv": SAMPLE}
+COMPETITION, SAMPLE = TINY_COMPETITION, TINY_SAMPLE  # what the shared `kaggle` fixture serves as `tiny`
 PLAN = {"task_type": "binary", "metric": "accuracy", "target_hints": ["y"], "approach": "gbm", "source": "heuristic"}
 
 
@@ -68,26 +62,6 @@ class FakeEngine:
         result = {"status": "succeeded", "cv_score": 0.75, "metric": "accuracy"}
         (out / "result.json").write_text(json.dumps(result))
         return SimpleNamespace(status="succeeded", reason="", exit_code=0, result=result)
-
-
-@pytest.fixture
-def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    fake_credentials(monkeypatch)
-    with mock_aws():
-        table = create_runs_table()
-        create_bucket()
-        wiring.reset()
-        yield table
-    wiring.reset()
-
-
-@pytest.fixture
-def kaggle(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKaggle]:
-    fake = FakeKaggle().start()
-    fake.patch_endpoint(monkeypatch)
-    fake.add_competition("tiny", COMPETITION)
-    yield fake
-    fake.stop()
 
 
 def planned_run(table: Any, slug: str = "tiny") -> Run:

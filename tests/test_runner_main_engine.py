@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import random
 
 import boto3
 import pytest
@@ -14,36 +13,14 @@ from chalicelib.plan import heuristic_plan
 from chalicelib.runs import RunStore, Status
 from runner import runner_main
 from runner.cloud import SAMPLE_NAME
+from tests.competitions import small_competition
 from tests.moto_env import BUCKET, REGION
-from tests.test_runner_main import cloud, kaggle, planned_run, task_env  # noqa: F401 - fixtures
+from tests.test_runner_main import planned_run, task_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.aws]
 
 
-def small_competition(rows: int = 160, seed: int = 0) -> dict[str, bytes]:
-    """A learnable binary task: y is 1 when a + b is large, c is noise."""
-    rng = random.Random(seed)
-
-    def table(ids: range, with_target: bool) -> bytes:
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["id", "a", "b", "c", "y"] if with_target else ["id", "a", "b", "c"])
-        for i in ids:
-            a, b, c = rng.random(), rng.random(), rng.choice(["red", "green", "blue"])
-            row = [i, f"{a:.4f}", f"{b:.4f}", c]
-            writer.writerow([*row, int(a + b > 1.0)] if with_target else row)
-        return out.getvalue().encode()
-
-    test_ids = range(rows + 1, rows + 41)
-    sample = "id,y\n" + "".join(f"{i},0\n" for i in test_ids)
-    return {
-        "train.csv": table(range(1, rows + 1), True),
-        "test.csv": table(test_ids, False),
-        "sample_submission.csv": sample.encode(),
-    }
-
-
-def test_the_real_engine_trains_and_every_artifact_lands_in_s3(cloud, kaggle) -> None:  # noqa: F811
+def test_the_real_engine_trains_and_every_artifact_lands_in_s3(cloud, kaggle) -> None:
     kaggle.add_competition("tiny", small_competition())
     run = planned_run(cloud)
 
@@ -65,7 +42,7 @@ def test_the_real_engine_trains_and_every_artifact_lands_in_s3(cloud, kaggle) ->
     assert "codegen mode" in get("gpt_code_trace.txt")
 
 
-def test_a_plan_without_a_metric_leaves_it_to_the_engine_to_infer(cloud, kaggle) -> None:  # noqa: F811
+def test_a_plan_without_a_metric_leaves_it_to_the_engine_to_infer(cloud, kaggle) -> None:
     kaggle.add_competition("tiny", small_competition(rows=100, seed=1))
     run = planned_run(cloud)
     plan = heuristic_plan("tiny", None)  # no Kaggle metadata: the Plan step stores metric None

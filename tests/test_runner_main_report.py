@@ -14,17 +14,9 @@ import pytest
 
 from chalicelib.runs import Run, RunStore, Status
 from runner import runner_main
+from tests.competitions import small_competition
 from tests.moto_env import BUCKET, REGION
-from tests.test_runner_main import (  # noqa: F401 - fixtures
-    PLAN,
-    FakeEngine,
-    cloud,
-    kaggle,
-    keys_of,
-    stored,
-    task_env,
-)
-from tests.test_runner_main_engine import small_competition
+from tests.test_runner_main import PLAN, FakeEngine, keys_of, stored, task_env
 
 pytestmark = pytest.mark.aws
 
@@ -67,7 +59,7 @@ class ProgressEngine(FakeEngine):
 
 
 @pytest.mark.slow
-def test_a_real_run_with_submit_reports_costs_links_and_sends_the_submission_to_kaggle(cloud, kaggle) -> None:  # noqa: F811
+def test_a_real_run_with_submit_reports_costs_links_and_sends_the_submission_to_kaggle(cloud, kaggle) -> None:
     kaggle.add_competition("tiny", small_competition())
     kaggle.score_after_polls = 0  # scored by the first poll
     run = planned(cloud, submit=True)
@@ -111,7 +103,7 @@ def test_a_real_run_with_submit_reports_costs_links_and_sends_the_submission_to_
     assert s3_bytes(prefix + "cv_chart.png").startswith(b"\x89PNG")
 
 
-def test_the_daily_limit_is_a_reason_on_the_run_and_the_submission_is_still_delivered(cloud, kaggle) -> None:  # noqa: F811
+def test_the_daily_limit_is_a_reason_on_the_run_and_the_submission_is_still_delivered(cloud, kaggle) -> None:
     kaggle.daily_allowance = 0
     run = planned(cloud, submit=True)
 
@@ -126,7 +118,7 @@ def test_the_daily_limit_is_a_reason_on_the_run_and_the_submission_is_still_deli
     assert "submission.csv" in keys_of(run.run_id)
 
 
-def test_the_rules_refusal_is_a_reason_on_the_run(cloud, kaggle, tmp_path) -> None:  # noqa: F811
+def test_the_rules_refusal_is_a_reason_on_the_run(cloud, kaggle, tmp_path) -> None:
     run = planned(cloud, submit=True)
     kaggle.rules_not_accepted.add("tiny")
     mirror = tmp_path / "mirror" / "tiny"
@@ -144,7 +136,7 @@ def test_the_rules_refusal_is_a_reason_on_the_run(cloud, kaggle, tmp_path) -> No
     assert "accept the rules at https://www.kaggle.com/c/tiny/rules" in submission["reason"]
 
 
-def test_without_submit_nothing_is_sent_to_kaggle(cloud, kaggle) -> None:  # noqa: F811
+def test_without_submit_nothing_is_sent_to_kaggle(cloud, kaggle) -> None:
     run = planned(cloud, submit=False)
 
     assert runner_main.main(env=task_env(run, kaggle), engine=ProgressEngine()) == 0
@@ -155,7 +147,7 @@ def test_without_submit_nothing_is_sent_to_kaggle(cloud, kaggle) -> None:  # noq
     assert after.progress is not None and after.progress["best_cv"] == 0.75 and after.progress["best_model"] == "linear"
 
 
-def test_progress_is_never_written_after_the_run_became_terminal(cloud, kaggle) -> None:  # noqa: F811
+def test_progress_is_never_written_after_the_run_became_terminal(cloud, kaggle) -> None:
     run = planned(cloud, submit=False)
     store = RunStore(cloud)
     frozen: dict[str, Any] = {}
@@ -171,7 +163,7 @@ def test_progress_is_never_written_after_the_run_became_terminal(cloud, kaggle) 
     assert after.progress == frozen["progress"]  # candidate 2/2, blending, uploading: none of it landed
 
 
-def test_report_and_cost_survive_an_engine_without_candidates(cloud, kaggle) -> None:  # noqa: F811
+def test_report_and_cost_survive_an_engine_without_candidates(cloud, kaggle) -> None:
     run = planned(cloud, submit=False)
 
     assert runner_main.main(env=task_env(run, kaggle), engine=FakeEngine()) == 0
@@ -182,7 +174,7 @@ def test_report_and_cost_survive_an_engine_without_candidates(cloud, kaggle) -> 
     assert b"kagent report: tiny" in s3_bytes(after.report_key)
 
 
-def test_bad_fargate_prices_are_a_configuration_error(cloud, kaggle) -> None:  # noqa: F811
+def test_bad_fargate_prices_are_a_configuration_error(cloud, kaggle) -> None:
     run = planned(cloud, submit=False)
     env = task_env(run, kaggle, KAGENT_FARGATE_VCPU_HOUR_USD="cheap")
 
@@ -190,7 +182,7 @@ def test_bad_fargate_prices_are_a_configuration_error(cloud, kaggle) -> None:  #
 
 
 @pytest.mark.parametrize("interval", ["0.1", "often"])
-def test_a_progress_interval_below_a_second_or_not_a_number_is_a_configuration_error(cloud, kaggle, interval) -> None:  # noqa: F811
+def test_a_progress_interval_below_a_second_or_not_a_number_is_a_configuration_error(cloud, kaggle, interval) -> None:
     run = planned(cloud, submit=False)
     env = task_env(run, kaggle, KAGENT_PROGRESS_INTERVAL_S=interval)
 

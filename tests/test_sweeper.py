@@ -31,7 +31,7 @@ from tests.moto_env import (
     verify_sender,
 )
 
-pytestmark = [pytest.mark.aws, pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")]
+pytestmark = pytest.mark.aws
 
 EMAIL = "dora@example.com"
 REQUEST = RunRequest(url="https://www.kaggle.com/competitions/titanic", slug="titanic", email=EMAIL)
