@@ -50,7 +50,7 @@ def post_latencies_ms(requests: int) -> list[float]:
     from chalicelib import wiring  # noqa: PLC0415
 
     try:  # the tests' moto set-up and app.py: the checkout's root is on the path under `python -m scripts.bench_api`
-        from tests import moto_env  # noqa: PLC0415
+        from tests import moto_env  # noqa: PLC0415 - lazy: the tests package exists only in a checkout
     except ModuleNotFoundError as missing:
         raise SystemExit("bench_api: run it from the repository root as `python -m scripts.bench_api`") from missing
 
