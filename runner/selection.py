@@ -3,7 +3,7 @@
 - Only candidates measured on enough folds compete (`MIN_SELECTED_FOLDS`, fewer when nothing has more): a one-fold
   score is too noisy to beat five-fold ones.
 - The best is `max` by `Score` (runner/score.py: the metric's direction, a failed score worse than any); on equal
-  scores the one measured over more folds, and on a full tie the earlier candidate (templates run in manifest order).
+  scores the one measured over more folds, and on a full tie the one evaluated first.
 - A blend (greedy ensemble selection with replacement on the out-of-fold predictions, `BLEND_ROUNDS` rounds) is
   accepted only when it scores strictly better than the best single model on the rows every member predicted;
   otherwise the best single model is submitted.
