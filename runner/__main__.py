@@ -250,7 +250,10 @@ def _train(
     plan = _read_plan(args.plan)
     budget = CodegenBudget(attempts=args.codegen_attempts, tokens=args.codegen_tokens, wall_s=args.codegen_time)
     # the LLM settings (OPENAI_*) are read here, once; --codegen template never looks at them
-    llm = llm_candidates_from_env(os.environ, budget) if args.codegen in LLM_MODES else None
+    try:
+        llm = llm_candidates_from_env(os.environ, budget) if args.codegen in LLM_MODES else None
+    except ValueError as error:  # a malformed setting (chalicelib.config.ConfigError), like a bad --plan file
+        return _fail(f"LLM settings: {error}")
     options = RunOptions(
         metric=args.metric,
         time_budget=args.time_budget,
