@@ -32,6 +32,7 @@ from typing import Any  # noqa: E402
 # (not argparse), so that a wrong value also leaves a failed result.json, as every failed run does.
 METRIC_NAMES = ("rmse", "rmsle", "mae", "roc_auc", "logloss", "accuracy", "f1")
 CODEGEN_MODES = ("template", "llm", "auto")
+LLM_MODES = ("llm", "auto")  # the modes that use an LLM when one is configured
 CACHE_DIR_ENV = "KAGENT_CACHE_DIR"
 MIRROR_ENV = "KAGENT_DATA_MIRROR"
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -132,8 +133,7 @@ def competition_of(data: str) -> str | None:
     if Path(data).exists():
         return None
     if data.startswith(("http://", "https://")):
-        # lazy: only a URL argument needs the slug parser
-        from chalicelib.run_request import InvalidRequest, parse_slug  # noqa: PLC0415 - stdlib only
+        from chalicelib.run_request import InvalidRequest, parse_slug  # noqa: PLC0415  # lazy: URLs only
 
         try:
             return parse_slug(data)
@@ -144,9 +144,8 @@ def competition_of(data: str) -> str | None:
 
 def fetch_competition(slug: str, workdir: Path, log: Callable[[str], None]) -> Path:
     """The competition's files through the cloud runner's DataSource and Kaggle client (mirror, cache, Kaggle)."""
-    # lazy: only a competition run downloads; `--help` and local data stay light
-    from runner.datasource import DataSource, DataSourceError, LocalDataCache  # noqa: PLC0415
-    from runner.kaggle_client import KaggleCredentials, KaggleDownloader, KaggleError  # noqa: PLC0415
+    from runner.datasource import DataSource, DataSourceError, LocalDataCache  # noqa: PLC0415  # lazy: only for a slug
+    from runner.kaggle_client import KaggleCredentials, KaggleDownloader, KaggleError  # noqa: PLC0415  # lazy: Kaggle only
 
     cache_dir = Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "kagent" / "data")
     mirror = os.environ.get(MIRROR_ENV, "").strip()
@@ -176,9 +175,9 @@ class Display:
         if not self.tty:
             yield self
             return
-        from rich.console import Console  # noqa: PLC0415 - lazy: rich only for a live terminal display
-        from rich.live import Live  # noqa: PLC0415
-        from rich.spinner import Spinner  # noqa: PLC0415
+        from rich.console import Console  # noqa: PLC0415  # lazy: only on a terminal
+        from rich.live import Live  # noqa: PLC0415  # lazy: only on a terminal
+        from rich.spinner import Spinner  # noqa: PLC0415  # lazy: only on a terminal
 
         self._console = Console(file=self.stream)
         with Live(
@@ -192,7 +191,7 @@ class Display:
 
     def progress(self, line: str) -> None:
         if self._live is not None:
-            from rich.spinner import Spinner  # noqa: PLC0415 - lazy: rich only for a live terminal display
+            from rich.spinner import Spinner  # noqa: PLC0415  # lazy: only on a terminal
 
             self._live.update(Spinner("dots", text=line))
         else:
@@ -223,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, slug: str | None, target: str | None, out: Path, display: Display) -> int:
-    # lazy: loaded when a run starts, not for `--help` or argument errors
-    from runner.progress import Progress, line_sink  # noqa: PLC0415
+    from runner.progress import Progress, line_sink  # noqa: PLC0415  # lazy: after parsing (fast --help)
 
     progress = Progress(budget_s=args.time_budget, started=STARTED, sinks=(line_sink(display.progress),))
     with tempfile.TemporaryDirectory(prefix="kagent-cli-") as workdir:
@@ -238,9 +236,10 @@ def _run(args: argparse.Namespace, slug: str | None, target: str | None, out: Pa
 def _train(
     args: argparse.Namespace, data: Path, target: str | None, out: Path, *, display: Display, progress: Any
 ) -> int:
-    from runner.codegen import CodegenBudget  # noqa: PLC0415 - lazy: the engine pulls in pandas/scikit-learn
-    from runner.pipeline import RunOptions, run_pipeline  # noqa: PLC0415
-    from runner.report import ReportCollector, plain_leaderboard, run_cost, write_report  # noqa: PLC0415
+    from runner.codegen import CodegenBudget  # noqa: PLC0415  # lazy: pandas/sklearn (fast --help)
+    from runner.codegen_step import llm_candidates_from_env  # noqa: PLC0415  # lazy: pandas/sklearn (fast --help)
+    from runner.pipeline import RunOptions, run_pipeline  # noqa: PLC0415  # lazy: pandas/sklearn (fast --help)
+    from runner.report import ReportCollector, plain_leaderboard, run_cost, write_report  # noqa: PLC0415  # lazy: after training
 
     collector = ReportCollector()
 
@@ -248,16 +247,21 @@ def _train(
         progress(event, **fields)
         collector(event, **fields)
 
+    plan = _read_plan(args.plan)
+    budget = CodegenBudget(attempts=args.codegen_attempts, tokens=args.codegen_tokens, wall_s=args.codegen_time)
+    # the LLM settings (OPENAI_*) are read here, once; --codegen template never looks at them
+    try:
+        llm = llm_candidates_from_env(os.environ, budget) if args.codegen in LLM_MODES else None
+    except ValueError as error:  # a malformed setting (chalicelib.config.ConfigError), like a bad --plan file
+        return _fail(f"LLM settings: {error}")
     options = RunOptions(
         metric=args.metric,
         time_budget=args.time_budget,
         codegen=args.codegen,
         seed=args.seed,
         started_at=STARTED,
-        plan=_read_plan(args.plan),
-        codegen_budget=CodegenBudget(
-            attempts=args.codegen_attempts, tokens=args.codegen_tokens, wall_s=args.codegen_time
-        ),
+        plan=plan,
+        extra_candidates=llm,
         memory_limit_mb=args.memory_limit,
         progress=observe,
     )
@@ -279,9 +283,8 @@ def _train(
 
 
 def _submit(slug: str, out: Path, result: dict[str, Any], progress: Any) -> dict[str, Any]:
-    # lazy: only `--submit` talks to Kaggle
-    from runner.kaggle_client import KaggleCredentials, KaggleSubmitter  # noqa: PLC0415
-    from runner.output import merge_into_result  # noqa: PLC0415
+    from runner.kaggle_client import KaggleCredentials, KaggleSubmitter  # noqa: PLC0415  # lazy: Kaggle only
+    from runner.output import merge_into_result  # noqa: PLC0415  # lazy: only after a submission
 
     progress.phase("submitting", slug)
     score = result.get("cv_score")
@@ -301,8 +304,7 @@ def _print_summary(
     submitted: dict[str, Any] | None,
     table: Callable[[list[Any]], str],
 ) -> None:
-    # lazy: loaded when a run ends, not for `--help` or argument errors
-    from runner.progress import round_score  # noqa: PLC0415
+    from runner.progress import round_score  # noqa: PLC0415  # lazy: after parsing (fast --help)
 
     rows = result.get("leaderboard") or []
     try:

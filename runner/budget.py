@@ -7,6 +7,9 @@ row), so the bag's CV is honest and the blend can weigh it like any candidate. B
 or when CV has converged: a further seed moved the bag's score by less than CONVERGED (relative), so more of them
 would buy nothing measurable.
 
+On large data a template clearly behind the leader after its first fold, whose other folds would take a good share of
+the time left, is not finished (`give_up_rule`): its time goes to the models that can win.
+
 `stop_reason` is one line for logs.txt and result.json: what ended the templates (the time budget, naming those cut
 short or not run, or every one finished), what ended bagging, and the seconds left.
 """
@@ -31,6 +34,8 @@ from runner.scaffold import (
     evaluate,
     validation_folds,
 )
+from runner.score import scorer
+from runner.selection import ranked
 
 MIN_ROWS = 2_000  # below this, CV noise outweighs what seeds add (and the blend would chase it)
 CONVERGED = 2e-4  # relative change in CV below which a further seed is not worth its time
@@ -38,14 +43,16 @@ MAX_SEEDS = 8
 BAGGED = 2  # the best this many finished templates are bagged
 SAFETY = 1.3  # a seed is started only when 1.3x the template's last run time is left
 DETERMINISTIC = ("linear", "text_linear")  # a new seed changes only their folds: nothing to average
+# On large data (where the boosters win and the blends measured used only them), a template this far behind the
+# best one on the first fold (relative gap), whose other folds would take at least this share of the time left, is
+# not finished: its time goes to the models that can win. On smaller data a weaker model often helps the blend.
+GIVE_UP_MIN_ROWS = 10_000
+GIVE_UP_MARGIN = 0.02
+GIVE_UP_TIME_SHARE = 0.15
 
 
 def _finished(evaluations: list[Evaluation]) -> list[Evaluation]:
     return [e for e in evaluations if e.n_folds >= DEFAULT_FOLDS and np.isfinite(e.cv_score)]
-
-
-def _ranked(evaluations: list[Evaluation], metric: Metric) -> list[Evaluation]:
-    return sorted(evaluations, key=lambda e: -e.cv_score if metric.higher_is_better else e.cv_score)
 
 
 def bag_seeds(
@@ -67,7 +74,7 @@ def bag_seeds(
     if data.task.n_rows < MIN_ROWS:
         return bags, ""
     candidates = [e for e in _finished(evaluations) if e.name not in DETERMINISTIC]
-    for base in _ranked(candidates, metric)[:BAGGED]:
+    for base in ranked(candidates)[:BAGGED]:
         body = bodies.get(base.name)
         if body is None:
             continue
@@ -140,6 +147,33 @@ def _bag(runs: list[Evaluation], metric: Metric, data: PreparedData) -> Evaluati
         n_folds=min(r.n_folds for r in runs),
         test_source="fold_average" if any(r.test_source == "fold_average" for r in runs) else "final_fit",
     )
+
+
+def give_up_rule(
+    evaluations: list[Evaluation], data: PreparedData, deadline: float
+) -> Callable[[float, float], bool] | None:
+    """Whether a template whose first fold scored `score` in `seconds` should stop: every template sees the same
+    folds (same seed and target), so first folds compare directly with the best one so far."""
+    metric = get_metric(data.task.metric)
+    firsts = [e.fold_scores[0] for e in evaluations if e.fold_scores and np.isfinite(e.fold_scores[0])]
+    if not firsts or data.task.n_rows < GIVE_UP_MIN_ROWS:
+        return None
+    leader = max(firsts, key=scorer(metric.name))
+
+    def give_up(score: float, seconds: float) -> bool:
+        costly = seconds * (DEFAULT_FOLDS - 1) >= GIVE_UP_TIME_SHARE * max(0.0, deadline - time.monotonic())
+        return costly and clearly_behind(metric, score, leader)
+
+    return give_up
+
+
+def clearly_behind(metric: Metric, score: float, leader: float) -> bool:
+    """`score` is worse than `leader` by more than GIVE_UP_MARGIN (relative), or is no score at all."""
+    if not np.isfinite(score):
+        return True
+    gap = abs(score - leader) / max(abs(leader), 1e-12)
+    as_score = scorer(metric.name)
+    return as_score(leader) > as_score(score) and gap > GIVE_UP_MARGIN
 
 
 def stop_reason(evaluations: list[Evaluation], planned: list[str], bagging: str, left_s: float) -> str:

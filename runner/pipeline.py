@@ -4,6 +4,10 @@ Stages: locate files → read and profile → prepare features → evaluate temp
 extra candidates (the LLM codegen seam) → choose the best by the metric (or a blend) → format → validate → write.
 Every body, template or LLM, is evaluated the same way: each fold and the final fit in a fresh child of a warm zygote
 started per prepared data set (runner.sandbox.Workers), the scores computed here from predictions alone.
+This module orchestrates; the policies live beside it: which templates and on how many rows (runner.shape), each
+one's time share (runner.templates.manifest), spending time left and giving up (runner.budget), which candidate or
+blend makes the submission (runner.selection). LLM candidates come in through `RunOptions.extra_candidates`, built
+where the options are (runner.codegen_step.llm_candidates_from_env): the pipeline never reads the environment.
 `run_pipeline` never raises for bad input: it returns a RunResult whose reason is one line, and result.json says so.
 """
 
@@ -12,12 +16,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
 import resource
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,40 +28,23 @@ from typing import Any
 import numpy as np
 
 from chalicelib.submission import validate_submission
-from runner.budget import bag_seeds, stop_reason
+from runner import selection
+from runner.budget import bag_seeds, give_up_rule, stop_reason
 from runner.data import CompetitionFiles, locate_competition
 from runner.errors import InputError, NotConfiguredError
 from runner.memory import start_watch
-from runner.metrics import Metric, best_threshold, get_metric
+from runner.metrics import Metric, get_metric
 from runner.output import submission_rows, write_submission
-from runner.profile import LABEL, Profile, profile_competition, read_tables, target_groups
+from runner.profile import Profile, profile_competition, read_tables, target_groups
 from runner.sandbox import SandboxError, Workers
-from runner.scaffold import (
-    DEFAULT_FOLDS,
-    BodySource,
-    CandidateError,
-    Evaluation,
-    PreparedData,
-    blend,
-    evaluate,
-    prepare,
-    validation_folds,
-)
+from runner.scaffold import BodySource, CandidateError, Evaluation, PreparedData, evaluate, prepare
 from runner.shape import choose_templates, considered_templates
 from runner.templates import template_source
+from runner.templates.manifest import entry
 
 CODEGEN_MODES = ("template", "llm", "auto")
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 N_JOBS = 2
-# On large data (where the boosters win and the blends measured used only them), a template this far behind the
-# best one on the first fold (relative gap), whose other folds would take at least this share of the time left, is
-# not finished: its time goes to the models that can win. On smaller data a weaker model often helps the blend.
-GIVE_UP_MIN_ROWS = 10_000
-GIVE_UP_MARGIN = 0.02
-GIVE_UP_TIME_SHARE = 0.15
-# Selection and blending consider only candidates with at least this many folds (fewer when nothing has more):
-# a one-fold score is too noisy to beat five-fold ones.
-MIN_SELECTED_FOLDS = 2
 _FALLBACK_SOURCE = '''"""Fallback body: the training prior, used only if every template failed."""
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
@@ -103,8 +89,6 @@ class RunOptions:
     plan: dict[str, Any] | None = None
     extra_candidates: Callable[[SelectionContext], Iterable[Candidate]] | None = None
     started_at: float | None = None  # time.monotonic() when the process started (the budget counts from there)
-    codegen_budget: Any = None  # runner.codegen.CodegenBudget (attempts, tokens, wall time); None: its defaults
-    env: MutableMapping[str, str] | None = None  # where the LLM settings are read (os.environ when None)
     memory_limit_mb: float | None = None  # a memory ceiling below the cgroup's (runner.memory); None: the kernel's
     # progress(event, **fields): phase / candidate / scored for live progress, prepared / chosen for the report
     # (runner.progress.Progress, runner.report.ReportCollector); never lets an error reach the run
@@ -126,18 +110,13 @@ class CodegenPlan:
 
 
 def resolve_codegen(requested: str, options: RunOptions) -> CodegenPlan:
-    """Which codegen runs. `llm` needs an LLM (a plugged-in provider, or OPENAI_API_KEY / OPENAI_BASE_URL in the
-    environment) and fails clearly without one; `auto` uses one when configured, else the templates."""
+    """Which codegen runs. `llm` needs an LLM (`options.extra_candidates`: the caller builds it, from OPENAI_API_KEY /
+    OPENAI_BASE_URL with runner.codegen_step.llm_candidates_from_env) and fails clearly without one; `auto` uses one
+    when there is one, else the templates."""
     if requested not in CODEGEN_MODES:
         raise InputError(f"unknown --codegen {requested!r}: choose one of {', '.join(CODEGEN_MODES)}")
     if requested == "template":
         return CodegenPlan("template", baseline_share=1.0)
-    if options.extra_candidates is None:
-        # lazy: only when an LLM may be used (and codegen imports this module until H3's split)
-        from runner.codegen import llm_candidates_from_env  # noqa: PLC0415 - only when an LLM may be used
-
-        env = options.env if options.env is not None else os.environ
-        options.extra_candidates = llm_candidates_from_env(env, options.codegen_budget)
     if options.extra_candidates is None:
         if requested == "llm":
             raise NotConfiguredError(
@@ -341,7 +320,7 @@ def _solve(
         _scored(options.progress, bag, metric)
     evaluations += bags
     _log_overhead(workers, log)
-    best = _best(evaluations, metric)
+    best = selection.best(evaluations)
     candidates: list[Candidate] = []
     if codegen.mode == "llm" and options.extra_candidates is not None:
         log.stage = "codegen"
@@ -359,12 +338,12 @@ def _solve(
         evaluations += [c.evaluation for c in candidates]
     log.stage = "select"
     _notify(options, "phase", phase="blending")
-    chosen = _select(evaluations, metric, prepared, log)
+    chosen = selection.select(evaluations, metric, prepared, log)
     sources = {**{name: body.source for name, body in bodies.items()}, **{c.name: c.source for c in candidates}}
     _notify(options, "chosen", profile=profile, data=prepared, chosen=chosen, evaluations=evaluations, sources=sources)
     _trace_choice(trace, chosen, evaluations, sources, metric)
     result.setdefault("candidates", []).extend(_summary(e) for e in evaluations)
-    return chosen, _decision_threshold(profile, metric, prepared, chosen, log)
+    return chosen, selection.decision_threshold(profile, metric, prepared, chosen, log)
 
 
 def _record_choice(solved: list[tuple[Profile, Evaluation]], result: dict[str, Any]) -> None:
@@ -458,6 +437,8 @@ def _log_overhead(workers: Workers, log: RunLog) -> None:
     if workers.overheads:
         mean = 1000 * sum(workers.overheads) / len(workers.overheads)
         log(f"workers: {len(workers.overheads)} fits in fresh processes, {mean:.0f} ms overhead per fit on average")
+    if workers.respawns:
+        log(f"workers: the zygote died and was restarted {workers.respawns} time(s); see the failed candidates above")
 
 
 def _evaluate_templates(
@@ -470,8 +451,6 @@ def _evaluate_templates(
     evaluations: list[Evaluation] = []
     bodies: dict[str, BodySource] = {}
     planned: dict[str, int] = {}  # the templates chosen for this data: their max_fit_rows (0: all rows)
-    shares = {"linear": 0.25, "lightgbm_gbdt": 0.6, "mlp": 0.5, "kernel_svm": 0.35, "hist_gradient_boosting": 0.6}
-    shares.update(text_linear=0.5, text_boost=0.6)
     total = len(considered_templates(data.task))
     # engine-reach: which templates, in which order and on how many rows, by shape and memory (runner/shape.py)
     for index, (name, template_data) in enumerate(choose_templates(data, log), start=1):
@@ -483,8 +462,8 @@ def _evaluate_templates(
         body = BodySource(name, template_source(name), trusted=True)
         bodies[name] = body
         _call(progress, "candidate", index=index, total=max(total, index), name=name)
-        own_deadline = now + shares.get(name, 1.0) * max(1.0, deadline - now)
-        give_up = _give_up_rule(evaluations, data, deadline)
+        own_deadline = now + entry(name).time_share * max(1.0, deadline - now)
+        give_up = give_up_rule(evaluations, data, deadline)
         evaluation = _try_evaluate(body, template_data, own_deadline, log, workers, give_up=give_up)
         if evaluation is not None:
             evaluations.append(evaluation)
@@ -505,34 +484,6 @@ def _slowest_fit(evaluations: list[Evaluation]) -> float:
     return max(1.0, *(e.elapsed / (e.n_folds + 1) for e in evaluations))
 
 
-def _give_up_rule(
-    evaluations: list[Evaluation], data: PreparedData, deadline: float
-) -> Callable[[float, float], bool] | None:
-    """Whether a template whose first fold scored `score` in `seconds` should stop: every template sees the same
-    folds (same seed and target), so first folds compare directly with the best one so far."""
-    metric = get_metric(data.task.metric)
-    firsts = [e.fold_scores[0] for e in evaluations if e.fold_scores and np.isfinite(e.fold_scores[0])]
-    if not firsts or data.task.n_rows < GIVE_UP_MIN_ROWS:
-        return None
-    leader = firsts[0]
-    for score in firsts[1:]:
-        if metric.better(score, leader):
-            leader = score
-
-    def give_up(score: float, seconds: float) -> bool:
-        costly = seconds * (DEFAULT_FOLDS - 1) >= GIVE_UP_TIME_SHARE * max(0.0, deadline - time.monotonic())
-        return costly and _clearly_behind(metric, score, leader)
-
-    return give_up
-
-
-def _clearly_behind(metric: Metric, score: float, leader: float) -> bool:
-    if not np.isfinite(score):
-        return True
-    gap = abs(score - leader) / max(abs(leader), 1e-12)
-    return metric.better(leader, score) and gap > GIVE_UP_MARGIN
-
-
 def _try_evaluate(
     body: BodySource,
     data: PreparedData,
@@ -547,45 +498,6 @@ def _try_evaluate(
     except (CandidateError, SandboxError) as exc:
         log(f"{body.name} failed: {exc}")
         return None
-
-
-def _well_measured(evaluations: list[Evaluation]) -> list[Evaluation]:
-    """The candidates with enough folds to compare (see MIN_SELECTED_FOLDS)."""
-    enough = min(MIN_SELECTED_FOLDS, max(e.n_folds for e in evaluations))
-    return [e for e in evaluations if e.n_folds >= enough]
-
-
-def _best(evaluations: list[Evaluation], metric: Metric) -> Evaluation:
-    evaluations = _well_measured(evaluations)
-    best = evaluations[0]
-    for evaluation in evaluations[1:]:
-        tie = evaluation.cv_score == best.cv_score and evaluation.n_folds > best.n_folds
-        if metric.better(evaluation.cv_score, best.cv_score) or tie:  # on a tie, the score over more folds
-            best = evaluation
-    return best
-
-
-def _select(evaluations: list[Evaluation], metric: Metric, data: PreparedData, log: RunLog) -> Evaluation:
-    best = _best(evaluations, metric)
-    for evaluation in evaluations:
-        log(f"{evaluation.name}: CV {metric.name}={evaluation.cv_score:.5f} ({evaluation.n_folds} folds)")
-    mixed = blend(_well_measured(evaluations), metric, data.y, folds=validation_folds(data))
-    if mixed is not None:
-        log(f"{mixed.name}: CV {metric.name}={mixed.cv_score:.5f} beats every single model on shared folds")
-        return mixed
-    log(f"chose {best.name} ({metric.direction})")
-    return best
-
-
-def _decision_threshold(
-    profile: Profile, metric: Metric, data: PreparedData, chosen: Evaluation, log: RunLog
-) -> float | None:
-    if not (metric.tunes_threshold and profile.task_type == "binary" and profile.submission_kind == LABEL):
-        return None
-    done = chosen.oof_mask
-    threshold, score = best_threshold(metric, data.y[done], chosen.oof[done][:, 1])
-    log(f"decision threshold P({profile.positive_class!r}) >= {threshold:.4f}: out-of-fold {metric.name}={score:.5f}")
-    return threshold
 
 
 def _write_and_validate(

@@ -161,7 +161,7 @@ class PipelineEngine:
     def __call__(
         self, files: CompetitionFiles, out: Path, request: EngineRequest, log: Callable[..., None]
     ) -> EngineResult:
-        from runner.codegen import llm_candidates_from_env  # noqa: PLC0415 - lazy: the engine pulls in pandas/sklearn
+        from runner.codegen_step import llm_candidates_from_env  # noqa: PLC0415 - lazy: the engine pulls in pandas/sklearn
         from runner.pipeline import RunOptions, run_pipeline  # noqa: PLC0415
 
         options = RunOptions(

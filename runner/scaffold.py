@@ -5,14 +5,14 @@ sample submission's order). `evaluate` runs a model body (its source: templates 
 workers of runner.sandbox: K-fold CV that respects a deadline, a final fit on all train rows and test predictions,
 returned as an `Evaluation`. Every fold and the final fit run in a fresh process that never sees a label of a row it
 predicts; the scores are computed here, from predictions alone, so a body cannot make its own score look better.
-`blend` mixes evaluations by their out-of-fold predictions.
+Which evaluation (or blend of them) makes the submission is runner.selection's policy.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -24,9 +24,10 @@ from sklearn.utils import resample
 from runner.contract import TaskSpec
 from runner.features import ColumnRoles, build_features, column_kinds
 from runner.memory import current_watch
-from runner.metrics import Metric, get_metric
+from runner.metrics import get_metric
 from runner.profile import Profile, Tables
 from runner.sandbox import FitReply, FitRequest
+from runner.score import Score, for_metric
 
 Log = Callable[[str], None]
 DEFAULT_FOLDS = 5
@@ -68,6 +69,11 @@ class Evaluation:
     n_folds: int
     test_source: str = "final_fit"  # final_fit | fold_average | blend
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def score(self) -> Score:
+        """The CV score with its metric's direction: the best evaluation is `max(evaluations, key=...score)`."""
+        return for_metric(self.metric, self.cv_score)
 
     @property
     def oof_mask(self) -> np.ndarray:
@@ -307,66 +313,3 @@ def _one_line_text(text: str) -> str:
 def validation_folds(data: PreparedData, n_folds: int = DEFAULT_FOLDS) -> list[np.ndarray]:
     """The validation rows of each CV fold `evaluate` uses (the same for every body: same target, seed and count)."""
     return [valid for _train, valid in _folds(data.y, data.task, n_folds)]
-
-
-def blend(
-    evaluations: list[Evaluation],
-    metric: Metric,
-    y: np.ndarray,
-    rounds: int = 20,
-    folds: Sequence[np.ndarray] = (),
-) -> Evaluation | None:
-    """Greedy ensemble selection (with replacement) on out-of-fold predictions; None unless it beats the best single.
-
-    `folds` (validation rows per CV fold) give the blend its own fold scores, so its spread is reported like a model's.
-    """
-    shape = evaluations[0].oof.shape if evaluations else ()
-    usable = [e for e in evaluations if e.oof.shape == shape and len(e.oof) == len(y) and e.oof_mask.any()]
-    if len(usable) < 2:
-        return None
-    mask = np.logical_and.reduce([e.oof_mask for e in usable])
-    if mask.sum() < 10:
-        return None
-    oofs = [metric.transform(e.oof[mask]) if e.oof.ndim == 1 else e.oof[mask] for e in usable]
-    single = [metric.score(y[mask], e.oof[mask]) for e in usable]
-    best_index = max(range(len(usable)), key=lambda i: -single[i] if not metric.higher_is_better else single[i])
-    counts = np.zeros(len(usable))
-    counts[best_index] = 1
-    best_score = single[best_index]
-    for _ in range(rounds):
-        trial_scores = []
-        for i in range(len(usable)):
-            trial = counts.copy()
-            trial[i] += 1
-            trial_scores.append(metric.score(y[mask], _mix(oofs, trial, metric, usable[0].oof.ndim)))
-        pick = max(range(len(usable)), key=lambda i: trial_scores[i] if metric.higher_is_better else -trial_scores[i])
-        if not metric.better(trial_scores[pick], best_score):
-            break
-        counts[pick] += 1
-        best_score = trial_scores[pick]
-    if (counts > 0).sum() < 2:
-        return None
-    weights = counts / counts.sum()
-    regression = usable[0].oof.ndim == 1
-    test_parts = [metric.transform(e.test_predictions) if regression else e.test_predictions for e in usable]
-    oof_parts = [metric.transform(e.oof) if regression else e.oof for e in usable]
-    names = "+".join(f"{e.name}*{w:.2f}" for e, w in zip(usable, weights, strict=True) if w > 0)
-    oof = _mix(oof_parts, counts, metric, usable[0].oof.ndim)
-    return Evaluation(
-        name=f"blend({names})",
-        metric=metric.name,
-        cv_score=best_score,
-        fold_scores=[metric.score(y[rows], oof[rows]) for rows in folds if mask[rows].all()],
-        oof=oof,
-        test_predictions=_mix(test_parts, counts, metric, usable[0].oof.ndim),
-        elapsed=sum(e.elapsed for e in usable),
-        n_folds=min(e.n_folds for e in usable),
-        test_source="blend",
-    )
-
-
-def _mix(parts: list[np.ndarray], counts: np.ndarray, metric: Metric, ndim: int) -> np.ndarray:
-    weights = counts / counts.sum()
-    mixed = sum(w * p for w, p in zip(weights, parts, strict=True) if w > 0)
-    mixed = np.asarray(mixed)
-    return metric.inverse(mixed) if ndim == 1 else mixed

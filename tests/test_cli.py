@@ -86,6 +86,18 @@ def test_submit_without_a_competition_is_refused_before_any_work(tmp_path, capsy
     assert "--submit needs the competition" in capsys.readouterr().err
 
 
+def test_malformed_llm_settings_are_one_line_before_any_training(tmp_path, capsys, monkeypatch):
+    """The CLI reads the LLM settings where it builds the run's options: a bad one is named, exit 2, nothing run."""
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("KAGENT_MAX_RUNNING", "many")
+    assert cli.main([str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "runner: LLM settings: KAGENT_MAX_RUNNING must be a whole number, got 'many'"
+    assert not (tmp_path / "out").exists()
+    assert cli.main([str(tmp_path / "nope"), "--out", str(tmp_path / "out"), "--codegen", "template"]) == 2
+    assert "LLM settings" not in capsys.readouterr().err  # --codegen template never reads them
+
+
 @pytest.fixture
 def kaggle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeKaggle]:
     fake = FakeKaggle().start()

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from chalicelib.llm import LLMClient, LLMConfig
-from runner.codegen import CodegenBudget, LLMCandidates
+from runner.codegen import CodegenBudget
+from runner.codegen_step import LLMCandidates
 from runner.pipeline import Candidate, RunOptions, SelectionContext, run_pipeline
 from runner.sandbox import SandboxLimits, wall_support
 from runner.scaffold import BodySource, CandidateError, evaluate
@@ -130,7 +131,7 @@ def provider(server: FakeOpenAI, attempts: int = 3, max_retries: int = 2, wall_s
 
 
 def run(competition: Path, out: Path, candidates: LLMCandidates, budget: float = 20) -> dict:
-    options = RunOptions(metric="accuracy", time_budget=budget, codegen="llm", extra_candidates=candidates, env={})
+    options = RunOptions(metric="accuracy", time_budget=budget, codegen="llm", extra_candidates=candidates)
     outcome = run_pipeline(competition, out, options)
     result = json.loads((out / "result.json").read_text())
     assert outcome.status == "succeeded", outcome.reason
@@ -262,7 +263,7 @@ def test_an_llm_candidate_never_makes_the_submission_worse_than_the_templates(tm
     base, with_llm = tmp_path / "templates", tmp_path / "llm"
 
     def options(bodies: dict[str, str]) -> RunOptions:  # codegen llm either way: the templates get the same share
-        return RunOptions(metric="accuracy", time_budget=120, codegen="llm", env={}, extra_candidates=direct(bodies))
+        return RunOptions(metric="accuracy", time_budget=120, codegen="llm", extra_candidates=direct(bodies))
 
     run_pipeline(competition, base, options({}))
     outcome = run_pipeline(competition, with_llm, options(HOSTILE))

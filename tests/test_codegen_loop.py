@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from chalicelib.llm import LLMClient, LLMConfig
-from runner.codegen import CodegenBudget, LLMCodegen, Problem, _where
+from runner.codegen import CodegenBudget, LLMCodegen, Problem
+from runner.codegen_step import _where
 from runner.prompting import MAX_PREVIEW_CHARS, Attempt, PromptContext, build_messages, data_preview
 from runner.sandbox import FitReply, SandboxError, SandboxLimits, WallSupport, trim
 from runner.scaffold import CandidateError
@@ -50,7 +51,7 @@ def problem(deadline_s: float = 60, box: ScriptedSandbox | None = None) -> Probl
     context = PromptContext(preview="train: 10 rows", task={"type": "binary"}, metric="roc_auc", direction="higher")
     return Problem(
         prompt=context,
-        better=lambda a, b: a is not None and (b is None or a > b),
+        higher_is_better=True,
         baseline_score=0.80,
         evaluate=(box or ScriptedSandbox(Path("."), [])).evaluate,
         deadline=time.monotonic() + deadline_s,
@@ -188,7 +189,7 @@ def test_unusable_workers_fail_codegen_not_the_run(tmp_path: Path):
 
 PROVIDER_PROBE = """\
 import json, os
-from runner.codegen import llm_candidates_from_env
+from runner.codegen_step import llm_candidates_from_env
 env = dict(os.environ)
 provider = llm_candidates_from_env(env)
 print(json.dumps({

@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from runner.budget import clearly_behind
 from runner.metrics import get_metric
-from runner.pipeline import _best, _clearly_behind, _well_measured
 from runner.profile import Tables, profile_competition
 from runner.sandbox import SandboxLimits, Workers
 from runner.scaffold import BodySource, Evaluation, PreparedData, evaluate, prepare
+from runner.selection import best, well_measured
 from runner.templates import load_template, template_source
 from tests.test_sandbox import TUNING_BODY
 
@@ -79,10 +80,10 @@ def test_the_large_data_lightgbm_template_offers_its_round_count_for_reuse():
     ],
 )
 def test_clearly_behind_is_a_relative_gap_in_the_metrics_own_direction(metric, score, leader, behind):
-    assert _clearly_behind(get_metric(metric), score, leader) is behind
+    assert clearly_behind(get_metric(metric), score, leader) is behind
 
 
 def test_a_one_fold_score_never_beats_five_fold_scores():
     five, one = evaluation("five", 0.50, 5), evaluation("one", 0.40, 1)
-    assert _best([five, one], get_metric("logloss")).name == "five"
-    assert [e.name for e in _well_measured([one])] == ["one"]  # nothing better measured: it still counts
+    assert best([five, one]).name == "five"
+    assert [e.name for e in well_measured([one])] == ["one"]  # nothing better measured: it still counts

@@ -24,9 +24,6 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 ROOTS = ("app.py", "chalicelib", "runner", "scripts")
 LAZY = re.compile(r"\blazy:\s*\S")
-# runner.codegen <-> runner.pipeline: issue 16's H3 branch moves codegen's pipeline adapter to runner/codegen_step.py.
-# The lead deletes this set when merging H3 (a test below fails once the cycle is gone, as a reminder).
-KNOWN_UNTIL_H3_MERGES: set[frozenset[str]] = {frozenset({"runner.codegen", "runner.pipeline"})}
 
 
 @dataclass(frozen=True)
@@ -329,15 +326,7 @@ def test_a_lazy_import_needs_its_reason_on_its_line_or_above_its_run(tmp_path: P
 
 def test_the_project_has_no_import_cycle_lazy_imports_included() -> None:
     found = cycles(list(project_imports()))
-    unexpected = [path for path in found if frozenset(path) not in KNOWN_UNTIL_H3_MERGES]
-    assert not unexpected, "import cycles: " + "; ".join(_named(path) for path in unexpected)
-
-
-def test_the_known_runner_cycle_is_still_there_until_its_fix_merges() -> None:
-    """When runner.codegen and runner.pipeline stop importing each other, delete KNOWN_UNTIL_H3_MERGES."""
-    present = {frozenset(path) for path in cycles(list(project_imports()))}
-    gone = [sorted(known) for known in KNOWN_UNTIL_H3_MERGES if known not in present]
-    assert not gone, f"cycle(s) {gone} no longer exist: delete them from KNOWN_UNTIL_H3_MERGES"
+    assert not found, "import cycles: " + "; ".join(_named(path) for path in found)
 
 
 def test_every_import_inside_a_function_says_why_it_is_lazy() -> None:

@@ -81,7 +81,7 @@ def test_corrupt_zip(tmp_path: Path):
 
 
 def test_llm_codegen_without_an_llm_configured_fails_clearly(tmp_path: Path):
-    assert failed(good(tmp_path), tmp_path / "out", codegen="llm", env={}).startswith("--codegen llm needs an LLM")
+    assert failed(good(tmp_path), tmp_path / "out", codegen="llm").startswith("--codegen llm needs an LLM")
 
 
 @pytest.mark.slow

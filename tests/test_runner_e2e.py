@@ -18,8 +18,8 @@ BUDGET = 8
 
 
 def run(data: Path, out: Path, **options) -> dict:
-    # env={}: no LLM settings, so `auto` means the templates whatever the machine's environment holds
-    outcome = run_pipeline(data, out, RunOptions(time_budget=BUDGET, env={}, **options))
+    # no extra_candidates: `auto` means the templates (the pipeline never reads the LLM settings from the environment)
+    outcome = run_pipeline(data, out, RunOptions(time_budget=BUDGET, **options))
     assert outcome.status == "succeeded", outcome.reason
     assert outcome.exit_code == 0
     result = json.loads((out / "result.json").read_text())
@@ -176,7 +176,7 @@ def test_extra_candidates_see_the_baseline_and_a_better_one_is_chosen_and_traced
         return [Candidate("oracle", "def build_model(task):\n    return ORACLE\n", evaluation)]
 
     folder = competitions.classification(tmp_path / "seam", n_rows=120)
-    outcome = run_pipeline(folder, tmp_path / "out", RunOptions(time_budget=6, extra_candidates=provider, env={}))
+    outcome = run_pipeline(folder, tmp_path / "out", RunOptions(time_budget=6, extra_candidates=provider))
     assert outcome.status == "succeeded", outcome.reason
     assert seen["metric"] == "accuracy" and seen["baseline"] in ("linear", "lightgbm_gbdt", "kernel_svm")
     assert outcome.result["codegen"] == "llm" and outcome.result["model"] == "oracle"
@@ -190,7 +190,7 @@ def test_a_failing_candidate_provider_leaves_the_templates_choice(tmp_path: Path
         raise RuntimeError("the LLM is down")
 
     folder = competitions.classification(tmp_path / "down", n_rows=120)
-    outcome = run_pipeline(folder, tmp_path / "out", RunOptions(time_budget=6, extra_candidates=provider, env={}))
+    outcome = run_pipeline(folder, tmp_path / "out", RunOptions(time_budget=6, extra_candidates=provider))
     assert outcome.status == "succeeded", outcome.reason
     assert "extra candidates failed: RuntimeError: the LLM is down" in (tmp_path / "out" / "logs.txt").read_text()
 

@@ -10,7 +10,8 @@ from runner.contract import ContractError, TaskSpec, check_body, load_body_from_
 from runner.metrics import get_metric
 from runner.profile import Tables, profile_competition
 from runner.sandbox import FitReply, FitRequest, SandboxLimits, Workers
-from runner.scaffold import BodySource, CandidateError, Evaluation, PreparedData, blend, evaluate, prepare
+from runner.scaffold import BodySource, CandidateError, Evaluation, PreparedData, evaluate, prepare
+from runner.selection import blend
 from runner.templates import TEMPLATES, load_template, template_source
 
 

@@ -1,8 +1,9 @@
 """Template model bodies: plain modules that follow runner.contract, the offline default and the LLM's fallback.
 
 Each file is loaded from its source text (so the code trace shows exactly what ran). `TEMPLATES` lists them in the
-order the pipeline tries them: the quick linear model first (a baseline in seconds), then gradient boosting, then
-the models that differ from it most (a neural net, kernels, a second booster, randomised trees). The text templates
+order the pipeline tries them (runner/templates/manifest.py, with each one's time share and libraries): the quick
+linear model first (a baseline in seconds), then gradient boosting, then the models that differ from it most (a
+neural net, kernels, a second booster, randomised trees). The text templates
 (TF-IDF n-grams in a linear model, and LightGBM stacked on it) run only when the data has free text; which of the rest
 run, and on how many rows, follows the data's shape and the memory ceiling (runner.shape).
 """
@@ -12,18 +13,10 @@ from __future__ import annotations
 from importlib import resources
 
 from runner.contract import ModelBody, load_body_from_source
+from runner.templates.manifest import MANIFEST
 
-TEMPLATES = (
-    "linear",
-    "text_linear",
-    "lightgbm_gbdt",
-    "text_boost",
-    "mlp",
-    "kernel_svm",
-    "hist_gradient_boosting",
-    "extra_trees",
-)
-TEXT_TEMPLATES = ("text_linear", "text_boost")
+TEMPLATES = tuple(entry.name for entry in MANIFEST)
+TEXT_TEMPLATES = tuple(entry.name for entry in MANIFEST if entry.text)
 
 
 def template_source(name: str) -> str:

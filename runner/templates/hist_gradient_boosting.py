@@ -8,6 +8,7 @@ multiclass data cannot overrun the run's deadline.
 
 import time
 
+from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -15,24 +16,41 @@ from sklearn.preprocessing import FunctionTransformer
 CHUNK = 50  # trees per warm-started step
 
 
-def timed(base, seconds):
-    """`base` (a HistGradientBoosting class) that stops adding trees once `seconds` have passed."""
+class TimedHistGradientBoosting(BaseEstimator):
+    """HistGradientBoosting (`params`: its parameters) that stops adding trees once `seconds` have passed.
+
+    `fit` trains a fresh booster in warm-started chunks of CHUNK trees up to `params["max_iter"]`, stopping when early
+    stopping ends a chunk short or the time is up; its own parameters never change.
+    """
+
+    def __init__(self, task_type="regression", params=None, *, seconds=60.0):
+        self.task_type = task_type
+        self.params = params
+        self.seconds = seconds
 
     def fit(self, X, y, sample_weight=None):
-        stop_at = time.monotonic() + seconds
-        target = self.max_iter
-        self.warm_start = True
-        self.max_iter = min(CHUNK, target)
+        stop_at = time.monotonic() + self.seconds
+        params = dict(self.params or {})
+        target = params.pop("max_iter", 100)
+        base = HistGradientBoostingRegressor if self.task_type == "regression" else HistGradientBoostingClassifier
+        model = base(warm_start=True, max_iter=min(CHUNK, target), **params)
         while True:
-            base.fit(self, X, y, sample_weight=sample_weight)
-            stopped_early = self.n_iter_ < self.max_iter
-            if stopped_early or self.max_iter >= target or time.monotonic() > stop_at:
+            model.fit(X, y, sample_weight=sample_weight)
+            stopped_early = model.n_iter_ < model.max_iter
+            if stopped_early or model.max_iter >= target or time.monotonic() > stop_at:
                 break
-            self.max_iter = min(self.max_iter + CHUNK, target)
-        self.max_iter, self.warm_start = target, False
+            model.set_params(max_iter=min(model.max_iter + CHUNK, target))
+        self.model_ = model
+        self.n_iter_ = model.n_iter_
+        if self.task_type != "regression":
+            self.classes_ = model.classes_
         return self
 
-    return type("TimedHistGradientBoosting", (base,), {"fit": fit})
+    def predict(self, X):
+        return self.model_.predict(X)
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
 
 
 def build_model(task):
@@ -50,12 +68,9 @@ def build_model(task):
         categorical_features="from_dtype",
         random_state=task.seed,
     )
-    seconds = max(1.0, 1.5 * task.fit_seconds)
     if task.type == "regression":
-        loss = "absolute_error" if task.metric == "mae" else "squared_error"
-        model = timed(HistGradientBoostingRegressor, seconds)(loss=loss, **params)
-    else:
-        model = timed(HistGradientBoostingClassifier, seconds)(**params)
+        params["loss"] = "absolute_error" if task.metric == "mae" else "squared_error"
+    model = TimedHistGradientBoosting(task.type, params, seconds=max(1.0, 1.5 * task.fit_seconds))
     if task.text:  # raw text columns are for the text templates: train on the numbers and categories
         keep = FunctionTransformer(drop_columns, kw_args={"columns": list(task.text)})
         return make_pipeline(keep, model)
