@@ -37,6 +37,7 @@ from chalicelib import orchestrator
 from chalicelib.config import Settings
 from chalicelib.runs import Run
 from chalicelib.statemachine import RUNNER_CONTAINER_NAME, load_definition, placeholder_values, render
+from chalicelib.vocabulary import execution_arn
 
 REPO = Path(__file__).resolve().parent.parent
 REGION_FALLBACK = "us-east-1"
@@ -479,7 +480,7 @@ def reconcile_event(run_id: str, execution: Execution, machine_arn: str) -> dict
         "version": "0",
         "id": str(uuid.uuid4()),
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "resources": [machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + run_id],
+        "resources": [execution_arn(machine_arn, run_id)],
         "source": "aws.states",
         "detail-type": "Step Functions Execution Status Change",
         "region": region(),
@@ -542,4 +543,4 @@ def start(run: Run, payload: dict[str, Any], settings: Settings) -> str:
         daemon=True,
     )
     thread.start()
-    return machine.replace(":stateMachine:", ":execution:", 1) + ":" + run.run_id
+    return execution_arn(machine, run.run_id)

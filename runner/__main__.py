@@ -27,10 +27,13 @@ from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-# What the engine accepts, kept here so that parsing needs no numpy/scikit-learn (tests/test_cli.py checks that they
-# equal runner.metrics.METRIC_NAMES and runner.pipeline.CODEGEN_MODES). The help lists them; the engine checks them
-# (not argparse), so that a wrong value also leaves a failed result.json, as every failed run does.
-METRIC_NAMES = ("rmse", "rmsle", "mae", "roc_auc", "logloss", "accuracy", "f1")
+from chalicelib.run_report import read_or_none  # noqa: E402
+from chalicelib.vocabulary import EXIT_BAD_INPUT, EXIT_OK, METRIC_NAMES, RESULT_FILE  # noqa: E402
+
+# What the engine accepts, kept here so that parsing needs no numpy/scikit-learn (METRIC_NAMES comes from the stdlib
+# vocabulary; tests/test_cli.py checks that CODEGEN_MODES equals runner.pipeline.CODEGEN_MODES). The help lists them;
+# the engine checks them (not argparse), so that a wrong value also leaves a failed result.json, as every failed run
+# does.
 CODEGEN_MODES = ("template", "llm", "auto")
 CACHE_DIR_ENV = "KAGENT_CACHE_DIR"
 MIRROR_ENV = "KAGENT_DATA_MIRROR"
@@ -123,7 +126,7 @@ def _read_plan(path: Path | None) -> dict[str, Any] | None:
 
 def _fail(message: str) -> int:
     sys.stderr.write(f"runner: {message}\n")
-    return 2
+    return EXIT_BAD_INPUT
 
 
 def competition_of(data: str) -> str | None:
@@ -272,7 +275,7 @@ def _train(
     )
     submitted = _submit(target, out, outcome.result, progress) if args.submit and target else None
     _print_summary(out, outcome.result, files.report if files else None, submitted, plain_leaderboard)
-    return 0
+    return EXIT_OK
 
 
 def _submit(slug: str, out: Path, result: dict[str, Any], progress: Any) -> dict[str, Any]:
@@ -300,11 +303,8 @@ def _print_summary(
     from runner.progress import round_score  # noqa: PLC0415
 
     rows = result.get("leaderboard") or []
-    try:
-        saved = json.loads((out / "result.json").read_text(encoding="utf-8"))
-        rows = saved.get("leaderboard") or rows
-    except (OSError, ValueError):
-        pass
+    saved = read_or_none((out / RESULT_FILE).read_bytes)
+    rows = (saved.leaderboard if saved is not None else None) or rows
     if rows:
         print(table(rows))
     score = result.get("cv_score")

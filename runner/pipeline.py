@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import os
 import resource
 import tempfile
@@ -24,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from chalicelib.run_report import RunReport
 from chalicelib.submission import validate_submission
+from chalicelib.vocabulary import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, RESULT_FILE
 from runner.budget import bag_seeds, stop_reason
 from runner.data import CompetitionFiles, locate_competition
 from runner.errors import InputError, NotConfiguredError
@@ -48,7 +49,6 @@ from runner.shape import choose_templates, considered_templates
 from runner.templates import template_source
 
 CODEGEN_MODES = ("template", "llm", "auto")
-EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 N_JOBS = 2
 # On large data (where the boosters win and the blends measured used only them), a template this far behind the
 # best one on the first fold (relative gap), whose other folds would take at least this share of the time left, is
@@ -186,14 +186,14 @@ def run_pipeline(data: Path, out: Path, options: RunOptions, *, log: Callable[[s
     run_log = RunLog(out / "logs.txt", started, log)
     trace = Trace(out / "gpt_code_trace.txt")
     result: dict[str, Any] = {"status": "failed", "reason": "", "time_budget_s": options.time_budget}
-    status, reason, code = "failed", "", EXIT_INTERNAL
+    status, reason, code = "failed", "", EXIT_RUN_FAILED
     watch = start_watch(options.memory_limit_mb)  # engine-reach: the memory ceiling the templates plan for
     run_log(f"memory ceiling {watch.ceiling.mb:.0f} MB ({watch.ceiling.source})")
     try:
         _run(Path(data), out, options, started=started, log=run_log, trace=trace, result=result)
         status, reason, code = "succeeded", "", EXIT_OK
     except (InputError, NotConfiguredError) as exc:
-        reason, code = str(exc), EXIT_INPUT
+        reason, code = str(exc), EXIT_BAD_INPUT
     except Exception as exc:
         run_log(traceback.format_exc().rstrip())
         reason = f"internal error: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
@@ -206,8 +206,9 @@ def run_pipeline(data: Path, out: Path, options: RunOptions, *, log: Callable[[s
     run_log.stage = "done"
     run_log(f"{status} in {result['elapsed_s']}s, peak memory {result['peak_memory_mb']} MB")
     run_log.close()
-    (out / "result.json").write_text(json.dumps(result, indent=2, default=_json_default) + "\n", encoding="utf-8")
-    return RunResult(status, reason, code, result)
+    report = RunReport.from_fields(result)
+    report.write(out / RESULT_FILE)
+    return RunResult(status, reason, code, report.as_dict())
 
 
 def _run(
@@ -660,14 +661,6 @@ def _peak_memory_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return round(max(own, children) / 1024, 1)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 __all__ = [

@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a file: make `scripts` importable
     sys.path.insert(0, str(REPO))
 
+from chalicelib.vocabulary import LOGS_FILE, artifact_key  # noqa: E402
 from runner.progress import describe, round_score  # noqa: E402 - stdlib only
 from scripts import local_stack  # noqa: E402
 
@@ -204,7 +205,9 @@ def runner_log_span(env: Mapping[str, str], run_id: str) -> tuple[float, float] 
     )
     bucket = local_stack.LOCAL_ENVIRONMENT["KAGENT_ARTIFACTS_BUCKET"]
     try:
-        text = s3.get_object(Bucket=bucket, Key=f"{run_id}/logs.txt")["Body"].read().decode("utf-8", "replace")
+        text = (
+            s3.get_object(Bucket=bucket, Key=artifact_key(run_id, LOGS_FILE))["Body"].read().decode("utf-8", "replace")
+        )
     except Exception:
         return None
     stamps = [epoch(line.split(" ", 1)[0]) for line in text.splitlines() if line[:4].isdigit()]

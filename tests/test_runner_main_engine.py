@@ -12,8 +12,8 @@ import pytest
 
 from chalicelib.plan import heuristic_plan
 from chalicelib.runs import RunStore, Status
+from chalicelib.vocabulary import SAMPLE_FILE
 from runner import runner_main
-from runner.cloud import SAMPLE_NAME
 from tests.moto_env import BUCKET, REGION
 from tests.test_runner_main import cloud, kaggle, planned_run, task_env  # noqa: F401 - fixtures
 
@@ -59,7 +59,7 @@ def test_the_real_engine_trains_and_every_artifact_lands_in_s3(cloud, kaggle) ->
     submission = list(csv.reader(io.StringIO(get("submission.csv"))))
     assert submission[0] == ["id", "y"] and len(submission) == 41
     assert json.loads(get("result.json"))["status"] == "succeeded"
-    assert get(SAMPLE_NAME).startswith("id,y")
+    assert get(SAMPLE_FILE).startswith("id,y")
     logs = get("logs.txt")
     assert "downloaded from Kaggle" in logs and "wrote" in logs  # the task's lines and the engine's, in one file
     assert "codegen mode" in get("gpt_code_trace.txt")

@@ -186,7 +186,7 @@ def test_bad_fargate_prices_are_a_configuration_error(cloud, kaggle) -> None:  #
     run = planned(cloud, submit=False)
     env = task_env(run, kaggle, KAGENT_FARGATE_VCPU_HOUR_USD="cheap")
 
-    assert runner_main.main(env=env, engine=FakeEngine()) == runner_main.EXIT_CONFIG
+    assert runner_main.main(env=env, engine=FakeEngine()) == runner_main.EXIT_BAD_INPUT
 
 
 @pytest.mark.parametrize("interval", ["0.1", "often"])
@@ -194,4 +194,4 @@ def test_a_progress_interval_below_a_second_or_not_a_number_is_a_configuration_e
     run = planned(cloud, submit=False)
     env = task_env(run, kaggle, KAGENT_PROGRESS_INTERVAL_S=interval)
 
-    assert runner_main.main(env=env, engine=FakeEngine()) == runner_main.EXIT_CONFIG
+    assert runner_main.main(env=env, engine=FakeEngine()) == runner_main.EXIT_BAD_INPUT
