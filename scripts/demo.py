@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a file: make `scripts` importable
     sys.path.insert(0, str(REPO))
 
-from chalicelib.vocabulary import LOGS_FILE, artifact_key  # noqa: E402
+from chalicelib.vocabulary import LOGS_FILE, artifact_key, competition_url  # noqa: E402
 from runner.progress import describe, round_score  # noqa: E402 - stdlib only
 from scripts import local_stack  # noqa: E402
 
@@ -119,7 +119,7 @@ def tail(path: Path, lines: int = 25) -> str:
 
 
 def submit(api: str, slug: str) -> dict[str, Any]:
-    url = f"https://www.kaggle.com/competitions/{slug}"
+    url = competition_url(slug)
     query = urllib.parse.urlencode({"url": url, "email": DEMO_EMAIL}, safe=":/@")
     print(f'$ curl -X POST "{api}/run?{query}"')
     status, body = http("POST", f"{api}/run?{query}")

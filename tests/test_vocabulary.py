@@ -117,6 +117,9 @@ def scan(source: str, path: str = "<source>") -> list[Finding]:
                 if text in node.value:
                     flag(node, f"the reason {text!r} written outside the vocabulary")
         if isinstance(node, ast.JoinedStr):
+            head = node.values[0] if node.values else None
+            if isinstance(head, ast.Constant) and str(head.value).startswith(f"https://{v.KAGGLE_HOST}/"):
+                flag(node, "a Kaggle URL built outside the vocabulary (competition_url, rules_url, submissions_url)")
             tail = node.values[-1] if node.values else None
             if (
                 isinstance(tail, ast.Constant)
@@ -165,6 +168,9 @@ def key(run_id):
 
 def refuse():
     return "Kaggle credentials rejected (401): check your key"
+
+def page(slug):
+    return f"https://www.kaggle.com/competitions/{slug}/leaderboard"
 """
 
 
@@ -184,6 +190,7 @@ def test_the_scan_finds_every_kind_of_redefinition_seeded_in_a_source() -> None:
         "an execution ARN built outside the vocabulary (':execution:')",
         "an S3 key built outside the vocabulary ('/submission.csv')",
         "the reason 'Kaggle credentials rejected' written outside the vocabulary",
+        "a Kaggle URL built outside the vocabulary (competition_url, rules_url, submissions_url)",
     ]
     missing = [what for what in expected if what not in found]
     assert not missing, f"the scanner missed {missing}; it found {found}"
