@@ -5,9 +5,9 @@ version and the same keys (they read as version 1). A file of a newer version th
 one line (`UnknownReportVersion`): an old service must not misread a new runner's report.
 
 Every key keeps the name and meaning it had before the report was typed (the HTML report, GET /runs/{id}, the emails,
-the benchmarks and users read them). A key that is None is not written, except inside a group written as a whole:
-the data's profile (anchored on `task_type`), the chosen model (on `model`), codegen (on `codegen_model`) and the LLM's
-usage (on `llm_model`) -- there a null says "known, and empty" (no positive class, scores not comparable, no cost).
+the benchmarks and users read them). A field that is None is not written unless it was given as an explicit null
+(`from_fields` records those in `nulls`): a null in result.json says "known, and empty" (no positive class for a
+regression, several targets whose scores cannot be averaged, no price for the model), a missing key "not reached".
 Keys this version does not name (a newer runner at the same version, a peer baseline's report) are kept in `extra`.
 
 Standard library only: the runner image and the Lambda package both carry chalicelib/.
@@ -25,34 +25,6 @@ SCHEMA_VERSION = 1
 VERSION_KEY = "schema_version"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
-
-# The groups written as a whole: anchor field -> the fields written with it (None included) when the anchor is set.
-GROUPS: Mapping[str, tuple[str, ...]] = {
-    "task_type": (
-        "metric",
-        "metric_source",
-        "task_type",
-        "id_column",
-        "target_columns",
-        "label_column",
-        "submission_kind",
-        "positive_class",
-        "classes",
-        "n_train",
-        "n_test",
-    ),
-    "model": ("model", "cv_score", "cv_folds", "test_predictions_from"),
-    "codegen_model": (
-        "codegen_model",
-        "codegen_attempts",
-        "codegen_scored",
-        "codegen_best_cv",
-        "codegen_stopped",
-        "codegen_failure",
-        "codegen_s",
-    ),
-    "llm_model": ("llm_model", "llm_calls", "llm_retries", "tokens_in", "tokens_out", "estimated_cost_usd"),
-}
 
 
 class ReportError(ValueError):
@@ -118,6 +90,7 @@ class RunReport:
     metric_direction: str | None = None  # chalicelib.vocabulary.direction_text
     kaggle_submission: dict[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not name, as read
+    nulls: frozenset[str] = frozenset()  # named fields given as an explicit null: written as null, not left out
 
     @property
     def succeeded(self) -> bool:
@@ -127,11 +100,10 @@ class RunReport:
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object: the version first, then the keys that are set (see the module docstring), then `extra`."""
-        grouped = {name for anchor, names in GROUPS.items() if getattr(self, anchor) is not None for name in names}
         data: dict[str, Any] = {VERSION_KEY: SCHEMA_VERSION}
         for spec in _FIELDS:
             value = getattr(self, spec.name)
-            if value is not None or spec.name in grouped:
+            if value is not None or spec.name in self.nulls:
                 data[spec.name] = value
         data.update((key, value) for key, value in self.extra.items() if key not in data)
         return data
@@ -161,7 +133,8 @@ class RunReport:
             if spec.name in plain:
                 known[spec.name] = _checked(spec.name, plain[spec.name])
         extra = {k: v for k, v in plain.items() if k != VERSION_KEY and k not in known}
-        return cls(**known, extra=extra)
+        nulls = frozenset(name for name, value in known.items() if value is None)
+        return cls(**known, extra=extra, nulls=nulls)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> RunReport:
@@ -191,7 +164,7 @@ def read_or_none(read: Callable[[], bytes | str | None]) -> RunReport | None:
         return None
 
 
-_FIELDS = tuple(spec for spec in fields(RunReport) if spec.name != "extra")
+_FIELDS = tuple(spec for spec in fields(RunReport) if spec.name not in ("extra", "nulls"))
 _STR = {
     "status",
     "reason",

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from chalicelib.run_report import (
-    GROUPS,
     SCHEMA_VERSION,
     ReportError,
     RunReport,
@@ -86,13 +85,20 @@ def test_a_failed_run_writes_only_what_it_knows() -> None:
     assert json.loads(RunReport.from_fields(failed).to_json()) == {"schema_version": SCHEMA_VERSION, **failed}
 
 
-def test_a_group_is_written_whole_so_a_known_null_stays_null() -> None:
-    """Several targets whose scores cannot be averaged: cv_score is null, and says so, rather than missing."""
-    report = RunReport("succeeded", model="a | b", cv_folds=5, test_predictions_from="refit")
-    data = json.loads(report.to_json())
-    assert "cv_score" in data and data["cv_score"] is None
-    assert "positive_class" not in data  # its group (the profile) was not recorded
-    assert all(anchor in names for anchor, names in GROUPS.items())
+def test_an_explicit_null_stays_null_and_a_missing_key_stays_missing() -> None:
+    """Several targets whose scores cannot be averaged: cv_score is null, and says so; codegen that never ran has a
+    model and usage but no attempts, and gains no null keys for them."""
+    fields = {
+        "status": "succeeded",
+        "reason": "",
+        "model": "a | b",
+        "cv_score": None,
+        "cv_folds": 5,
+        "codegen_model": "m",
+    }
+    data = json.loads(RunReport.from_fields(fields).to_json())
+    assert data == {"schema_version": SCHEMA_VERSION, **fields}
+    assert "cv_score" not in json.loads(RunReport("succeeded", model="a").to_json())  # None given to the class: unset
 
 
 def test_keys_this_version_does_not_name_are_kept() -> None:
