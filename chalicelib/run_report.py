@@ -25,6 +25,7 @@ SCHEMA_VERSION = 1
 VERSION_KEY = "schema_version"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
+UNKNOWN_STATUS = ""  # read from a file without a status (the runner always writes one; other writers may not)
 
 
 class ReportError(ValueError):
@@ -39,7 +40,7 @@ class UnknownReportVersion(ReportError):
 class RunReport:
     """One run's result.json. Field names are the JSON keys; see the module docstring for what is written."""
 
-    status: str  # SUCCEEDED or FAILED
+    status: str  # SUCCEEDED or FAILED (UNKNOWN_STATUS when read from a file without one)
     reason: str = ""  # why it failed, one line ("" when it succeeded)
     time_budget_s: float | None = None
     codegen: str | None = None  # the candidates' source: "template" or "llm"
@@ -126,9 +127,7 @@ class RunReport:
         if a named key holds the wrong type, UnknownReportVersion if the version is newer than SCHEMA_VERSION."""
         plain = json.loads(json.dumps(dict(data), default=_plain))
         _check_version(plain.get(VERSION_KEY))
-        if not isinstance(plain.get("status"), str):
-            raise ReportError("result.json has no status")
-        known: dict[str, Any] = {}
+        known: dict[str, Any] = {"status": UNKNOWN_STATUS}  # a status-less file is read for what it does hold
         for spec in _FIELDS:
             if spec.name in plain:
                 known[spec.name] = _checked(spec.name, plain[spec.name])
