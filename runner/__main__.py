@@ -27,7 +27,7 @@ from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from chalicelib.run_report import read_or_none  # noqa: E402
+from chalicelib.run_report import SUCCEEDED, read_or_none  # noqa: E402
 from chalicelib.vocabulary import EXIT_BAD_INPUT, EXIT_OK, METRIC_NAMES, RESULT_FILE  # noqa: E402
 
 # What the engine accepts, kept here so that parsing needs no numpy/scikit-learn (METRIC_NAMES comes from the stdlib
@@ -262,7 +262,7 @@ def _train(
         progress=observe,
     )
     outcome = run_pipeline(data, out, options, log=display.log if display.tty else None)
-    if outcome.status != "succeeded":
+    if outcome.status != SUCCEEDED:
         sys.stderr.write(f"runner: {outcome.reason}\n")
         return outcome.exit_code
     progress.phase("reporting")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from chalicelib.run_report import RunReport
+from chalicelib.run_report import FAILED, SUCCEEDED, RunReport
 from chalicelib.submission import validate_submission
 from chalicelib.vocabulary import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, RESULT_FILE
 from runner.budget import bag_seeds, stop_reason
@@ -185,19 +185,19 @@ def run_pipeline(data: Path, out: Path, options: RunOptions, *, log: Callable[[s
         (out / stale).unlink(missing_ok=True)
     run_log = RunLog(out / "logs.txt", started, log)
     trace = Trace(out / "gpt_code_trace.txt")
-    result: dict[str, Any] = {"status": "failed", "reason": "", "time_budget_s": options.time_budget}
-    status, reason, code = "failed", "", EXIT_RUN_FAILED
+    result: dict[str, Any] = {"status": FAILED, "reason": "", "time_budget_s": options.time_budget}
+    status, reason, code = FAILED, "", EXIT_RUN_FAILED
     watch = start_watch(options.memory_limit_mb)  # engine-reach: the memory ceiling the templates plan for
     run_log(f"memory ceiling {watch.ceiling.mb:.0f} MB ({watch.ceiling.source})")
     try:
         _run(Path(data), out, options, started=started, log=run_log, trace=trace, result=result)
-        status, reason, code = "succeeded", "", EXIT_OK
+        status, reason, code = SUCCEEDED, "", EXIT_OK
     except (InputError, NotConfiguredError) as exc:
         reason, code = str(exc), EXIT_BAD_INPUT
     except Exception as exc:
         run_log(traceback.format_exc().rstrip())
         reason = f"internal error: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    if status == "failed":
+    if status == FAILED:
         run_log(f"failed: {reason}")
         (out / "submission.csv").unlink(missing_ok=True)
     result.update(status=status, reason=reason, elapsed_s=round(time.monotonic() - started, 2))

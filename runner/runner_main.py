@@ -25,7 +25,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from chalicelib.config import ConfigError
-from chalicelib.run_report import read_or_none
+from chalicelib.run_report import SUCCEEDED, read_or_none
 from chalicelib.run_request import InvalidRequest, parse_slug
 from chalicelib.runs import Run, RunStore, Status
 from chalicelib.vocabulary import (
@@ -55,7 +55,6 @@ from runner.report import FargateTask, ReportCollector, fargate_task, run_cost, 
 
 # Exit codes (chalicelib.vocabulary): EXIT_OK submission uploaded, EXIT_RUN_FAILED run failed, EXIT_BAD_INPUT task
 # misconfigured, EXIT_NOT_RUNNABLE run not runnable, EXIT_TERMINATED SIGTERM.
-SUCCEEDED = "succeeded"  # RunResult.status of runner.pipeline
 RUNNER_LOG = "runner-logs.txt"  # every line of the task; uploaded as logs.txt (the engine's own logs.txt is a part)
 # Seconds between progress writes on the run item (default 15: four a minute at most); the local demo lowers it to
 # show every phase. Below 1 s is refused: progress must never become a write per event.
