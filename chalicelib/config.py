@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from chalicelib.vocabulary import OPENAI_API_KEY, OPENAI_BASE_URL  # noqa: F401 - re-exported: callers import them here
+
 # Environment variable names (one source for app, runner, Terraform wiring test and local stack).
 STAGE = "KAGENT_STAGE"
 APP_NAME = "KAGENT_APP_NAME"
@@ -44,9 +46,8 @@ SSM_PREFIX = "KAGENT_SSM_PREFIX"
 ALLOWED_RECIPIENTS = "KAGENT_ALLOWED_RECIPIENTS"
 SES_SANDBOX = "KAGENT_SES_SANDBOX"
 RUNS_PER_CALLER_PER_DAY = "KAGENT_RUNS_PER_CALLER_PER_DAY"
-# Read by chalicelib.llm (the OpenAI SDK's own names, so every OpenAI-compatible server is configured the same way).
-OPENAI_API_KEY = "OPENAI_API_KEY"
-OPENAI_BASE_URL = "OPENAI_BASE_URL"
+# OPENAI_API_KEY and OPENAI_BASE_URL (read by chalicelib.llm: the OpenAI SDK's own names, so every OpenAI-compatible
+# server is configured the same way) are the vocabulary's, imported above.
 
 DEFAULT_LLM_MODEL = "gpt-5-mini"
 EXECUTORS = ("stepfunctions", "local")

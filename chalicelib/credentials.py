@@ -13,13 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.config import OPENAI_API_KEY, OPENAI_BASE_URL
+from chalicelib.vocabulary import KAGGLE_API_TOKEN, OPENAI_BASE_URL, SSM_SECRET_NAMES
 
-KAGGLE_USERNAME = "KAGGLE_USERNAME"
-KAGGLE_KEY = "KAGGLE_KEY"
-KAGGLE_API_TOKEN = "KAGGLE_API_TOKEN"  # noqa: S105 - the variable's name, not a secret
-# The SSM parameters under the prefix (terraform local.runner_secret_names; the wiring test keeps the two equal).
-SECRET_NAMES = (OPENAI_API_KEY, KAGGLE_USERNAME, KAGGLE_KEY)
+# The SSM parameters under the prefix are the vocabulary's SSM_SECRET_NAMES (terraform local.runner_secret_names; the
+# wiring test keeps the two equal).
 # Other settings of the same clients, taken from the environment as before in every stage (a local OpenAI-compatible
 # server needs no key; a Kaggle API token is an alternative to username + key).
 ENVIRONMENT_NAMES = (OPENAI_BASE_URL, KAGGLE_API_TOKEN)
@@ -48,8 +45,8 @@ def parameter_name(prefix: str, name: str) -> str:
 
 
 def read_ssm_secrets(ssm: Any, prefix: str) -> PlanSecrets:
-    """The SECRET_NAMES parameters under `prefix`, decrypted, in one GetParameters call."""
-    wanted = {parameter_name(prefix, name): name for name in SECRET_NAMES}
+    """The SSM_SECRET_NAMES parameters under `prefix`, decrypted, in one GetParameters call."""
+    wanted = {parameter_name(prefix, name): name for name in SSM_SECRET_NAMES}
     try:
         answer = ssm.get_parameters(Names=list(wanted), WithDecryption=True)
     except Exception as error:  # AccessDenied, throttling, no network: plan without them, as when they are missing
@@ -67,4 +64,4 @@ def read_ssm_secrets(ssm: Any, prefix: str) -> PlanSecrets:
 def secrets_from_environment(env: Mapping[str, str]) -> PlanSecrets:
     """The local stage: the credentials of the environment, as the runner reads them (nothing is missing locally:
     an unset credential just means that service is not used)."""
-    return PlanSecrets(values={name: env[name] for name in SECRET_NAMES if env.get(name, "").strip()})
+    return PlanSecrets(values={name: env[name] for name in SSM_SECRET_NAMES if env.get(name, "").strip()})

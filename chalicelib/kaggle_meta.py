@@ -16,17 +16,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.run_request import rules_url
+from chalicelib.vocabulary import (
+    KAGGLE_API_TOKEN,
+    KAGGLE_CREDENTIALS,
+    KAGGLE_CREDENTIALS_REJECTED,
+    KAGGLE_KEY,
+    KAGGLE_NOT_FOUND,
+    KAGGLE_RULES,
+    KAGGLE_USERNAME,
+    accept_rules_reason,
+    kaggle_status,
+    no_such_competition_reason,
+)
 
 KAGGLE_API = "https://api.kaggle.com"
 SERVICE = "competitions.CompetitionApiService"
 TIMEOUT_S = 8.0
 MAX_FILES = 50
-
-
-USERNAME_ENV = "KAGGLE_USERNAME"
-KEY_ENV = "KAGGLE_KEY"
-TOKEN_ENV = "KAGGLE_API_TOKEN"  # noqa: S105 (a variable name, not a secret)
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,9 @@ class KaggleCredentials:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> KaggleCredentials:
         return cls(
-            username=env.get(USERNAME_ENV, "").strip(),
-            key=env.get(KEY_ENV, "").strip(),
-            api_token=env.get(TOKEN_ENV, "").strip(),
+            username=env.get(KAGGLE_USERNAME, "").strip(),
+            key=env.get(KAGGLE_KEY, "").strip(),
+            api_token=env.get(KAGGLE_API_TOKEN, "").strip(),
         )
 
     @property
@@ -125,13 +131,13 @@ def _message(raw: bytes) -> str:
 
 
 def refusal_for(status: int, message: str, slug: str) -> Exception:
-    text = message.lower()
-    if status == 403 and "rules" in text:
-        return PlanRefused(f"accept the rules at {rules_url(slug)}, then retry")
-    if status == 401:
-        return PlanRefused("Kaggle credentials rejected (401): check KAGGLE_USERNAME/KAGGLE_KEY or KAGGLE_API_TOKEN")
-    if status == 404:
-        return PlanRefused(f"no such competition on Kaggle: '{slug}' (404)")
+    meaning = kaggle_status(status, message)
+    if meaning == KAGGLE_RULES:
+        return PlanRefused(accept_rules_reason(slug))
+    if meaning == KAGGLE_CREDENTIALS:
+        return PlanRefused(KAGGLE_CREDENTIALS_REJECTED)
+    if meaning == KAGGLE_NOT_FOUND:
+        return PlanRefused(no_such_competition_reason(slug))
     return KaggleUnavailable(f"Kaggle answered HTTP {status} for '{slug}': {message}")
 
 
@@ -149,7 +155,7 @@ def fetch_meta(
         found = next((c for c in listing.get("competitions") or [] if _slug_of(str(c.get("ref", ""))) == slug), None)
         # As kagglesdk reads it: JSON omits a false field, so a missing userHasEntered means "not entered".
         if found is not None and not found.get("userHasEntered", False):
-            raise PlanRefused(f"accept the rules at {rules_url(slug)}, then retry (the Kaggle account has not joined)")
+            raise PlanRefused(accept_rules_reason(slug, "retry (the Kaggle account has not joined)"))
         files = post(base + "ListDataFiles", {"competitionName": slug}, auth.header())
     except KaggleHttpError as error:
         raise refusal_for(error.status, error.message, slug) from None

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.config import LLM_MODEL, OPENAI_API_KEY, OPENAI_BASE_URL, PLAN_MODEL
+from chalicelib.retry import Backoff, GaveUp, UniformFrom, retry_call
 
 # USD per 1M tokens (input, output), list prices of OpenAI's API. A model not listed (a local server's) has no estimate.
 PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
@@ -176,27 +177,53 @@ class LLMClient:
         """
         model = model or self.config.model
         request = self._request(messages, model, max_output_tokens, json_object)
-        attempt = 0
-        while True:
-            attempt += 1
-            timeout = self._timeout(deadline)
+        attempts = 0
+
+        def once() -> Any:
+            nonlocal attempts
+            attempts += 1
+            timeout = self._timeout(deadline)  # out of time before the call: raised as it is, not retried
             try:
-                response = self._client().chat.completions.create(timeout=timeout, **request)
+                return self._client().chat.completions.create(timeout=timeout, **request)
             except Exception as exc:
-                error = classify(exc, model)
                 self._count()
-                if error.permanent:
-                    raise error from exc
-                delay = self._backoff(attempt, exc)
-                out_of_time = deadline is not None and time.monotonic() + delay >= deadline
-                if attempt > self.config.max_retries or out_of_time:
-                    budget = "time budget" if out_of_time else f"{self.config.max_retries} retries"
-                    raise LLMTransientError(f"{error.reason} (gave up after {attempt} attempts, {budget})") from exc
-                with self._lock:
-                    self.usage.retries += 1
-                self.sleep(delay)
-                continue
-            return self._result(response, model, attempt)
+                raise _CallFailed(classify(exc, model), exc) from exc
+
+        try:
+            response = retry_call(
+                once,
+                backoff=self.backoff,
+                retryable=lambda error: isinstance(error, _CallFailed) and not error.error.permanent,
+                sleep=self.sleep,
+                rng=UniformFrom(self.rng),
+                deadline=deadline,
+                min_delay=self._retry_after_floor,
+                on_retry=self._count_retry,
+            )
+        except _CallFailed as failed:
+            raise failed.error from failed.cause
+        except GaveUp as gave:
+            last = (
+                gave.last if isinstance(gave.last, _CallFailed) else _CallFailed(classify(gave.last, model), gave.last)
+            )
+            budget = "time budget" if gave.out_of_time else f"{self.config.max_retries} retries"
+            reason = f"{last.error.reason} (gave up after {gave.attempts} attempts, {budget})"
+            raise LLMTransientError(reason) from last.cause
+        return self._result(response, model, attempts)
+
+    @property
+    def backoff(self) -> Backoff:
+        """Capped exponential backoff with full jitter: max_retries retries after the first call."""
+        return Backoff(self.config.max_retries + 1, self.config.backoff_base_s, self.config.backoff_cap_s)
+
+    def _retry_after_floor(self, error: Exception) -> float:
+        """What the server's Retry-After asks (at most the cap), 0 without one."""
+        retry_after = _retry_after_s(error.cause) if isinstance(error, _CallFailed) else None
+        return min(retry_after, self.config.backoff_cap_s) if retry_after is not None else 0.0
+
+    def _count_retry(self, attempt: int, error: Exception, delay: float) -> None:
+        with self._lock:
+            self.usage.retries += 1
 
     def _request(
         self, messages: Sequence[Message], model: str, max_output_tokens: int | None, json_object: bool
@@ -217,14 +244,6 @@ class LLMClient:
         if remaining <= 0:
             raise LLMTransientError("LLM time budget exhausted before the call")
         return max(1.0, min(self.config.timeout_s, remaining))
-
-    def _backoff(self, attempt: int, exc: Exception) -> float:
-        ceiling = min(self.config.backoff_cap_s, self.config.backoff_base_s * 2 ** (attempt - 1))
-        delay = ceiling * self.rng()  # full jitter
-        retry_after = _retry_after_s(exc)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.config.backoff_cap_s))
-        return delay
 
     def _client(self) -> Any:
         if self._sdk is None:
@@ -254,6 +273,15 @@ class LLMClient:
             finish_reason=getattr(choices[0], "finish_reason", None),
             attempts=attempts,
         )
+
+
+class _CallFailed(Exception):
+    """One failed call: the SDK's exception (`cause`) and what it means (`error`), handed to the retry loop."""
+
+    def __init__(self, error: LLMError, cause: Exception) -> None:
+        super().__init__(error.reason)
+        self.error = error
+        self.cause = cause
 
 
 def _openai_sdk(config: LLMConfig) -> Any:

@@ -31,6 +31,7 @@ from chalicelib.asl import Execution, StatesError, TaskDispatch, check_definitio
 from chalicelib.config import Settings
 from chalicelib.runs import Run
 from chalicelib.statemachine import RUNNER_CONTAINER_NAME, load_definition, placeholder_values, render
+from chalicelib.vocabulary import execution_arn
 
 REPO = Path(__file__).resolve().parent.parent
 REGION_FALLBACK = "us-east-1"
@@ -204,7 +205,7 @@ def reconcile_event(run_id: str, execution: Execution, machine_arn: str) -> dict
         "version": "0",
         "id": str(uuid.uuid4()),
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "resources": [orchestrator.execution_arn(machine_arn, run_id)],
+        "resources": [execution_arn(machine_arn, run_id)],
         "source": "aws.states",
         "detail-type": "Step Functions Execution Status Change",
         "region": region(),
@@ -267,4 +268,4 @@ def start(run: Run, payload: dict[str, Any], settings: Settings, steps: StepHand
         daemon=True,
     )
     thread.start()
-    return orchestrator.execution_arn(machine, run.run_id)
+    return execution_arn(machine, run.run_id)

@@ -22,11 +22,11 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Protocol
 
-from chalicelib.run_request import rules_url
+from chalicelib.run_report import RunReport
 from chalicelib.run_view import leaderboard_rows
 from chalicelib.runs import Run, RunStore, Status
+from chalicelib.vocabulary import EMAIL_REASON_MAX_CHARS, rules_url
 
-MAX_REASON_CHARS = 2000
 _EML_POLICY = policy.default.clone(max_line_length=998)  # RFC 5322's limit; presigned links are ~600 characters
 TEMPLATES = Path(__file__).resolve().parent / "email_templates"
 CHART_CID = "cv-chart@kagent"
@@ -181,19 +181,18 @@ def success_email(
     expiry_s: int,
     *,
     report_link: str | None = None,
-    result: Mapping[str, Any] | None = None,
+    result: RunReport | None = None,
     chart: bytes | None = None,
 ) -> Email:
     """The success email: HTML (leaderboard, inline chart, links) with the same facts as its plain-text alternative."""
-    result = result or {}
     rows = leaderboard_rows(result, LEADERBOARD_ROWS)
     facts: dict[str, str] = {
         "competition": run.url,
         "metric": run.metric or "not reported",
         "cv_score": _score(run.cv_score) if run.cv_score is not None else "not reported",
-        "model": str(result.get("model") or "not reported"),
+        "model": (result.model if result else None) or "not reported",
         "took": _duration(run.seconds_between(Status.QUEUED, Status.SUCCEEDED)),
-        "cost": cost_line(run.cost or result.get("cost")) or "",
+        "cost": cost_line(run.cost or (result.cost if result else None)) or "",
         "kaggle": kaggle_line(run),
         "expires": _duration(expiry_s),
     }
@@ -226,7 +225,7 @@ def success_email(
         link=link,
         report_link=report_link,
         chart_cid=CHART_CID if chart else None,
-        direction=result.get("metric_direction"),
+        direction=result.metric_direction if result else None,
         score=_score,
     )
     subject = f"kagent: your submission for {run.slug} is ready"
@@ -271,7 +270,7 @@ def advice_for(reason: str, slug: str) -> str:
 
 
 def failure_email(run: Run) -> Email:
-    reason = (run.error or "unknown reason")[:MAX_REASON_CHARS]
+    reason = (run.error or "unknown reason")[:EMAIL_REASON_MAX_CHARS]
     body = "\n".join(
         [
             f"Your kagent run for the Kaggle competition '{run.slug}' failed.",

@@ -16,6 +16,7 @@ from typing import Any
 
 from chalicelib.config import Settings
 from chalicelib.runs import Run
+from chalicelib.vocabulary import execution_arn
 
 # Starts a workflow for the run with this execution input; returns the execution's id (an ARN for Step Functions).
 Executor = Callable[[Run, dict[str, Any]], str]
@@ -39,10 +40,6 @@ def execution_input(run: Run, settings: Settings) -> dict[str, Any]:
             }
         },
     }
-
-
-def execution_arn(state_machine_arn: str, name: str) -> str:
-    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
 
 
 def local_state_machine_name(settings: Settings) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 from chalicelib import llm
 from chalicelib.credentials import PlanSecrets
 from chalicelib.kaggle_meta import CompetitionMeta, KaggleCredentials, fetch_meta
+from chalicelib.vocabulary import METRIC_ALIASES, METRIC_NAMES
+from chalicelib.vocabulary import PLAN_TASK_TYPES as TASK_TYPES
 
 Complete = Callable[[Sequence[Mapping[str, str]]], str]
 # Kaggle's metadata for a slug with these credentials (chalicelib.kaggle_meta.fetch_meta, or a fake in tests).
@@ -29,11 +31,7 @@ PLAN_MAX_OUTPUT_TOKENS = 4000
 PLAN_LLM_TIMEOUT_S = 30.0
 PLAN_LLM_MAX_RETRIES = 2
 
-TASK_TYPES = ("binary", "multiclass", "regression", "unknown")
-# The runner's metric names (runner.metrics.METRIC_NAMES; chalicelib cannot import the runner, tests keep them equal).
-# A plan's metric is one of these or None: the runner then infers it from the data.
-METRIC_NAMES = ("rmse", "rmsle", "mae", "roc_auc", "logloss", "accuracy", "f1")
-_METRIC_ALIASES = {"auc": "roc_auc", "log_loss": "logloss", "acc": "accuracy", "f1_score": "f1"}
+# A plan's metric is one of the vocabulary's METRIC_NAMES or None: the runner then infers it from the data.
 METRIC_INFERRED = "the runner infers the metric from the data"
 MAX_TEXT = 300
 MAX_HINTS = 5
@@ -85,7 +83,7 @@ def metric_name(text: str | None) -> str | None:
     if not text or not text.strip():
         return None
     key = re.sub(r"[\s-]+", "_", text.strip().lower())
-    key = _METRIC_ALIASES.get(key, key)
+    key = METRIC_ALIASES.get(key, key)
     if key in METRIC_NAMES:
         return key
     lowered = text.lower()

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from chalicelib.vocabulary import KAGGLE_HOST, competition_url
+
 MAX_URL_LENGTH = 2048
 MAX_EMAIL_LENGTH = 254
 MAX_LOCAL_PART = 64
 MAX_SLUG_LENGTH = 100
 MAX_IDEMPOTENCY_KEY = 256
-KAGGLE_HOST = "www.kaggle.com"
 COMPETITION_PREFIXES = ("competitions", "c")
 REQUEST_FIELDS = ("url", "email", "submit")
 SUBMIT_TRUE = ("true", "1", "yes")
@@ -48,14 +49,6 @@ class RunRequest:
     slug: str
     email: str
     submit: bool = False  # send the submission to Kaggle once it is validated
-
-
-def competition_url(slug: str) -> str:
-    return f"https://{KAGGLE_HOST}/competitions/{slug}"
-
-
-def rules_url(slug: str) -> str:
-    return f"https://{KAGGLE_HOST}/c/{slug}/rules"
 
 
 def parse_slug(url: str) -> str:

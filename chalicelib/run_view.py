@@ -7,10 +7,10 @@ Links are presigned only for artifacts the runner recorded on the run (`report_k
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from chalicelib.run_report import RunReport, read_or_none
 from chalicelib.runs import Run
 
 Presign = Callable[[str, int], str]  # (key, expiry seconds) -> URL
@@ -45,19 +45,14 @@ def describe_fields(run: Run, presign: Presign, expiry_s: int) -> dict[str, Any]
     }
 
 
-def read_result(run: Run, read: Read, default_key: str) -> dict[str, Any]:
-    """The runner's result.json as a dict ({} when absent or unreadable)."""
-    raw = read(run.result_key or default_key)
-    try:
-        result = json.loads(raw) if raw else {}
-    except ValueError:
-        return {}
-    return result if isinstance(result, dict) else {}
+def read_result(run: Run, read: Read, default_key: str) -> RunReport | None:
+    """The runner's result.json (None when absent, unreadable, or of a newer version than this service reads)."""
+    return read_or_none(lambda: read(run.result_key or default_key))
 
 
-def leaderboard_rows(result: Mapping[str, Any], limit: int = 10) -> list[dict[str, Any]]:
+def leaderboard_rows(result: RunReport | None, limit: int = 10) -> list[dict[str, Any]]:
     """The leaderboard as the runner ranked it (result.json's `leaderboard`), at most `limit` rows."""
-    rows = result.get("leaderboard")
-    if not isinstance(rows, list):
+    rows = result.leaderboard if result is not None else None
+    if not rows:
         return []
     return [dict(row) for row in rows[:limit] if isinstance(row, Mapping) and row.get("name")]

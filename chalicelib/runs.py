@@ -31,7 +31,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from chalicelib.retry import Backoff, GaveUp, UniformFrom, retry_call
 
 SLOTS_KEY = "#slots"
 QUOTA_KEY_PREFIX = "#quota#"  # + "<YYYY-MM-DD>#<caller>": runs admitted for the caller that UTC day
@@ -49,6 +51,14 @@ HOLDING_SLOT = "slot"
 _RUN_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c1bd2-5d8e-4a4e-9d8e-6b6167656e74")
 _CONFLICT_RETRIES = 8
+# A transaction that lost a race on the slot counter (TransactionConflict) is tried again after 0-10 ms, 0-20 ms, ...
+# at most 0-500 ms, _CONFLICT_RETRIES times in all.
+CONFLICT_BACKOFF = Backoff(attempts=_CONFLICT_RETRIES, base_s=0.01, cap_s=0.5)
+_T = TypeVar("_T")
+
+
+class _Contended(Exception):
+    """A transaction lost a race on the slot counter with another one: trying again will likely succeed."""
 
 
 class Status(enum.StrEnum):
@@ -368,7 +378,8 @@ class RunStore:
         if runs_per_day is not None:
             writes.insert(0, self._take_quota(caller, moment, runs_per_day))
         slot, put = len(writes) - 2, len(writes) - 1
-        for attempt in range(_CONFLICT_RETRIES):
+
+        def once() -> Run:
             try:
                 self._client.transact_write_items(TransactItems=writes)
                 return Run.from_item(item)
@@ -380,8 +391,12 @@ class RunStore:
                     raise QuotaExceeded(runs_per_day, _seconds_to_next_day(moment)) from None
                 if codes[slot] == "ConditionalCheckFailed":
                     raise AdmissionRefused(max_running) from None
-                self._backoff(attempt)  # TransactionConflict on the counter: someone else was admitted just now
-        raise AdmissionRefused(max_running)
+                raise _Contended() from error  # TransactionConflict on the counter: someone else was admitted just now
+
+        try:
+            return self._retry_contended(once)
+        except GaveUp:
+            raise AdmissionRefused(max_running) from None
 
     def _take_quota(self, caller: str, moment: datetime, limit: int) -> dict[str, Any]:
         return {
@@ -458,8 +473,15 @@ class RunStore:
             }
         }
 
-    def _backoff(self, attempt: int) -> None:
-        self._sleep(min(0.5, 0.01 * 2**attempt) * random.random())
+    def _retry_contended(self, once: Callable[[], _T]) -> _T:
+        """`once()`, retried while it loses races on the slot counter (`_Contended`); GaveUp when they go on."""
+        return retry_call(
+            once,
+            backoff=CONFLICT_BACKOFF,
+            retryable=lambda error: isinstance(error, _Contended),
+            sleep=self._sleep,
+            rng=UniformFrom(random.random),
+        )
 
     # -- changing ----------------------------------------------------------------------------------------------------
 
@@ -477,7 +499,8 @@ class RunStore:
         holding = dict(update)
         holding["UpdateExpression"] += f" REMOVE slot_held, {HOLDING}"
         holding["ConditionExpression"] = f"({update['ConditionExpression']}) AND attribute_exists(slot_held)"
-        for attempt in range(_CONFLICT_RETRIES):
+
+        def once() -> bool:
             try:
                 self._client.transact_write_items(TransactItems=[{"Update": holding}, self._give_back_slot()])
                 return True
@@ -490,8 +513,14 @@ class RunStore:
                         f"({update['ConditionExpression']}) AND attribute_not_exists(slot_held)"
                     )
                     return self._conditional_update(without)
-                self._backoff(attempt)
-        raise RuntimeError(f"run {run_id}: the slot counter stayed contended; transition to {status} not applied")
+                raise _Contended() from error
+
+        try:
+            return self._retry_contended(once)
+        except GaveUp:
+            raise RuntimeError(
+                f"run {run_id}: the slot counter stayed contended; transition to {status} not applied"
+            ) from None
 
     def fail(self, run_id: str, reason: str) -> bool:
         return self.transition(run_id, Status.FAILED, error=reason)
@@ -567,15 +596,20 @@ class RunStore:
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {":t0": terminal[0], ":t1": terminal[1]},
         }
-        for attempt in range(_CONFLICT_RETRIES):
+
+        def once() -> bool:
             try:
                 self._client.transact_write_items(TransactItems=[{"Update": release}, self._give_back_slot()])
                 return True
             except self._client.exceptions.TransactionCanceledException as error:
                 if _cancellation_codes(error)[0] == "ConditionalCheckFailed":
                     return False
-                self._backoff(attempt)
-        return False
+                raise _Contended() from error
+
+        try:
+            return self._retry_contended(once)
+        except GaveUp:
+            return False
 
     def _status_update(self, run_id: str, status: Status, attrs: Mapping[str, Any]) -> dict[str, Any]:
         _check_recordable(attrs)

@@ -23,6 +23,7 @@ from chalicelib.kaggle_meta import KaggleUnavailable
 from chalicelib.notify import Email, Mailer, deliver_once, failure_email, success_email
 from chalicelib.plan import PlanTools, make_plan
 from chalicelib.recipients import VerifiedCheck, check_recipient
+from chalicelib.run_report import read_or_none
 from chalicelib.run_request import (
     LOCAL_CALLER,
     InvalidRequest,
@@ -42,10 +43,10 @@ from chalicelib.runs import (
     is_run_id,
     utc_now,
 )
+from chalicelib.vocabulary import STORED_REASON_MAX_CHARS, result_key, sample_key, submission_key
 
 RETRY_AFTER_S = 60
 STATUS_LINK_EXPIRY_S = 900  # GET /runs/{id}: a short-lived link; the email's link lives KAGENT_PRESIGN_EXPIRY_S
-MAX_REASON_CHARS = 4000
 ENDED_BADLY = ("FAILED", "TIMED_OUT", "ABORTED")
 # The sweeper: a run without an execution is failed only this long after admission (POST /run starts it within the
 # API's 29 s, so a younger one may still be starting); each sweep looks at this many runs at most, oldest first.
@@ -56,18 +57,6 @@ CANCELLED = "cancelled by the caller"
 LIST_DEFAULT_LIMIT = 20
 LIST_MAX_LIMIT = 100
 MAX_CURSOR_CHARS = 400
-
-
-def submission_key(run_id: str) -> str:
-    return f"{run_id}/submission.csv"
-
-
-def sample_key(run_id: str) -> str:
-    return f"{run_id}/sample_submission.csv"
-
-
-def result_key(run_id: str) -> str:
-    return f"{run_id}/result.json"
 
 
 # -- errors the workflow sees (their class names become Step Functions error names) ---------------------------------
@@ -164,7 +153,8 @@ class Service:
             try:
                 arn = orchestrator.start(run, self.settings, self.executor)
             except Exception as error:  # the workflow did not start: the run must not hold its slot
-                reason = f"could not start the run's workflow: {type(error).__name__}: {error}"[:MAX_REASON_CHARS]
+                reason = f"could not start the run's workflow: {type(error).__name__}: {error}"
+                reason = reason[:STORED_REASON_MAX_CHARS]
                 try:
                     self.store.fail(run.run_id, reason)
                 except Exception as store_error:  # the sweeper fails it and frees the slot after SWEEP_GRACE_S
@@ -351,7 +341,7 @@ class Service:
         problems = self.validator(submission, sample)
         if problems:
             listed = "; ".join(problems)
-            raise SubmissionInvalid(f"submission.csv failed validation: {listed}"[:MAX_REASON_CHARS])
+            raise SubmissionInvalid(f"submission.csv failed validation: {listed}"[:STORED_REASON_MAX_CHARS])
         scores = self._scores(run)
         self.store.transition(run.run_id, Status.VALIDATED, s3_key=sub_key, **scores)
         return {"s3_key": sub_key, **scores}
@@ -370,16 +360,12 @@ class Service:
             scores["metric"] = run.metric
         if scores.keys() >= {"cv_score", "metric"}:
             return scores
-        raw = self._read(run.result_key or result_key(run.run_id))
-        try:
-            result = json.loads(raw) if raw else {}
-        except ValueError:
-            result = {}
-        if isinstance(result, dict):
-            if "cv_score" not in scores and isinstance(result.get("cv_score"), int | float):
-                scores["cv_score"] = float(result["cv_score"])
-            if "metric" not in scores and isinstance(result.get("metric"), str):
-                scores["metric"] = result["metric"]
+        result = read_or_none(lambda: self._read(run.result_key or result_key(run.run_id)))
+        if result is not None:
+            if "cv_score" not in scores and result.cv_score is not None:
+                scores["cv_score"] = float(result.cv_score)
+            if "metric" not in scores and result.metric is not None:
+                scores["metric"] = result.metric
         return scores
 
     def mark_succeeded(self, event: Mapping[str, Any]) -> dict[str, Any]:
@@ -409,7 +395,7 @@ class Service:
 
     def finish_failed(self, run_id: str, reason: str) -> dict[str, Any]:
         """FAILED with `reason` (unless already terminal), slot back, one failure email. Safe to repeat."""
-        self.store.fail(run_id, reason[:MAX_REASON_CHARS])
+        self.store.fail(run_id, reason[:STORED_REASON_MAX_CHARS])
         released = self.store.release_slot(run_id)
         run = self.store.get(run_id)
         if run is None:

@@ -20,7 +20,9 @@ _MISSING = {"", "nan", "na", "n/a", "null", "none", "inf", "-inf", "infinity", "
 
 
 @dataclass(frozen=True)
-class Problem:
+class SubmissionProblem:
+    """One thing wrong with a submission.csv (not runner.codegen.Problem: what the codegen loop is asked to solve)."""
+
     message: str
     row: int | None = None  # data row number, 1-based; None for file-level problems
 
@@ -29,9 +31,9 @@ class Problem:
 
 
 class InvalidSubmissionError(ValueError):
-    """Raised by `check_submission`; `problems` holds every Problem found."""
+    """Raised by `check_submission`; `problems` holds every SubmissionProblem found."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[SubmissionProblem]) -> None:
         self.problems = problems
         head = "; ".join(str(p) for p in problems[:3])
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
@@ -45,7 +47,9 @@ def check_submission(submission: str | Path, sample: str | Path, *, id_column: s
         raise InvalidSubmissionError(problems)
 
 
-def validate_submission(submission: str | Path, sample: str | Path, *, id_column: str | None = None) -> list[Problem]:
+def validate_submission(
+    submission: str | Path, sample: str | Path, *, id_column: str | None = None
+) -> list[SubmissionProblem]:
     """All problems of `submission` measured against `sample` (empty list: valid).
 
     `id_column`: the sample's id column when known; otherwise the first column named like an id whose sample values
@@ -57,11 +61,11 @@ def validate_submission(submission: str | Path, sample: str | Path, *, id_column
         return [p for p in (sub_problem, sample_problem) if p]
     header, rows = sub_rows[0], sub_rows[1:]
     sample_header, sample_body = sample_rows[0], sample_rows[1:]
-    problems: list[Problem] = []
+    problems: list[SubmissionProblem] = []
     if header != sample_header:
-        problems.append(Problem(f"header is {_show(header)}, expected {_show(sample_header)}"))
+        problems.append(SubmissionProblem(f"header is {_show(header)}, expected {_show(sample_header)}"))
     if len(rows) != len(sample_body):
-        problems.append(Problem(f"{len(rows)} data rows, expected {len(sample_body)}"))
+        problems.append(SubmissionProblem(f"{len(rows)} data rows, expected {len(sample_body)}"))
     problems += _check_widths(rows, len(sample_header))
     id_index = _id_index(sample_header, sample_body, id_column)
     problems += _check_ids(rows, sample_body, sample_header[id_index], id_index)
@@ -69,17 +73,17 @@ def validate_submission(submission: str | Path, sample: str | Path, *, id_column
     return problems
 
 
-def _parse(source: str | Path, label: str) -> tuple[list[list[str]], Problem | None]:
+def _parse(source: str | Path, label: str) -> tuple[list[list[str]], SubmissionProblem | None]:
     try:
         text = source.read_text(encoding="utf-8-sig") if isinstance(source, Path) else source.lstrip("\ufeff")
     except (OSError, UnicodeDecodeError) as exc:
-        return [], Problem(f"{label} cannot be read: {exc}")
+        return [], SubmissionProblem(f"{label} cannot be read: {exc}")
     try:
         rows = [row for row in csv.reader(io.StringIO(text)) if row]
     except csv.Error as exc:
-        return [], Problem(f"{label} is not valid CSV: {exc}")
+        return [], SubmissionProblem(f"{label} is not valid CSV: {exc}")
     if not rows:
-        return [], Problem(f"{label} is empty")
+        return [], SubmissionProblem(f"{label} is empty")
     return rows, None
 
 
@@ -87,8 +91,12 @@ def _show(header: list[str]) -> str:
     return ",".join(header)
 
 
-def _check_widths(rows: list[list[str]], width: int) -> list[Problem]:
-    found = [Problem(f"{len(row)} cells, expected {width}", i) for i, row in enumerate(rows, 1) if len(row) != width]
+def _check_widths(rows: list[list[str]], width: int) -> list[SubmissionProblem]:
+    found = [
+        SubmissionProblem(f"{len(row)} cells, expected {width}", i)
+        for i, row in enumerate(rows, 1)
+        if len(row) != width
+    ]
     return _capped(found, "rows with the wrong number of cells")
 
 
@@ -105,7 +113,9 @@ def _id_index(header: list[str], sample_body: list[list[str]], id_column: str | 
     return (named or distinct or [0])[0]
 
 
-def _check_ids(rows: list[list[str]], sample_body: list[list[str]], id_name: str, id_index: int) -> list[Problem]:
+def _check_ids(
+    rows: list[list[str]], sample_body: list[list[str]], id_name: str, id_index: int
+) -> list[SubmissionProblem]:
     expected = {row[id_index] for row in sample_body if id_index < len(row)}
     seen: dict[str, int] = {}
     duplicates, unexpected = [], []
@@ -113,16 +123,16 @@ def _check_ids(rows: list[list[str]], sample_body: list[list[str]], id_name: str
         identifier = row[id_index] if id_index < len(row) else ""
         if identifier in seen:
             first = seen[identifier]
-            duplicates.append(Problem(f"{id_name} {identifier} appears twice (first at row {first})", number))
+            duplicates.append(SubmissionProblem(f"{id_name} {identifier} appears twice (first at row {first})", number))
             continue
         seen[identifier] = number
         if identifier not in expected:
-            unexpected.append(Problem(f"{id_name} {identifier} is not in the sample submission", number))
+            unexpected.append(SubmissionProblem(f"{id_name} {identifier} is not in the sample submission", number))
     missing_ids = [row[id_index] for row in sample_body if id_index < len(row) and row[id_index] not in seen]
     problems = _capped(duplicates, "duplicated ids") + _capped(unexpected, "unexpected ids")
     if missing_ids:
         shown = ", ".join(missing_ids[:5]) + (", ..." if len(missing_ids) > 5 else "")
-        problems.append(Problem(f"{len(missing_ids)} ids of the sample submission are missing: {shown}"))
+        problems.append(SubmissionProblem(f"{len(missing_ids)} ids of the sample submission are missing: {shown}"))
     return problems
 
 
@@ -151,18 +161,18 @@ def _column_kinds(header: list[str], sample_body: list[list[str]], id_index: int
 
 def _check_cells(
     rows: list[list[str]], header: list[str], sample_body: list[list[str]], id_index: int
-) -> list[Problem]:
+) -> list[SubmissionProblem]:
     kinds = _column_kinds(header, sample_body, id_index)
     empty, not_numbers, out_of_range = [], [], []
     for number, row in enumerate(rows, 1):
         for index, cell in enumerate(row[: len(header)]):
             column = header[index]
             if cell.strip().lower() in _MISSING:
-                empty.append(Problem(f"{column} is empty or not a number ({cell!r})", number))
+                empty.append(SubmissionProblem(f"{column} is empty or not a number ({cell!r})", number))
             elif kinds[index] != "text" and (value := _number(cell)) is None:
-                not_numbers.append(Problem(f"{column} must be a number, got {cell!r}", number))
+                not_numbers.append(SubmissionProblem(f"{column} must be a number, got {cell!r}", number))
             elif kinds[index] == "probability" and value is not None and not 0 <= value <= 1:
-                out_of_range.append(Problem(f"{column} must be a probability in [0, 1], got {cell}", number))
+                out_of_range.append(SubmissionProblem(f"{column} must be a probability in [0, 1], got {cell}", number))
     return (
         _capped(empty, "empty cells")
         + _capped(not_numbers, "cells that are not numbers")
@@ -170,8 +180,8 @@ def _check_cells(
     )
 
 
-def _capped(problems: list[Problem], what: str) -> list[Problem]:
+def _capped(problems: list[SubmissionProblem], what: str) -> list[SubmissionProblem]:
     if len(problems) <= MAX_PROBLEMS_PER_KIND:
         return problems
     rest = len(problems) - MAX_PROBLEMS_PER_KIND
-    return [*problems[:MAX_PROBLEMS_PER_KIND], Problem(f"... and {rest} more {what}")]
+    return [*problems[:MAX_PROBLEMS_PER_KIND], SubmissionProblem(f"... and {rest} more {what}")]

@@ -143,7 +143,7 @@ def plan_secrets() -> PlanSecrets:
     OPENAI_*/KAGGLE_*."""
     prefix = config.settings().ssm_prefix
     if not prefix:
-        return credentials.secrets_from_environment(config.environment_values(credentials.SECRET_NAMES))
+        return credentials.secrets_from_environment(config.environment_values(credentials.SSM_SECRET_NAMES))
     with _secrets_lock:
         if prefix not in _ssm_secrets:
             found = credentials.read_ssm_secrets(aws.client("ssm"), prefix)

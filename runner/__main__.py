@@ -27,10 +27,13 @@ from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-# What the engine accepts, kept here so that parsing needs no numpy/scikit-learn (tests/test_cli.py checks that they
-# equal runner.metrics.METRIC_NAMES and runner.pipeline.CODEGEN_MODES). The help lists them; the engine checks them
-# (not argparse), so that a wrong value also leaves a failed result.json, as every failed run does.
-METRIC_NAMES = ("rmse", "rmsle", "mae", "roc_auc", "logloss", "accuracy", "f1")
+from chalicelib.run_report import SUCCEEDED, read_or_none  # noqa: E402
+from chalicelib.vocabulary import EXIT_BAD_INPUT, EXIT_OK, METRIC_NAMES, RESULT_FILE  # noqa: E402
+
+# What the engine accepts, kept here so that parsing needs no numpy/scikit-learn (METRIC_NAMES comes from the stdlib
+# vocabulary; tests/test_cli.py checks that CODEGEN_MODES equals runner.pipeline.CODEGEN_MODES). The help lists them;
+# the engine checks them (not argparse), so that a wrong value also leaves a failed result.json, as every failed run
+# does.
 CODEGEN_MODES = ("template", "llm", "auto")
 LLM_MODES = ("llm", "auto")  # the modes that use an LLM when one is configured
 CACHE_DIR_ENV = "KAGENT_CACHE_DIR"
@@ -124,7 +127,7 @@ def _read_plan(path: Path | None) -> dict[str, Any] | None:
 
 def _fail(message: str) -> int:
     sys.stderr.write(f"runner: {message}\n")
-    return 2
+    return EXIT_BAD_INPUT
 
 
 def competition_of(data: str) -> str | None:
@@ -266,7 +269,7 @@ def _train(
         progress=observe,
     )
     outcome = run_pipeline(data, out, options, log=display.log if display.tty else None)
-    if outcome.status != "succeeded":
+    if outcome.status != SUCCEEDED:
         sys.stderr.write(f"runner: {outcome.reason}\n")
         return outcome.exit_code
     progress.phase("reporting")
@@ -279,7 +282,7 @@ def _train(
     )
     submitted = _submit(target, out, outcome.result, progress) if args.submit and target else None
     _print_summary(out, outcome.result, files.report if files else None, submitted, plain_leaderboard)
-    return 0
+    return EXIT_OK
 
 
 def _submit(slug: str, out: Path, result: dict[str, Any], progress: Any) -> dict[str, Any]:
@@ -307,11 +310,8 @@ def _print_summary(
     from runner.progress import round_score  # noqa: PLC0415  # lazy: after parsing (fast --help)
 
     rows = result.get("leaderboard") or []
-    try:
-        saved = json.loads((out / "result.json").read_text(encoding="utf-8"))
-        rows = saved.get("leaderboard") or rows
-    except (OSError, ValueError):
-        pass
+    saved = read_or_none((out / RESULT_FILE).read_bytes)
+    rows = (saved.leaderboard if saved is not None else None) or rows
     if rows:
         print(table(rows))
     score = result.get("cv_score")

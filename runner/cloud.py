@@ -1,7 +1,7 @@
 """Glue for the Fargate runner: the task's environment, JSON-lines logging, and artifact upload to S3.
 
-Artifacts of a run live under `s3://<bucket>/<run_id>/`; `SAMPLE_NAME` is the competition's sample submission copied
-there for ValidateOutput, whatever the competition called it.
+Artifacts of a run live under `s3://<bucket>/<run_id>/` (the layout is chalicelib.vocabulary's: RUN_ARTIFACTS, and
+SAMPLE_FILE, the competition's sample submission copied there for ValidateOutput, whatever the competition called it).
 """
 
 from __future__ import annotations
@@ -16,21 +16,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from chalicelib.config import ConfigError, Settings, load_settings
+from chalicelib.vocabulary import artifact_key, run_prefix
 from runner.kaggle_client import KaggleCredentials
 
 # Set per task by the state machine's container overrides (the rest of the settings come from chalicelib.config).
 RUN_ID = "RUN_ID"
 URL = "URL"
 EMAIL = "EMAIL"
-
-SUBMISSION = "submission.csv"
-LOGS = "logs.txt"
-TRACE = "gpt_code_trace.txt"
-RESULT = "result.json"
-REPORT_NAME = "report.html"  # runner.report.REPORT
-CV_CHART_NAME = "cv_chart.png"  # runner.report.CV_CHART: the chart the success email shows
-SAMPLE_NAME = "sample_submission.csv"
-RUN_ARTIFACTS = (SUBMISSION, LOGS, TRACE, RESULT, REPORT_NAME, CV_CHART_NAME)
 
 
 @dataclass(frozen=True)
@@ -61,8 +53,9 @@ def utc_timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class RunLog:
-    """A log callable: JSON lines on stdout (CloudWatch) and plain lines appended to a logs.txt file."""
+class TaskLog:
+    """The Fargate task's log callable: JSON lines on stdout (CloudWatch) and plain timestamped lines appended to a
+    file (uploaded as the run's logs.txt). The engine's own logs.txt is written by runner.pipeline.RunLog."""
 
     def __init__(
         self,
@@ -102,10 +95,10 @@ class ArtifactStore:
 
     @property
     def prefix(self) -> str:
-        return f"{self._run_id}/"
+        return run_prefix(self._run_id)
 
     def key(self, name: str) -> str:
-        return f"{self.prefix}{name}"
+        return artifact_key(self._run_id, name)
 
     def upload(self, path: Path, name: str | None = None) -> str:
         key = self.key(name or path.name)

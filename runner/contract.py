@@ -48,7 +48,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-TASK_TYPES = ("binary", "multiclass", "regression")
+from chalicelib.vocabulary import BINARY, MULTICLASS
 
 
 class ContractError(Exception):
@@ -74,7 +74,7 @@ class TaskSpec:
 
     @property
     def is_classification(self) -> bool:
-        return self.type in ("binary", "multiclass")
+        return self.type in (BINARY, MULTICLASS)
 
     @property
     def features(self) -> list[str]:

@@ -24,10 +24,23 @@ from typing import Any
 
 import requests  # the kaggle client's HTTP library; importing it has no side effects
 
-from chalicelib.kaggle_meta import KEY_ENV, TOKEN_ENV, USERNAME_ENV, KaggleCredentials
-
-CONFIG_DIR_ENV = "KAGGLE_CONFIG_DIR"
-_SECRET_ENV = (USERNAME_ENV, KEY_ENV, TOKEN_ENV)
+from chalicelib.kaggle_meta import KaggleCredentials
+from chalicelib.retry import Backoff, GaveUp, retry_call
+from chalicelib.vocabulary import (
+    KAGGLE_BUSY,
+    KAGGLE_CONFIG_DIR,
+    KAGGLE_CREDENTIAL_NAMES,
+    KAGGLE_CREDENTIALS,
+    KAGGLE_CREDENTIALS_MISSING,
+    KAGGLE_CREDENTIALS_REJECTED,
+    KAGGLE_FORBIDDEN,
+    KAGGLE_NOT_FOUND,
+    KAGGLE_RULES,
+    accept_rules_reason,
+    kaggle_status,
+    no_such_competition_reason,
+    submissions_url,
+)
 
 _import_lock = threading.Lock()
 
@@ -52,33 +65,32 @@ class RetryPolicy:
     deadline_s: float = 600.0
     request_timeout_s: float = 120.0
 
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.attempts, self.base_delay_s, self.max_delay_s, total_s=self.deadline_s)
+
     def delay(self, retry: int, rng: random.Random) -> float:
         """Sleep before retry number `retry` (1-based): uniform in [0, min(max, base * 2**(retry-1))]."""
-        return rng.uniform(0.0, min(self.max_delay_s, self.base_delay_s * 2 ** (retry - 1)))
-
-
-def rules_url(slug: str) -> str:
-    return f"https://www.kaggle.com/c/{slug}/rules"
+        return self.backoff.delay(retry, rng)
 
 
 def reason_for_http(status: int, message: str, slug: str) -> KaggleError:
     """Map an HTTP refusal from Kaggle to an actionable reason."""
     text = " ".join(message.split())[:300]
-    if status == 401:
-        return KaggleError(
-            f"Kaggle credentials rejected (401): check {USERNAME_ENV}/{KEY_ENV} or {TOKEN_ENV}", status=status
-        )
-    if status == 403 and "accept" in text.lower() and "rules" in text.lower():
-        return KaggleError(f"accept the rules at {rules_url(slug)}, then retry", status=status)
-    if status == 403:
+    meaning = kaggle_status(status, text)
+    if meaning == KAGGLE_CREDENTIALS:
+        return KaggleError(KAGGLE_CREDENTIALS_REJECTED, status=status)
+    if meaning == KAGGLE_RULES:
+        return KaggleError(accept_rules_reason(slug), status=status)
+    if meaning == KAGGLE_FORBIDDEN:
         return KaggleError(
             f"no permission to download competition '{slug}' (403): it may be closed to new entrants or private"
             + (f" — Kaggle said: {text}" if text else ""),
             status=status,
         )
-    if status == 404:
-        return KaggleError(f"no such competition on Kaggle: '{slug}' (404)", status=status)
-    if status == 429 or status >= 500:
+    if meaning == KAGGLE_NOT_FOUND:
+        return KaggleError(no_such_competition_reason(slug), status=status)
+    if meaning == KAGGLE_BUSY:
         return KaggleError(
             f"Kaggle is unavailable (HTTP {status}) while downloading '{slug}'", status=status, transient=True
         )
@@ -110,7 +122,7 @@ def classify(exc: BaseException, slug: str) -> KaggleError:
     if isinstance(exc, requests.Timeout | requests.ConnectionError | requests.exceptions.ChunkedEncodingError):
         return KaggleError(f"could not reach Kaggle ({type(exc).__name__}) while downloading '{slug}'", transient=True)
     if isinstance(exc, SystemExit):  # the client exits when it finds no credentials
-        return KaggleError(f"Kaggle credentials missing: set {USERNAME_ENV} and {KEY_ENV}, or {TOKEN_ENV}")
+        return KaggleError(KAGGLE_CREDENTIALS_MISSING)
     if isinstance(exc, ValueError) and "does not match expected size" in str(exc):
         return KaggleError(f"the download of '{slug}' was cut short: {exc}", transient=True)
     return KaggleError(f"Kaggle download of '{slug}' failed: {type(exc).__name__}: {exc}")
@@ -119,11 +131,11 @@ def classify(exc: BaseException, slug: str) -> KaggleError:
 @contextlib.contextmanager
 def _quiet_import_environment(config_dir: Path):
     """Environment for importing `kaggle`: a writable config dir, no credentials, its prints (auth help) discarded."""
-    saved = {name: os.environ.get(name) for name in (*_SECRET_ENV, CONFIG_DIR_ENV)}
+    saved = {name: os.environ.get(name) for name in (*KAGGLE_CREDENTIAL_NAMES, KAGGLE_CONFIG_DIR)}
     try:
-        for name in _SECRET_ENV:
+        for name in KAGGLE_CREDENTIAL_NAMES:
             os.environ.pop(name, None)
-        os.environ[CONFIG_DIR_ENV] = str(config_dir)
+        os.environ[KAGGLE_CONFIG_DIR] = str(config_dir)
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
@@ -185,30 +197,38 @@ class KaggleDownloader:
     def download(self, slug: str, dest: Path) -> Path:
         """Download the competition's bundle into `dest` (created) and return the file's path (usually `<slug>.zip`)."""
         if not self._credentials.present:
-            raise KaggleError(f"Kaggle credentials missing: set {USERNAME_ENV} and {KEY_ENV}, or {TOKEN_ENV}")
+            raise KaggleError(KAGGLE_CREDENTIALS_MISSING)
         dest.mkdir(parents=True, exist_ok=True)
-        started = self._clock()
-        for attempt in range(1, self._retry.attempts + 1):
+
+        def once() -> Path:
             try:
                 return self._download_once(slug, dest)
             except Exception as exc:
                 error = classify(exc, slug)
-                if not error.transient:
-                    raise error from exc
-                if attempt == self._retry.attempts:
-                    raise KaggleError(
-                        f"{error.reason}; gave up after {attempt} attempts", status=error.status, transient=True
-                    ) from exc
-                delay = self._retry.delay(attempt, self._rng)
-                if self._clock() - started + delay > self._retry.deadline_s:
-                    raise KaggleError(
-                        f"{error.reason}; gave up after {attempt} attempts ({self._retry.deadline_s:.0f} s limit)",
-                        status=error.status,
-                        transient=True,
-                    ) from exc
-                self._log(f"Kaggle download attempt {attempt} failed ({error.reason}); retrying in {delay:.1f} s")
-                self._sleep(delay)
-        raise AssertionError("unreachable: the loop returns or raises")
+                if error is exc:
+                    raise
+                raise error from exc
+
+        def retrying(attempt: int, error: Exception, delay: float) -> None:
+            reason = getattr(error, "reason", error)
+            self._log(f"Kaggle download attempt {attempt} failed ({reason}); retrying in {delay:.1f} s")
+
+        try:
+            return retry_call(
+                once,
+                backoff=self._retry.backoff,
+                retryable=lambda error: isinstance(error, KaggleError) and error.transient,
+                sleep=self._sleep,
+                clock=self._clock,
+                rng=self._rng,
+                on_retry=retrying,
+            )
+        except GaveUp as gave:
+            error = classify(gave.last, slug)
+            limit = "" if gave.out_of_attempts else f" ({self._retry.deadline_s:.0f} s limit)"
+            raise KaggleError(
+                f"{error.reason}; gave up after {gave.attempts} attempts{limit}", status=error.status, transient=True
+            ) from (gave.last.__cause__ or gave.last)
 
     def _download_once(self, slug: str, dest: Path) -> Path:
         # lazy: kagglesdk loads only when a download starts
@@ -282,21 +302,18 @@ class SubmissionOutcome:
         return data
 
 
-def submissions_url(slug: str) -> str:
-    return f"https://www.kaggle.com/competitions/{slug}/submissions"
-
-
 def submission_refusal(status: int | None, message: str, slug: str) -> SubmissionOutcome | None:
     """Kaggle's refusals a user acts on (daily limit, rules, credentials, closed); None for anything else."""
     text = " ".join(message.split())[:300]
     lower = text.lower()
-    if status == 401:
-        reason = f"Kaggle credentials rejected (401): check {USERNAME_ENV}/{KEY_ENV} or {TOKEN_ENV}"
-    elif "rules" in lower and ("accept" in lower or status == 403):
-        reason = f"accept the rules at {rules_url(slug)}, then submit submission.csv yourself"
+    meaning = kaggle_status(status, text)
+    if meaning == KAGGLE_CREDENTIALS:
+        reason = KAGGLE_CREDENTIALS_REJECTED
+    elif meaning == KAGGLE_RULES:
+        reason = accept_rules_reason(slug, "submit submission.csv yourself")
     elif any(word in lower for word in _LIMIT_WORDS) or status == 429:
         reason = f"Kaggle's daily submission limit is reached ({text}); submit submission.csv yourself later"
-    elif status == 403:
+    elif meaning == KAGGLE_FORBIDDEN:
         reason = f"Kaggle does not accept submissions to '{slug}' from this account (403): {text}"
     else:
         return None
@@ -325,7 +342,7 @@ class KaggleSubmitter:
     def submit(self, slug: str, path: Path, message: str) -> SubmissionOutcome:
         url = submissions_url(slug)
         if not self._credentials.present:
-            reason = f"Kaggle credentials missing: set {USERNAME_ENV} and {KEY_ENV}, or {TOKEN_ENV}"
+            reason = KAGGLE_CREDENTIALS_MISSING
             return SubmissionOutcome(REFUSED, message, reason=reason, url=url)
         try:
             api = self._api()
@@ -353,7 +370,7 @@ class KaggleSubmitter:
         if refused is not None:
             return SubmissionOutcome(refused.status, message, reason=refused.reason, url=refused.url)
         if isinstance(exc, SystemExit):
-            reason = f"Kaggle credentials missing: set {USERNAME_ENV} and {KEY_ENV}, or {TOKEN_ENV}"
+            reason = KAGGLE_CREDENTIALS_MISSING
             return SubmissionOutcome(REFUSED, message, reason=reason, url=submissions_url(slug))
         shown = " ".join(text.split())[:300]
         where = f"HTTP {status}: " if status else f"{type(exc).__name__}: "

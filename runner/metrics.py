@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
 
+from chalicelib.vocabulary import HIGHER_IS_BETTER, METRIC_ALIASES, METRIC_NAMES, direction_text
 from runner.errors import InputError
 
 REGRESSION = "regression"
@@ -106,23 +108,24 @@ class Metric:
 
     @property
     def direction(self) -> str:
-        return "higher is better" if self.higher_is_better else "lower is better"
+        return direction_text(self.higher_is_better)
 
 
-METRICS: dict[str, Metric] = {
-    m.name: m
-    for m in (
-        Metric("rmse", False, REGRESSION, False, _rmse),
-        Metric("rmsle", False, REGRESSION, False, _rmsle, transform=_log1p_clipped, inverse=_expm1_clipped),
-        Metric("mae", False, REGRESSION, False, _mae),
-        Metric("roc_auc", True, CLASSIFICATION, True, _roc_auc),
-        Metric("logloss", False, CLASSIFICATION, True, _logloss),
-        Metric("accuracy", True, CLASSIFICATION, False, _accuracy),
-        Metric("f1", True, CLASSIFICATION, False, _f1, tunes_threshold=True),
-    )
+# (family, needs_proba, score, options) per metric of the vocabulary; its direction comes from the vocabulary too.
+_IMPLEMENTATIONS: dict[str, tuple[str, bool, Callable[[np.ndarray, np.ndarray], float], dict[str, Any]]] = {
+    "rmse": (REGRESSION, False, _rmse, {}),
+    "rmsle": (REGRESSION, False, _rmsle, {"transform": _log1p_clipped, "inverse": _expm1_clipped}),
+    "mae": (REGRESSION, False, _mae, {}),
+    "roc_auc": (CLASSIFICATION, True, _roc_auc, {}),
+    "logloss": (CLASSIFICATION, True, _logloss, {}),
+    "accuracy": (CLASSIFICATION, False, _accuracy, {}),
+    "f1": (CLASSIFICATION, False, _f1, {"tunes_threshold": True}),
 }
-METRIC_NAMES = tuple(METRICS)
-_ALIASES = {"auc": "roc_auc", "log_loss": "logloss", "acc": "accuracy", "f1_score": "f1", "rmsle_": "rmsle"}
+METRICS: dict[str, Metric] = {
+    name: Metric(name, HIGHER_IS_BETTER[name], family, proba, score, **options)
+    for name in METRIC_NAMES
+    for family, proba, score, options in [_IMPLEMENTATIONS[name]]
+}
 
 
 def binary_decisions(positive_proba: np.ndarray, threshold: float) -> np.ndarray:
@@ -145,7 +148,7 @@ def best_threshold(metric: Metric, y: np.ndarray, positive_proba: np.ndarray) ->
 def get_metric(name: str) -> Metric:
     """The metric called `name` (case-insensitive; a few common aliases accepted); InputError if unknown."""
     key = name.strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
+    key = METRIC_ALIASES.get(key, key)
     if key not in METRICS:
         raise InputError(f"unknown metric {name!r}: choose one of {', '.join(METRIC_NAMES)}")
     return METRICS[key]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from chalicelib.run_report import ReportError, RunReport
 from runner.metrics import binary_decisions
 from runner.profile import CLASS_COLUMNS, LABEL, PROBA, VALUE, Profile, class_column_match
 
@@ -68,9 +69,5 @@ def write_submission(path: Path, header: list[str], rows: list[list[str]]) -> No
 def merge_into_result(result_json: Path, fields: Mapping[str, Any]) -> None:
     """Add fields (e.g. the Kaggle submission's outcome) to a finished run's result.json; an unreadable one is left
     as it is (the caller also reports the fields elsewhere: the terminal, the run item)."""
-    try:
-        data = json.loads(result_json.read_text(encoding="utf-8"))
-        data.update(fields)
-        result_json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    except (OSError, ValueError, AttributeError):
-        pass
+    with contextlib.suppress(OSError, ReportError):
+        RunReport.read(result_json).updated(fields).write(result_json)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import resource
 import tempfile
 import time
@@ -27,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from chalicelib.run_report import FAILED, SUCCEEDED, RunReport
 from chalicelib.submission import validate_submission
+from chalicelib.vocabulary import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, RESULT_FILE
 from runner import selection
 from runner.budget import bag_seeds, give_up_rule, stop_reason
 from runner.data import CompetitionFiles, locate_competition
@@ -43,7 +44,6 @@ from runner.templates import template_source
 from runner.templates.manifest import entry
 
 CODEGEN_MODES = ("template", "llm", "auto")
-EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 N_JOBS = 2
 _FALLBACK_SOURCE = '''"""Fallback body: the training prior, used only if every template failed."""
 from sklearn.dummy import DummyClassifier, DummyRegressor
@@ -165,19 +165,19 @@ def run_pipeline(data: Path, out: Path, options: RunOptions, *, log: Callable[[s
         (out / stale).unlink(missing_ok=True)
     run_log = RunLog(out / "logs.txt", started, log)
     trace = Trace(out / "gpt_code_trace.txt")
-    result: dict[str, Any] = {"status": "failed", "reason": "", "time_budget_s": options.time_budget}
-    status, reason, code = "failed", "", EXIT_INTERNAL
+    result: dict[str, Any] = {"status": FAILED, "reason": "", "time_budget_s": options.time_budget}
+    status, reason, code = FAILED, "", EXIT_RUN_FAILED
     watch = start_watch(options.memory_limit_mb)  # engine-reach: the memory ceiling the templates plan for
     run_log(f"memory ceiling {watch.ceiling.mb:.0f} MB ({watch.ceiling.source})")
     try:
         _run(Path(data), out, options, started=started, log=run_log, trace=trace, result=result)
-        status, reason, code = "succeeded", "", EXIT_OK
+        status, reason, code = SUCCEEDED, "", EXIT_OK
     except (InputError, NotConfiguredError) as exc:
-        reason, code = str(exc), EXIT_INPUT
+        reason, code = str(exc), EXIT_BAD_INPUT
     except Exception as exc:
         run_log(traceback.format_exc().rstrip())
         reason = f"internal error: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    if status == "failed":
+    if status == FAILED:
         run_log(f"failed: {reason}")
         (out / "submission.csv").unlink(missing_ok=True)
     result.update(status=status, reason=reason, elapsed_s=round(time.monotonic() - started, 2))
@@ -186,8 +186,9 @@ def run_pipeline(data: Path, out: Path, options: RunOptions, *, log: Callable[[s
     run_log.stage = "done"
     run_log(f"{status} in {result['elapsed_s']}s, peak memory {result['peak_memory_mb']} MB")
     run_log.close()
-    (out / "result.json").write_text(json.dumps(result, indent=2, default=_json_default) + "\n", encoding="utf-8")
-    return RunResult(status, reason, code, result)
+    report = RunReport.from_fields(result)
+    report.write(out / RESULT_FILE)
+    return RunResult(status, reason, code, report.as_dict())
 
 
 def _run(
@@ -573,14 +574,6 @@ def _peak_memory_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return round(max(own, children) / 1024, 1)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 __all__ = [

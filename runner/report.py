@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import math
 import time
 from collections import defaultdict
@@ -26,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.config import TASK_CPU_UNITS, TASK_MEMORY_MIB
+from chalicelib.run_report import RunReport
+from chalicelib.vocabulary import CV_CHART_FILE as CV_CHART
+from chalicelib.vocabulary import HIGHER_IS_BETTER, RESULT_FILE, competition_url, direction_text
+from chalicelib.vocabulary import REPORT_FILE as REPORT
 from runner.progress import round_score
 
-REPORT = "report.html"
-CV_CHART = "cv_chart.png"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "report_templates"
 TOP_FEATURES = 15
 IMPORTANCE_ROWS = 4000
@@ -508,22 +509,20 @@ def _write_report(
     cost: Callable[[Mapping[str, Any]], dict[str, Any]] | None,
     log: Callable[..., None],
 ) -> ReportFiles:
-    result_path = out / "result.json"
-    result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
+    result_path = out / RESULT_FILE
+    report = RunReport.read(result_path)
     if cost is not None:
-        result["cost"] = cost(result)
-        result_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    metric = str(result.get("metric") or "")
-    # lazy: runner.metrics loads scikit-learn: only when a report is written
-    from runner.metrics import METRICS  # noqa: PLC0415
-
-    higher = METRICS[metric].higher_is_better if metric in METRICS else True
-    direction = "higher is better" if higher else "lower is better"
-    rows = leaderboard(result, collector, higher)
+        report = report.updated({"cost": cost(report.as_dict())})
+        report.write(result_path)
+    metric = report.metric or ""
+    higher = HIGHER_IS_BETTER.get(metric, True)
+    direction = direction_text(higher)
+    rows = leaderboard(report.as_dict(), collector, higher)
     # the email (built on the Lambda side, which has no metric table) shows the leaderboard as ranked here
-    result["leaderboard"] = [{k: v for k, v in row.items() if k != "fold_scores"} for row in rows]
-    result["metric_direction"] = direction
-    result_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    shown = [{k: v for k, v in row.items() if k != "fold_scores"} for row in rows]
+    report = report.updated({"leaderboard": shown, "metric_direction": direction})
+    report.write(result_path)
+    result = report.as_dict()
     record = next((r for r in (collector.targets if collector else []) if r.chosen is not None), None)
     chart = cv_chart(rows, metric, direction) if rows else None
     importance: Importance | None = None
@@ -540,7 +539,7 @@ def _write_report(
         importance_note = "not measured: the run's data was not kept for the report"
     context = {
         "slug": slug or "",
-        "url": url or (f"https://www.kaggle.com/competitions/{slug}" if slug else ""),
+        "url": url or (competition_url(slug) if slug else ""),
         "run_id": run_id,
         "result": defaultdict(lambda: None, result),  # a field the run did not record reads as none
         "status": result.get("status"),

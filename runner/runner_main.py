@@ -25,44 +25,36 @@ from types import FrameType
 from typing import Any, Protocol
 
 from chalicelib.config import ConfigError
+from chalicelib.run_report import SUCCEEDED, read_or_none
 from chalicelib.run_request import InvalidRequest, parse_slug
 from chalicelib.runs import Run, RunStore, Status
-from runner.cloud import (
-    CV_CHART_NAME,
-    LOGS,
-    REPORT_NAME,
-    RESULT,
+from chalicelib.vocabulary import (
+    CV_CHART_FILE,
+    EXIT_BAD_INPUT,
+    EXIT_NOT_RUNNABLE,
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    EXIT_TERMINATED,
+    KAGGLE_CREDENTIAL_NAMES,
+    LOGS_FILE,
+    REPORT_FILE,
+    RESULT_FILE,
     RUN_ARTIFACTS,
-    SAMPLE_NAME,
-    SUBMISSION,
-    TRACE,
-    ArtifactStore,
-    RunLog,
-    TaskEnv,
+    SAMPLE_FILE,
+    SUBMISSION_FILE,
+    TRACE_FILE,
 )
+from runner.cloud import ArtifactStore, TaskEnv, TaskLog
 from runner.data import CompetitionFiles, locate_competition
 from runner.datasource import DataSource, DataSourceError, S3DataCache
 from runner.errors import InputError, NotConfiguredError
-from runner.kaggle_client import (
-    KEY_ENV,
-    TOKEN_ENV,
-    USERNAME_ENV,
-    KaggleDownloader,
-    KaggleError,
-    KaggleSubmitter,
-    SubmissionOutcome,
-)
+from runner.kaggle_client import KaggleDownloader, KaggleError, KaggleSubmitter, SubmissionOutcome
 from runner.output import merge_into_result
 from runner.progress import Heartbeat, Progress, RunProgressWriter, line_sink
 from runner.report import FargateTask, ReportCollector, fargate_task, run_cost, write_report
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_NOT_RUNNABLE = 3
-EXIT_TERMINATED = 128 + signal.SIGTERM
-SUCCEEDED = "succeeded"  # RunResult.status of runner.pipeline
-KAGGLE_SECRETS = (USERNAME_ENV, KEY_ENV, TOKEN_ENV)
+# Exit codes (chalicelib.vocabulary): EXIT_OK submission uploaded, EXIT_RUN_FAILED run failed, EXIT_BAD_INPUT task
+# misconfigured, EXIT_NOT_RUNNABLE run not runnable, EXIT_TERMINATED SIGTERM.
 RUNNER_LOG = "runner-logs.txt"  # every line of the task; uploaded as logs.txt (the engine's own logs.txt is a part)
 # Seconds between progress writes on the run item (default 15: four a minute at most); the local demo lowers it to
 # show every phase. Below 1 s is refused: progress must never become a write per event.
@@ -186,7 +178,7 @@ class TaskRunner:
         artifacts: ArtifactStore,
         source: DataSource,
         workdir: Path,
-        log: RunLog,
+        log: TaskLog,
         engine: Engine,
         submitter: Submitter | None = None,
         fargate: FargateTask | None = None,
@@ -236,7 +228,7 @@ class TaskRunner:
                 outcome.exit_code = EXIT_TERMINATED
             except Exception as error:
                 outcome.reason = self._reason_for(error)
-                outcome.exit_code = EXIT_FAILED
+                outcome.exit_code = EXIT_RUN_FAILED
                 self.log.error(outcome.reason, traceback=traceback.format_exc(limit=8))
             self._finish(outcome)
             if guard.received and outcome.reason is None:
@@ -273,11 +265,11 @@ class TaskRunner:
         with Heartbeat(self.progress_writer, self.progress, every_s=self.progress_interval_s):
             result = self.engine(files, self.out, request, self.log)
         self.phase = "finishing"
-        if result.status != SUCCEEDED or not (self.out / SUBMISSION).is_file():
+        if result.status != SUCCEEDED or not (self.out / SUBMISSION_FILE).is_file():
             outcome.reason = result.reason or f"the engine ended with status {result.status} and no submission"
-            outcome.exit_code = EXIT_FAILED
+            outcome.exit_code = EXIT_RUN_FAILED
             return
-        outcome.cv_score, outcome.metric = _score_of(result.result, self.out / RESULT)
+        outcome.cv_score, outcome.metric = _score_of(result.result, self.out / RESULT_FILE)
         self.phase = "writing the report"
         self.progress.phase("reporting")
         write_report(
@@ -289,7 +281,7 @@ class TaskRunner:
             cost=lambda result: run_cost(result, seconds=self.clock() - self.started, task=self.fargate),
             log=self.log,
         )
-        outcome.model, outcome.cost = _summary_of(self.out / RESULT)
+        outcome.model, outcome.cost = _summary_of(self.out / RESULT_FILE)
         if run.submit:
             self._submit(run, outcome)
 
@@ -303,39 +295,39 @@ class TaskRunner:
         try:
             if self.submitter is None:
                 raise RuntimeError("no Kaggle client is configured in this runner")
-            submitted = self.submitter.submit(run.slug, self.out / SUBMISSION, message)
+            submitted = self.submitter.submit(run.slug, self.out / SUBMISSION_FILE, message)
         except Exception as error:  # a bug or an outage here must not cost the user the submission file
             reason = f"the submission to Kaggle failed: {type(error).__name__}: {error}"
             submitted = SubmissionOutcome("failed", message, reason=reason[:500])
         outcome.kaggle_submission = submitted.as_dict()
         self.log(f"Kaggle submission: {submitted.status}", kaggle_submission=outcome.kaggle_submission)
-        merge_into_result(self.out / RESULT, {"kaggle_submission": outcome.kaggle_submission})
+        merge_into_result(self.out / RESULT_FILE, {"kaggle_submission": outcome.kaggle_submission})
 
     def _finish(self, outcome: Outcome) -> None:
         self.phase = "uploading artifacts"
         self.progress.phase("uploading")
         outcome.keys = self._upload(outcome)
-        if outcome.reason is None and SUBMISSION not in outcome.keys:
+        if outcome.reason is None and SUBMISSION_FILE not in outcome.keys:
             outcome.reason = "the submission could not be uploaded to S3"
-            outcome.exit_code = EXIT_FAILED
+            outcome.exit_code = EXIT_RUN_FAILED
         self._record(outcome)
 
     def _upload(self, outcome: Outcome) -> dict[str, str]:
         if outcome.reason is not None:
             self.log(f"run failed: {outcome.reason}", level="error")
-        files = [(self.out / name, name) for name in RUN_ARTIFACTS if name != LOGS]
+        files = [(self.out / name, name) for name in RUN_ARTIFACTS if name != LOGS_FILE]
         if outcome.sample is not None:
-            files.append((outcome.sample, SAMPLE_NAME))
+            files.append((outcome.sample, SAMPLE_FILE))
         keys = self.artifacts.upload_present(files, log=self.log)
         self.log(f"uploaded {', '.join(sorted(keys)) or 'nothing'} to {self.artifacts.prefix}")
         # logs.txt last, so it holds every line up to here, the upload report included.
-        keys.update(self.artifacts.upload_present([(self.workdir / RUNNER_LOG, LOGS)], log=self.log))
+        keys.update(self.artifacts.upload_present([(self.workdir / RUNNER_LOG, LOGS_FILE)], log=self.log))
         return keys
 
     def _record(self, outcome: Outcome) -> None:
         keys = outcome.keys
         attrs: dict[str, Any] = {"s3_prefix": self.artifacts.prefix}
-        for attr, name in (("s3_key", SUBMISSION), ("sample_key", SAMPLE_NAME), ("result_key", RESULT)):
+        for attr, name in (("s3_key", SUBMISSION_FILE), ("sample_key", SAMPLE_FILE), ("result_key", RESULT_FILE)):
             if name in keys:
                 attrs[attr] = keys[name]
         if outcome.cv_score is not None:
@@ -352,7 +344,7 @@ class TaskRunner:
         except Exception as error:  # DynamoDB unreachable: the exit code and the logs still tell the state machine
             self.log.error(f"could not record the outcome on the run: {type(error).__name__}: {error}")
             if outcome.exit_code == EXIT_OK:
-                outcome.exit_code = EXIT_FAILED
+                outcome.exit_code = EXIT_RUN_FAILED
             return
         if outcome.reason is None:
             self.log("run finished: submission uploaded", cv_score=outcome.cv_score, metric=outcome.metric)
@@ -361,7 +353,12 @@ class TaskRunner:
     def _report_attributes(outcome: Outcome) -> dict[str, Any]:
         """Where the report, chart, logs and trace are, the cost and the Kaggle submission (issue 14)."""
         attrs: dict[str, Any] = {}
-        names = (("report_key", REPORT_NAME), ("chart_key", CV_CHART_NAME), ("logs_key", LOGS), ("trace_key", TRACE))
+        names = (
+            ("report_key", REPORT_FILE),
+            ("chart_key", CV_CHART_FILE),
+            ("logs_key", LOGS_FILE),
+            ("trace_key", TRACE_FILE),
+        )
         for attr, name in names:
             if name in outcome.keys:
                 attrs[attr] = outcome.keys[name]
@@ -389,11 +386,8 @@ def _score_of(result: Any, result_json: Path) -> tuple[float | None, str | None]
     elif result is not None and hasattr(result, "__dict__"):
         data = vars(result)
     if "cv_score" not in data and result_json.is_file():
-        try:
-            loaded = json.loads(result_json.read_text(encoding="utf-8"))
-            data = loaded if isinstance(loaded, Mapping) else {}
-        except (OSError, ValueError):
-            data = {}
+        report = read_or_none(result_json.read_bytes)
+        data = report.as_dict() if report is not None else {}
     score = data.get("cv_score")
     metric = data.get("metric")
     return (float(score) if isinstance(score, int | float) else None, str(metric) if metric else None)
@@ -401,14 +395,10 @@ def _score_of(result: Any, result_json: Path) -> tuple[float | None, str | None]
 
 def _summary_of(result_json: Path) -> tuple[str | None, dict[str, Any] | None]:
     """The chosen model and the cost, as result.json records them."""
-    try:
-        data = json.loads(result_json.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    report = read_or_none(result_json.read_bytes)
+    if report is None:
         return None, None
-    if not isinstance(data, Mapping):
-        return None, None
-    cost = data.get("cost")
-    return (str(data["model"]) if data.get("model") else None, dict(cost) if isinstance(cost, Mapping) else None)
+    return report.model or None, dict(report.cost) if report.cost is not None else None
 
 
 def progress_interval(env: Mapping[str, str]) -> float:
@@ -437,7 +427,7 @@ def build_runner(
     from chalicelib import aws  # noqa: PLC0415
 
     settings = task.settings
-    log = RunLog(task.run_id, file=workdir / RUNNER_LOG)
+    log = TaskLog(task.run_id, file=workdir / RUNNER_LOG)
     s3 = aws.client("s3")
     table = aws.resource("dynamodb").Table(settings.runs_table)
     kaggle = KaggleDownloader(task.kaggle, log=log)
@@ -474,8 +464,8 @@ def main(
         interval = progress_interval(env)
     except (ConfigError, ValueError) as error:
         print(json.dumps({"level": "error", "message": f"runner configuration: {error}"}), flush=True)
-        return EXIT_CONFIG
-    for name in KAGGLE_SECRETS:  # held by task.kaggle from here on
+        return EXIT_BAD_INPUT
+    for name in KAGGLE_CREDENTIAL_NAMES:  # held by task.kaggle from here on
         env.pop(name, None)
     workdir = Path(tempfile.mkdtemp(prefix=f"kagent-{task.run_id[:8]}-"))
     try:
@@ -485,7 +475,7 @@ def main(
         return runner.run()
     except Exception as error:  # AWS unreachable before the run could be claimed: one line, no traceback
         print(json.dumps({"level": "error", "run_id": task.run_id, "message": f"runner: {error}"}), flush=True)
-        return EXIT_FAILED
+        return EXIT_RUN_FAILED
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -40,12 +40,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from chalicelib.vocabulary import SANDBOX_SECRET_NAMES
 from runner.zygote import ProtocolError, read_result, recv_message, send_message, write_job
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# What a secret looks like in the runner's environment: exact names and prefixes.
-SECRET_NAMES = frozenset({"OPENAI_API_KEY", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"})
+# What a secret looks like in the runner's environment: exact names (vocabulary SANDBOX_SECRET_NAMES) and prefixes.
 SECRET_PREFIXES = ("AWS_", "OPENAI_", "KAGGLE_")
 PR_SET_DUMPABLE = 4
 ZYGOTE_ERRORS = "zygote-stderr.txt"
@@ -104,7 +104,7 @@ class FitReply:
 
 
 def is_secret_name(name: str) -> bool:
-    return name in SECRET_NAMES or name.startswith(SECRET_PREFIXES)
+    return name in SANDBOX_SECRET_NAMES or name.startswith(SECRET_PREFIXES)
 
 
 def drop_secrets(environ: MutableMapping[str, str], names: Iterable[str] | None = None) -> list[str]:

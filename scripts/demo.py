@@ -30,6 +30,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
+from chalicelib.vocabulary import LOGS_FILE, artifact_key, competition_url
 from runner.progress import describe, round_score  # stdlib only
 from scripts import local_stack
 
@@ -115,7 +116,7 @@ def tail(path: Path, lines: int = 25) -> str:
 
 
 def submit(api: str, slug: str) -> dict[str, Any]:
-    url = f"https://www.kaggle.com/competitions/{slug}"
+    url = competition_url(slug)
     query = urllib.parse.urlencode({"url": url, "email": DEMO_EMAIL}, safe=":/@")
     print(f'$ curl -X POST "{api}/run?{query}"')
     status, body = http("POST", f"{api}/run?{query}")
@@ -201,7 +202,9 @@ def runner_log_span(env: Mapping[str, str], run_id: str) -> tuple[float, float] 
     )
     bucket = local_stack.LOCAL_ENVIRONMENT["KAGENT_ARTIFACTS_BUCKET"]
     try:
-        text = s3.get_object(Bucket=bucket, Key=f"{run_id}/logs.txt")["Body"].read().decode("utf-8", "replace")
+        text = (
+            s3.get_object(Bucket=bucket, Key=artifact_key(run_id, LOGS_FILE))["Body"].read().decode("utf-8", "replace")
+        )
     except Exception:
         return None
     stamps = [epoch(line.split(" ", 1)[0]) for line in text.splitlines() if line[:4].isdigit()]

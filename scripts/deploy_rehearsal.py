@@ -44,9 +44,11 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
+from chalicelib.vocabulary import SSM_SECRET_NAMES  # noqa: E402
+
 HOST = "127.0.0.1"
 PLUGIN_DIR = Path(os.environ.get("KAGENT_TF_PLUGIN_DIR", "/opt/tf-plugins"))
-SECRETS = ("OPENAI_API_KEY", "KAGGLE_USERNAME", "KAGGLE_KEY")
+SECRETS = SSM_SECRET_NAMES  # the SSM parameters a deploy reads (chalicelib.vocabulary)
 ACCOUNT = "123456789012"  # moto's
 STEP_TIMEOUT_S = 600
 # The emulator wiring, the only file the rehearsal adds to the copy: moto serves buckets by path, not by host name.

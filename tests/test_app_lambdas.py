@@ -226,13 +226,14 @@ def test_an_ses_refusal_is_recorded_on_the_run_and_the_status_stays_right(client
 def test_the_service_falls_back_to_the_artifact_keys_the_runner_writes():
     """A run without recorded keys is read at <run_id>/<name>, where runner.cloud.ArtifactStore uploads (no runs/)."""
     from chalicelib import service  # noqa: PLC0415
-    from runner.cloud import RESULT, SAMPLE_NAME, SUBMISSION, ArtifactStore  # noqa: PLC0415
+    from chalicelib.vocabulary import RESULT_FILE, SAMPLE_FILE, SUBMISSION_FILE  # noqa: PLC0415
+    from runner.cloud import ArtifactStore  # noqa: PLC0415
 
     run_id = "0b0e7f0c-59f5-4a8e-8f9e-3f1b2c3d4e5f"
     uploads = ArtifactStore(s3=None, bucket=BUCKET, run_id=run_id)
-    assert service.submission_key(run_id) == uploads.key(SUBMISSION) == f"{run_id}/submission.csv"
-    assert service.sample_key(run_id) == uploads.key(SAMPLE_NAME)
-    assert service.result_key(run_id) == uploads.key(RESULT)
+    assert service.submission_key(run_id) == uploads.key(SUBMISSION_FILE) == f"{run_id}/submission.csv"
+    assert service.sample_key(run_id) == uploads.key(SAMPLE_FILE)
+    assert service.result_key(run_id) == uploads.key(RESULT_FILE)
 
 
 # -- Reconciler ----------------------------------------------------------------------------------------------------

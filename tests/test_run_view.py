@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from chalicelib import aws
 from chalicelib.notify import CHART_CID, Email, InlineImage, OutboxMailer, SesMailer, success_email
+from chalicelib.run_report import RunReport
 from chalicelib.run_request import (
     ANONYMOUS_CALLER,  # the test client sends no IAM identity
     InvalidRequest,
@@ -36,14 +37,14 @@ LEADERBOARD = [
     {"name": "linear", "cv_score": 0.79, "cv_std": 0.03, "folds": 5, "role": "in blend"},
     {"name": "<script>alert(1)</script>", "cv_score": 0.5, "cv_std": None, "folds": 1, "role": ""},
 ]
-RESULT = {
-    "status": "succeeded",
-    "cv_score": 0.83512,
-    "metric": "accuracy",
-    "model": "blend(lightgbm_gbdt*0.70+linear*0.30)",
-    "metric_direction": "higher is better",
-    "leaderboard": LEADERBOARD,
-}
+RESULT = RunReport(
+    status="succeeded",
+    cv_score=0.83512,
+    metric="accuracy",
+    model="blend(lightgbm_gbdt*0.70+linear*0.30)",
+    metric_direction="higher is better",
+    leaderboard=LEADERBOARD,
+)
 COST = {"llm_tokens_in": 1200, "llm_tokens_out": 300, "vcpu_seconds": 240.0, "gb_seconds": 480.0, "total_usd": 0.0042}
 
 
@@ -188,7 +189,7 @@ def test_a_finished_run_links_report_logs_result_and_trace_and_emails_the_chart(
     run = store.admit(REQUEST, max_running=3, caller=ANONYMOUS_CALLER)
     runner_finished(store, run)
     prefix = f"{run.run_id}/"
-    put(prefix + "result.json", json.dumps(RESULT))
+    put(prefix + "result.json", RESULT.to_json())
     put(prefix + "report.html", "<html>report</html>")
     put(prefix + "logs.txt", "log")
     put(prefix + "gpt_code_trace.txt", "trace")

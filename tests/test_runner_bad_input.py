@@ -1,12 +1,12 @@
 """Bad input: a one-line reason, a non-zero exit, result.json says failed, never only a traceback."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from chalicelib.run_report import RunReport
 from runner.pipeline import RunOptions, run_pipeline
 from tests import competitions
 
@@ -20,8 +20,8 @@ def good(tmp_path: Path) -> Path:
 def failed(data: Path, out: Path, **options) -> str:
     outcome = run_pipeline(data, out, RunOptions(time_budget=5, **options))
     assert (outcome.status, outcome.exit_code) == ("failed", 2)
-    result = json.loads((out / "result.json").read_text())
-    assert result["status"] == "failed" and result["reason"] == outcome.reason
+    result = RunReport.read(out / "result.json")
+    assert result.status == "failed" and result.reason == outcome.reason
     assert "\n" not in outcome.reason
     assert not (out / "submission.csv").exists()
     assert outcome.reason in (out / "logs.txt").read_text()
@@ -96,7 +96,7 @@ def test_the_cli_prints_one_line_and_exits_non_zero(tmp_path: Path):
     )
     assert done.returncode == 2
     assert done.stderr == f"runner: data not found: {tmp_path / 'nope'}\n"
-    assert json.loads((tmp_path / "out" / "result.json").read_text())["status"] == "failed"
+    assert RunReport.read(tmp_path / "out" / "result.json").status == "failed"
 
 
 @pytest.mark.slow
@@ -111,7 +111,7 @@ def test_the_cli_rejects_an_unknown_codegen_in_one_line(tmp_path: Path):
     )
     assert done.returncode == 2
     assert done.stderr == "runner: unknown --codegen 'gpt': choose one of template, llm, auto\n"
-    assert json.loads((tmp_path / "o" / "result.json").read_text())["status"] == "failed"
+    assert RunReport.read(tmp_path / "o" / "result.json").status == "failed"
 
 
 def test_when_every_template_fails_the_prior_still_gives_a_valid_submission(tmp_path: Path, monkeypatch):

@@ -1,7 +1,6 @@
 """End to end: the runner on small competitions built by tests/competitions.py, through run_pipeline and the CLI."""
 
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -9,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.run_report import RunReport
 from chalicelib.submission import validate_submission
 from runner.pipeline import RunOptions, run_pipeline
 from tests import competitions
@@ -22,7 +22,7 @@ def run(data: Path, out: Path, **options) -> dict:
     outcome = run_pipeline(data, out, RunOptions(time_budget=BUDGET, **options))
     assert outcome.status == "succeeded", outcome.reason
     assert outcome.exit_code == 0
-    result = json.loads((out / "result.json").read_text())
+    result = RunReport.read(out / "result.json").as_dict()
     assert result == outcome.result
     return result
 
@@ -62,10 +62,10 @@ def test_binary_labels_from_gender_submission_via_the_cli(tmp_path: Path):
     )
     assert done.returncode == 0, done.stderr
     assert "submission:" in done.stdout
-    result = json.loads((out / "result.json").read_text())
-    assert (result["task_type"], result["submission_kind"], result["metric"]) == ("binary", "label", "accuracy")
-    assert result["metric_source"] == "metadata" and result["cv_score"] > 0.8
-    assert result["elapsed_s"] <= BUDGET + 10
+    result = RunReport.read(out / "result.json")
+    assert (result.task_type, result.submission_kind, result.metric) == ("binary", "label", "accuracy")
+    assert result.metric_source == "metadata" and result.cv_score is not None and result.cv_score > 0.8
+    assert result.elapsed_s is not None and result.elapsed_s <= BUDGET + 10
     assert_valid(folder, out, "gender_submission.csv")
     assert {row["Survived"] for row in submission(out)} <= {"0", "1"}
     assert (

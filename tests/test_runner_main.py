@@ -20,8 +20,8 @@ import boto3
 import pytest
 
 from chalicelib.runs import Run, RunStore, Status
+from chalicelib.vocabulary import SAMPLE_FILE
 from runner import runner_main
-from runner.cloud import SAMPLE_NAME
 from tests.fake_kaggle import TINY_COMPETITION, TINY_SAMPLE, FakeKaggle
 from tests.moto_env import BUCKET, REGION, TABLE
 
@@ -122,16 +122,16 @@ def test_a_good_run_uploads_every_artifact_and_records_score_and_keys(cloud, kag
     assert [s for s in ("QUEUED", "PLANNED", "RUNNING") if s in after.timestamps] == ["QUEUED", "PLANNED", "RUNNING"]
     assert after.timestamps["QUEUED"] <= after.timestamps["PLANNED"] <= after.timestamps["RUNNING"]
     prefix = f"{run.run_id}/"
-    uploaded = {"submission.csv", "logs.txt", "gpt_code_trace.txt", "result.json", "report.html", SAMPLE_NAME}
+    uploaded = {"submission.csv", "logs.txt", "gpt_code_trace.txt", "result.json", "report.html", SAMPLE_FILE}
     assert keys_of(run.run_id) == uploaded
     assert (after.s3_key, after.sample_key, after.result_key, after.s3_prefix) == (
         prefix + "submission.csv",
-        prefix + SAMPLE_NAME,
+        prefix + SAMPLE_FILE,
         prefix + "result.json",
         prefix,
     )
     assert (after.cv_score, after.metric, after.error) == (0.75, "accuracy", None)
-    assert s3_text(prefix + SAMPLE_NAME).encode() == SAMPLE
+    assert s3_text(prefix + SAMPLE_FILE).encode() == SAMPLE
     logs = s3_text(prefix + "logs.txt")
     assert "engine: training" in logs and "downloaded from Kaggle" in logs
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -167,7 +167,7 @@ def test_kaggle_refusal_fails_the_run_with_the_actionable_reason_and_uploads_log
 
     code = runner_main.main(env=task_env(run, kaggle), engine=engine)
 
-    assert code == runner_main.EXIT_FAILED
+    assert code == runner_main.EXIT_RUN_FAILED
     after = stored(cloud, run.run_id)
     assert after.status is Status.FAILED
     assert after.error == "accept the rules at https://www.kaggle.com/c/tiny/rules, then retry"
@@ -183,10 +183,10 @@ def test_engine_failure_records_its_reason_and_uploads_logs_and_trace(cloud, tmp
         env=task_env(run, KAGENT_DATA_MIRROR=mirror_with(tmp_path)), engine=FakeEngine(fail="no candidate trained")
     )
 
-    assert code == runner_main.EXIT_FAILED
+    assert code == runner_main.EXIT_RUN_FAILED
     after = stored(cloud, run.run_id)
     assert (after.status, after.error, after.s3_key) == (Status.FAILED, "no candidate trained", None)
-    assert keys_of(run.run_id) == {"logs.txt", "gpt_code_trace.txt", "result.json", SAMPLE_NAME}
+    assert keys_of(run.run_id) == {"logs.txt", "gpt_code_trace.txt", "result.json", SAMPLE_FILE}
 
 
 def test_an_engine_crash_is_recorded_with_the_phase_and_error(cloud, tmp_path) -> None:
@@ -196,7 +196,7 @@ def test_an_engine_crash_is_recorded_with_the_phase_and_error(cloud, tmp_path) -
         env=task_env(run, KAGENT_DATA_MIRROR=mirror_with(tmp_path)), engine=FakeEngine(raise_=MemoryError("oom"))
     )
 
-    assert code == runner_main.EXIT_FAILED
+    assert code == runner_main.EXIT_RUN_FAILED
     assert stored(cloud, run.run_id).error == "runner error while training: MemoryError: oom"
     assert "logs.txt" in keys_of(run.run_id)
 
@@ -252,7 +252,7 @@ def test_an_unknown_run_id_exits_without_work(cloud, tmp_path) -> None:
 def test_missing_run_id_is_a_one_line_configuration_error(capsys) -> None:
     code = runner_main.main(env={"URL": "https://www.kaggle.com/competitions/tiny"})
 
-    assert code == runner_main.EXIT_CONFIG
+    assert code == runner_main.EXIT_BAD_INPUT
     (line,) = capsys.readouterr().out.splitlines()
     assert json.loads(line)["message"] == "runner configuration: the runner task needs RUN_ID in its environment"
 

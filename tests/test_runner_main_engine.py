@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 import boto3
 import pytest
 
 from chalicelib.plan import heuristic_plan
+from chalicelib.run_report import RunReport
 from chalicelib.runs import RunStore, Status
+from chalicelib.vocabulary import SAMPLE_FILE
 from runner import runner_main
-from runner.cloud import SAMPLE_NAME
 from tests.competitions import small_competition
 from tests.moto_env import BUCKET, REGION
 from tests.test_runner_main import planned_run, task_env
@@ -35,8 +35,8 @@ def test_the_real_engine_trains_and_every_artifact_lands_in_s3(cloud, kaggle) ->
     get = lambda name: s3.get_object(Bucket=BUCKET, Key=f"{run.run_id}/{name}")["Body"].read().decode()  # noqa: E731
     submission = list(csv.reader(io.StringIO(get("submission.csv"))))
     assert submission[0] == ["id", "y"] and len(submission) == 41
-    assert json.loads(get("result.json"))["status"] == "succeeded"
-    assert get(SAMPLE_NAME).startswith("id,y")
+    assert RunReport.from_json(get("result.json")).succeeded
+    assert get(SAMPLE_FILE).startswith("id,y")
     logs = get("logs.txt")
     assert "downloaded from Kaggle" in logs and "wrote" in logs  # the task's lines and the engine's, in one file
     assert "codegen mode" in get("gpt_code_trace.txt")
@@ -56,5 +56,5 @@ def test_a_plan_without_a_metric_leaves_it_to_the_engine_to_infer(cloud, kaggle)
     assert code == 0, after.error
     assert after.metric == "accuracy"
     s3 = boto3.client("s3", region_name=REGION)
-    result = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{run.run_id}/result.json")["Body"].read())
-    assert result["metric_source"] == "inferred"
+    result = RunReport.from_json(s3.get_object(Bucket=BUCKET, Key=f"{run.run_id}/result.json")["Body"].read())
+    assert result.metric_source == "inferred"

@@ -4,7 +4,6 @@ submission.csv to Kaggle — a refusal is a reason on the run, never a failed ru
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
+from chalicelib.run_report import RunReport
 from chalicelib.runs import Run, RunStore, Status
 from runner import runner_main
 from tests.competitions import small_competition
@@ -83,8 +83,8 @@ def test_a_real_run_with_submit_reports_costs_links_and_sends_the_submission_to_
     assert after.progress is not None and after.progress["phase"] == "uploading"
     assert after.progress["best_cv"] == pytest.approx(after.cv_score, rel=1e-3)
     # cost: on the run and in result.json, at the configured task size
-    result = json.loads(s3_bytes(prefix + "result.json"))
-    assert after.cost == result["cost"]
+    result = RunReport.from_json(s3_bytes(prefix + "result.json"))
+    assert after.cost == result.cost
     assert after.cost["vcpu"] == 2.0 and after.cost["memory_gb"] == 4.0
     assert after.cost["vcpu_seconds"] == pytest.approx(2 * after.cost["seconds"], rel=0.01)
     assert after.cost["llm_tokens_in"] == 0 and after.cost["total_usd"] > 0
@@ -92,13 +92,13 @@ def test_a_real_run_with_submit_reports_costs_links_and_sends_the_submission_to_
     assert after.kaggle_submission is not None
     assert after.kaggle_submission["status"] == "scored", after.kaggle_submission
     assert after.kaggle_submission["public_score"] == pytest.approx(0.87654)
-    assert result["kaggle_submission"]["status"] == "scored"
+    assert result.kaggle_submission is not None and result.kaggle_submission["status"] == "scored"
     (sent,) = kaggle.submissions
     assert sent["content"] == s3_bytes(prefix + "submission.csv")
     assert run.run_id in sent["description"]
     # the report is the real one: every candidate of result.json is on its leaderboard
     page = s3_bytes(prefix + "report.html").decode()
-    for candidate in result["candidates"]:
+    for candidate in result.candidates or []:
         assert f"<td>{candidate['name']}</td>" in page
     assert s3_bytes(prefix + "cv_chart.png").startswith(b"\x89PNG")
 
@@ -178,7 +178,7 @@ def test_bad_fargate_prices_are_a_configuration_error(cloud, kaggle) -> None:
     run = planned(cloud, submit=False)
     env = task_env(run, kaggle, KAGENT_FARGATE_VCPU_HOUR_USD="cheap")
 
-    assert runner_main.main(env=env, engine=FakeEngine()) == runner_main.EXIT_CONFIG
+    assert runner_main.main(env=env, engine=FakeEngine()) == runner_main.EXIT_BAD_INPUT
 
 
 @pytest.mark.parametrize("interval", ["0.1", "often"])
@@ -186,4 +186,4 @@ def test_a_progress_interval_below_a_second_or_not_a_number_is_a_configuration_e
     run = planned(cloud, submit=False)
     env = task_env(run, kaggle, KAGENT_PROGRESS_INTERVAL_S=interval)
 
-    assert runner_main.main(env=env, engine=FakeEngine()) == runner_main.EXIT_CONFIG
+    assert runner_main.main(env=env, engine=FakeEngine()) == runner_main.EXIT_BAD_INPUT

@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 TERRAFORM = REPO / "terraform"
 APP = REPO / "app.py"
 CONFIG_PY = REPO / "chalicelib" / "config.py"
+VOCABULARY_PY = REPO / "chalicelib" / "vocabulary.py"  # the names config.py and the runner share (OPENAI_*, KAGGLE_*)
 STATEMACHINE_PY = REPO / "chalicelib" / "statemachine.py"
 ASL = REPO / "statemachine.asl.json"
 CHALICE_CONFIG = REPO / ".chalice" / "config.json"
@@ -187,9 +188,9 @@ def parse(path: Path) -> ast.Module:
 
 
 def config_constants() -> dict[str, str]:
-    """Module-level NAME = "ENV_NAME" constants of chalicelib/config.py."""
+    """Module-level NAME = "ENV_NAME" constants of chalicelib/config.py and of the vocabulary it imports them from."""
     constants = {}
-    for node in parse(CONFIG_PY).body:
+    for node in [*parse(VOCABULARY_PY).body, *parse(CONFIG_PY).body]:
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             for target in node.targets:
                 if isinstance(target, ast.Name) and _ENV_NAME.match(node.value.value):
@@ -616,8 +617,8 @@ def test_the_runner_secrets_come_from_ssm_by_arn_and_never_as_values() -> None:
 def test_the_plan_lambda_reads_exactly_the_runners_ssm_parameters() -> None:
     from chalicelib import credentials  # noqa: PLC0415
 
-    assert set(credentials.SECRET_NAMES) == runner_secret_names(), (
-        f"chalicelib/credentials.py SECRET_NAMES {sorted(credentials.SECRET_NAMES)} != terraform "
+    assert set(credentials.SSM_SECRET_NAMES) == runner_secret_names(), (
+        f"chalicelib.vocabulary SSM_SECRET_NAMES {sorted(credentials.SSM_SECRET_NAMES)} != terraform "
         f"local.runner_secret_names {sorted(runner_secret_names())}"
     )
     assert tf_output("chalice_environment").get("KAGENT_SSM_PREFIX") == "${local.ssm_parameter_prefix}", (
