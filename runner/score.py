@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runner.metrics import get_metric  # the metric directions (the lead points this at chalicelib.vocabulary)
+from runner.metrics import get_metric  # names and aliases resolved; directions from chalicelib.vocabulary
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,14 +79,10 @@ class Score:
         return f"{self.value:.5f}{arrow}" if self.valid else f"failed{arrow}"
 
 
-def higher_is_better(metric: str) -> bool:
-    """The direction of the metric called `metric` (its name or an alias); InputError if unknown."""
-    return get_metric(metric).higher_is_better
-
-
 def scorer(metric: str) -> Callable[[float | None], Score]:
-    """A function that turns values of the metric called `metric` into Scores."""
-    direction = higher_is_better(metric)
+    """A function that turns values of the metric called `metric` (its name or an alias; InputError if unknown) into
+    Scores."""
+    direction = get_metric(metric).higher_is_better
     return lambda value: Score(None if value is None else float(value), direction)
 
 

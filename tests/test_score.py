@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chalicelib.vocabulary import higher_is_better
 from runner.metrics import METRICS, get_metric
 from runner.pipeline import RunOptions, run_pipeline
 from runner.scaffold import Evaluation
-from runner.score import Score, for_metric, higher_is_better, scorer
+from runner.score import Score, for_metric, scorer
 from runner.selection import best, ranked, well_measured
 from tests import competitions
 
