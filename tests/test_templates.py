@@ -272,3 +272,29 @@ def test_the_estimator_is_plain_its_parameters_unchanged_by_fit_and_clonable():
     assert model.get_params() == before  # fit changes fitted attributes only
     again = clone(model).fit(X, y)
     assert np.array_equal(again.predict_proba(X), model.predict_proba(X))
+
+
+def test_the_mlp_sees_its_minibatches_in_a_new_order_every_epoch(monkeypatch: pytest.MonkeyPatch):
+    """scikit-learn re-seeds an int random_state on every partial_fit call: given one, every epoch would shuffle its
+    minibatches the same way (card-fraud logloss 0.0638 against 0.0605 with a fresh order each epoch, 4 seeds x 5
+    folds). The template hands the MLP one generator for the whole fit."""
+    from sklearn.neural_network import _multilayer_perceptron as mlp_module  # noqa: PLC0415 - lazy: only this test
+
+    orders: list[tuple[int, ...]] = []
+    real_shuffle = mlp_module.shuffle
+
+    def recording_shuffle(*arrays, **kwargs):
+        shuffled = real_shuffle(*arrays, **kwargs)
+        orders.append(tuple(np.asarray(shuffled)[:20]))
+        return shuffled
+
+    monkeypatch.setattr(mlp_module, "shuffle", recording_shuffle)
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    y = (X["a"] > 0).astype(int).to_numpy()
+    task = TaskSpec(type="binary", metric="logloss", seed=0, n_rows=300, numeric=["a", "b"], n_classes=2, n_jobs=1)
+    model = load_template("mlp").build_model(task)
+    model.set_params(timedmlp__max_iter=5, timedmlp__n_iter_no_change=10)
+    model.fit(X, y)
+    assert len(orders) == 5
+    assert len(set(orders)) == 5, "every epoch shuffled its minibatches the same way"

@@ -56,7 +56,11 @@ class TimedMLP(BaseEstimator):
         stop_at = time.monotonic() + self.seconds
         y = np.asarray(y)
         classify = self.task_type != "regression"
-        model = (MLPClassifier if classify else MLPRegressor)(random_state=self.seed, **(self.params or {}))
+        # One generator for the whole fit: an int seed would re-seed every partial_fit call, so every epoch would see
+        # its minibatches in the same order (scikit-learn's own fit draws a new order each epoch).
+        model = (MLPClassifier if classify else MLPRegressor)(
+            random_state=np.random.RandomState(self.seed), **(self.params or {})
+        )
         stratify = y if classify and np.bincount(y.astype(int)).min() >= 2 else None
         X_fit, X_val, y_fit, y_val = train_test_split(
             X, y, test_size=self.validation_fraction, random_state=self.seed, stratify=stratify
