@@ -6,7 +6,7 @@ linear model first (a baseline in seconds), then gradient boosting, then the mod
 `time_share` is the share of the time left until the templates' deadline that one template's CV may use (it is told
 its fit's part of that as `task.fit_seconds`); the shares need not add up to one: a template that finishes early
 leaves its time to the next. `libraries` are the third-party modules (import names) its source imports:
-tests/test_template_manifest.py checks them against the source, runner/bodycheck.py's allowlist and
+tests/test_templates.py checks them against the source, runner/bodycheck.py's allowlist and
 runner/requirements.txt. `text` marks the templates that run only on data with free text.
 
 Adding a template: its file here, an entry below; runner/shape.py's `fit_memory_mb` estimates its memory (a default
