@@ -19,6 +19,7 @@ from runner.kaggle_client import (
     classify,
     reason_for_http,
 )
+from tests.fake_clock import FakeClock
 from tests.fake_kaggle import FakeKaggle, zip_bytes
 
 TRAIN = b"id,x,y\n1,0.5,0\n2,1.5,1\n"
@@ -164,19 +165,8 @@ def test_missing_credentials_fail_before_any_request(tmp_path) -> None:
         KaggleDownloader(KaggleCredentials()).download("tiny", tmp_path)
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def test_retries_stop_at_the_time_limit_before_the_attempt_limit(tmp_path) -> None:
-    clock = _Clock()
+    clock = FakeClock()
     policy = RetryPolicy(attempts=10, base_delay_s=4.0, max_delay_s=4.0, deadline_s=10.0)
     calls: list[str] = []
 

@@ -18,22 +18,10 @@ from runner.kaggle_client import (
     KaggleSubmitter,
     SubmitPolicy,
 )
+from tests.fake_clock import FakeClock
 from tests.fake_kaggle import FakeKaggle
 
 SUBMISSION = b"id,y\n3,1\n4,0\n"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture

@@ -11,15 +11,8 @@ from moto import mock_aws
 
 from chalicelib.runs import RunStore, Status
 from runner.progress import Progress, RunProgressWriter, describe, line_sink, round_score
+from tests.fake_clock import FakeClock
 from tests.moto_env import create_runs_table, fake_credentials
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class MemoryStore:
@@ -37,12 +30,12 @@ class MemoryStore:
         return True
 
 
-def tracker(clock: Clock, *sinks: Any, budget: float = 300.0) -> Progress:
+def tracker(clock: FakeClock, *sinks: Any, budget: float = 300.0) -> Progress:
     return Progress(budget_s=budget, clock=clock, wall_clock=lambda: "2026-11-29T12:00:00Z", sinks=sinks)
 
 
 def test_snapshots_say_phase_candidate_best_score_elapsed_and_remaining() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     seen: list[dict[str, Any]] = []
     progress = tracker(clock, seen.append)
 
@@ -65,7 +58,7 @@ def test_snapshots_say_phase_candidate_best_score_elapsed_and_remaining() -> Non
 
 
 def test_lower_is_better_metrics_keep_the_lowest_score() -> None:
-    progress = tracker(Clock())
+    progress = tracker(FakeClock(100.0))
     for name, score in (("a", 3.0), ("b", 2.0), ("c", 2.5)):
         progress("scored", name=name, cv_score=score, metric="rmse", higher_is_better=False)
     assert progress.snapshot()["best_model"] == "b"
@@ -73,7 +66,7 @@ def test_lower_is_better_metrics_keep_the_lowest_score() -> None:
 
 def test_nan_scores_and_unknown_events_change_nothing() -> None:
     seen: list[dict[str, Any]] = []
-    progress = tracker(Clock(), seen.append)
+    progress = tracker(FakeClock(100.0), seen.append)
     progress("scored", name="x", cv_score=float("nan"), metric="rmse", higher_is_better=False)
     progress("prepared", profile=object())
     assert seen == []
@@ -81,7 +74,7 @@ def test_nan_scores_and_unknown_events_change_nothing() -> None:
 
 
 def test_the_writer_stores_at_most_one_snapshot_per_interval_and_flushes_the_last() -> None:
-    clock, store = Clock(), MemoryStore()
+    clock, store = FakeClock(100.0), MemoryStore()
     writer = RunProgressWriter(store, "run", min_interval_s=15, clock=clock)
     progress = tracker(clock, writer)
 
@@ -97,7 +90,7 @@ def test_the_writer_stores_at_most_one_snapshot_per_interval_and_flushes_the_las
 
 
 def test_the_writer_stops_for_good_once_the_store_says_the_run_is_terminal() -> None:
-    clock, store = Clock(), MemoryStore(terminal_after=1)
+    clock, store = FakeClock(100.0), MemoryStore(terminal_after=1)
     writer = RunProgressWriter(store, "run", min_interval_s=0, clock=clock)
     progress = tracker(clock, writer)
 
@@ -111,7 +104,7 @@ def test_the_writer_stops_for_good_once_the_store_says_the_run_is_terminal() -> 
 
 
 def test_a_failing_store_never_raises_into_the_run() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     writer = RunProgressWriter(MemoryStore(fail=True), "run", min_interval_s=0, clock=clock)
     progress = tracker(clock, writer)
     for phase in ("profiling", "preparing", "training", "blending", "validating", "uploading"):
@@ -120,7 +113,7 @@ def test_a_failing_store_never_raises_into_the_run() -> None:
 
 
 def test_plain_lines_once_per_change_of_phase_or_candidate() -> None:
-    clock, lines = Clock(), []
+    clock, lines = FakeClock(100.0), []
     progress = tracker(clock, line_sink(lines.append))
     progress("phase", phase="profiling")
     progress("phase", phase="profiling")

@@ -7,21 +7,7 @@ import random
 import pytest
 
 from chalicelib.retry import Backoff, GaveUp, UniformFrom, retry_call
-
-
-class Clock:
-    """A fake monotonic clock that sleeping advances."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.fake_clock import FakeClock
 
 
 class Flaky(Exception):
@@ -47,7 +33,7 @@ def failing(times: int, error: type[Exception] = Flaky, value: str = "ok"):
 MAX = UniformFrom(lambda: 1.0)  # always the ceiling: delays are exact
 
 
-def run(call, backoff: Backoff, clock: Clock, **kwargs):
+def run(call, backoff: Backoff, clock: FakeClock, **kwargs):
     return retry_call(
         call,
         backoff=backoff,
@@ -60,14 +46,14 @@ def run(call, backoff: Backoff, clock: Clock, **kwargs):
 
 
 def test_it_returns_the_first_success_after_sleeping_growing_delays() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     call, calls = failing(3)
     assert run(call, Backoff(attempts=5, base_s=1.0, cap_s=30.0), clock) == "ok"
     assert len(calls) == 4 and clock.sleeps == [1.0, 2.0, 4.0]
 
 
 def test_delays_are_capped() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     call, _ = failing(5)
     run(call, Backoff(attempts=10, base_s=1.0, cap_s=3.0), clock)
     assert clock.sleeps == [1.0, 2.0, 3.0, 3.0, 3.0]
@@ -83,7 +69,7 @@ def test_full_jitter_spreads_each_delay_over_zero_to_its_ceiling() -> None:
 
 
 def test_it_gives_up_after_the_attempt_cap_without_a_last_sleep() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     call, calls = failing(99)
     with pytest.raises(GaveUp) as gave:
         run(call, Backoff(attempts=3, base_s=1.0, cap_s=30.0), clock)
@@ -93,7 +79,7 @@ def test_it_gives_up_after_the_attempt_cap_without_a_last_sleep() -> None:
 
 
 def test_it_gives_up_before_a_sleep_that_would_reach_the_total_time_cap() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     call, calls = failing(99)
     with pytest.raises(GaveUp) as gave:
         run(call, Backoff(attempts=10, base_s=4.0, cap_s=4.0, total_s=10.0), clock)
@@ -103,7 +89,7 @@ def test_it_gives_up_before_a_sleep_that_would_reach_the_total_time_cap() -> Non
 
 
 def test_an_absolute_deadline_caps_time_too() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     call, calls = failing(99)
     with pytest.raises(GaveUp) as gave:
         run(call, Backoff(attempts=50, base_s=10.0, cap_s=10.0), clock, deadline=clock.now + 5)
@@ -111,7 +97,7 @@ def test_an_absolute_deadline_caps_time_too() -> None:
 
 
 def test_time_spent_in_the_calls_counts_against_the_cap() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     calls: list[int] = []
 
     def slow() -> str:
@@ -125,7 +111,7 @@ def test_time_spent_in_the_calls_counts_against_the_cap() -> None:
 
 
 def test_an_error_the_predicate_refuses_is_raised_at_once() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     call, calls = failing(5, error=Broken)
     with pytest.raises(Broken, match="failure 1"):
         run(call, Backoff(attempts=5, base_s=1.0, cap_s=30.0), clock)
@@ -133,7 +119,7 @@ def test_an_error_the_predicate_refuses_is_raised_at_once() -> None:
 
 
 def test_base_exceptions_are_never_swallowed() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
 
     def interrupted() -> str:
         raise KeyboardInterrupt
@@ -143,7 +129,7 @@ def test_base_exceptions_are_never_swallowed() -> None:
 
 
 def test_min_delay_raises_a_sleep_to_what_the_error_asks() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     call, _ = failing(2)
     zero = UniformFrom(lambda: 0.0)
     run(call, Backoff(attempts=5, base_s=1.0, cap_s=30.0), clock, rng=zero, min_delay=lambda e: 2.5)
@@ -151,7 +137,7 @@ def test_min_delay_raises_a_sleep_to_what_the_error_asks() -> None:
 
 
 def test_on_retry_hears_each_retry_before_its_sleep() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     heard: list[tuple[int, str, float, int]] = []
     call, _ = failing(2)
     run(

@@ -13,6 +13,7 @@ from runner.sandbox import FitReply, FitRequest, SandboxLimits, Workers
 from runner.scaffold import BodySource, CandidateError, Evaluation, PreparedData, evaluate, prepare
 from runner.selection import blend
 from runner.templates import TEMPLATES, load_template, template_source
+from tests.fake_clock import FakeClock
 
 
 def small_tables(n: int = 80, seed: int = 0) -> Tables:
@@ -76,14 +77,6 @@ def test_every_template_follows_the_contract_and_scores(workers: Workers, name: 
     assert np.allclose(evaluation.test_predictions.sum(axis=1), 1)
     assert evaluation.oof_mask.all() and evaluation.test_source == "final_fit"
     assert "def build_model(task)" in template_source(name)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class SlowWorkers:
