@@ -45,7 +45,7 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-## test: lint, types, Terraform checks and the whole suite, slow end-to-end tests included (about 3 min)
+## test: lint, types, Terraform checks and the whole suite, slow end-to-end tests included (about 5 min on 2 cores)
 ##   the deploy rehearsal is its own CI step: make deploy-rehearsal
 test: lint typecheck check-terraform
 	$(PY) -m pytest -n 2 -m "not rehearsal"
