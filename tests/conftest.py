@@ -1,8 +1,21 @@
 """Fixtures several test modules share; pytest hands them to every test under tests/, so no test imports another's.
 
-Plain helpers stay importable modules: tests/moto_env.py (the AWS resources Terraform would create, in moto),
-tests/fake_kaggle.py and tests/fake_openai.py (fake servers on 127.0.0.1), tests/competitions.py (competition builders),
-tests/sfn_harness.py. Warning filters live in pyproject.toml ([tool.pytest.ini_options] filterwarnings).
+Plain helpers stay importable modules, and a test module imports only those, never another test module
+(tests/test_test_layout.py checks it):
+- tests/moto_env.py: the AWS resources Terraform would create, in moto; the Chalice app over them.
+- tests/fake_kaggle.py, tests/fake_openai.py: fake Kaggle and OpenAI servers on 127.0.0.1.
+- tests/competitions.py: small Kaggle-format competitions built from scikit-learn's datasets.
+- tests/sfn_harness.py: the real statemachine.asl.json run in moto's Step Functions.
+- tests/fake_clock.py: a fake monotonic clock whose sleep advances it.
+- tests/api_calls.py: calls to the HTTP API (as chalice.test.Client and as API Gateway delivers them), the IAM
+  identities, and the URLs and addresses POST /run must refuse.
+- tests/step_artifacts.py: the execution input the step Lambdas get and the artifacts runner_main leaves in S3.
+- tests/runner_task.py: the Fargate entrypoint's fake engine, stored plan, planned run and task environment.
+- tests/sandbox_bodies.py: model bodies that cheat or tune, and a tiny dataset and FitRequest to run them on.
+- tests/hcl.py: Terraform read with python-hcl2, and a fake `terraform output -json`.
+- tests/sources.py: the repository's Python read with ast (`require`, `parse`, app.py's Lambdas).
+- tests/hostile/: hostile model bodies and the launcher that runs the real runner CLI under them.
+Warning filters live in pyproject.toml ([tool.pytest.ini_options] filterwarnings).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Issue 12's wiring: Terraform's access variables and outputs reach the app and Chalice, and the runner's task role
 cannot touch the slot counter or write outside its run prefixes and the data cache.
 
-Terraform is read with python-hcl2 (tests/test_terraform_wiring.py's helpers); the generated config is read back with
-Chalice's own `Config`, so a key Chalice would not see fails here; the API Gateway throttling is applied to moto.
+Terraform is read with python-hcl2 (tests/hcl.py); the generated config is read back with Chalice's own `Config`, so a
+key Chalice would not see fails here; the API Gateway throttling is applied to moto.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from chalicelib import runs
 from chalicelib.config import ConfigError, load_settings
 from runner.datasource import CACHE_PREFIX
 from scripts import api_throttling, recordresources
-from tests.moto_env import REGION, fake_credentials
-from tests.test_terraform_wiring import (
+from tests.hcl import (
     FAKE_OUTPUTS,
     tf_blocks,
     tf_data,
@@ -31,6 +30,7 @@ from tests.test_terraform_wiring import (
     tf_resource,
     unquote,
 )
+from tests.moto_env import REGION, fake_credentials
 
 
 def variable(name: str) -> dict[str, Any]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
 
 import pytest
 from chalice import IAMAuthorizer
 
 from chalicelib import aws, wiring
 from chalicelib.runs import RunStore, Status
+from tests.api_calls import EMAIL, TITANIC, executions, post_run
 from tests.moto_env import (
     BUCKET,
     cached_client,
@@ -18,23 +18,10 @@ from tests.moto_env import (
 
 pytestmark = pytest.mark.aws
 
-TITANIC = "https://www.kaggle.com/competitions/titanic"
-EMAIL = "alice@example.com"
-
 
 @pytest.fixture
 def client(app_over_moto):
     return app_over_moto()
-
-
-def post_run(client, url=TITANIC, email=EMAIL, headers=None):
-    return client.http.post(f"/run?url={quote(url, safe='')}&email={quote(email, safe='')}", headers=headers or {})
-
-
-def executions():
-    sfn = cached_client("stepfunctions")
-    machine = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
-    return sfn.list_executions(stateMachineArn=machine)["executions"]
 
 
 def store():

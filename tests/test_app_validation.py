@@ -6,9 +6,8 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.api_calls import BAD_EMAILS, BAD_URLS, EMAIL, TITANIC, executions, post_run
 from tests.moto_env import app_over_moto
-from tests.test_app_api import EMAIL, TITANIC, executions, post_run
-from tests.test_run_request import BAD_EMAILS, BAD_URLS
 
 pytestmark = pytest.mark.aws
 

@@ -20,7 +20,7 @@ from runner.pipeline import Candidate, RunOptions, SelectionContext, run_pipelin
 from runner.sandbox import SandboxLimits, wall_support
 from runner.scaffold import BodySource, CandidateError, evaluate
 from tests.fake_openai import FakeOpenAI, error, ok
-from tests.test_sandbox import LABEL_HUNT_BODY, MEMORY_BODY, TUNING_BODY
+from tests.sandbox_bodies import LABEL_HUNT_BODY, MEMORY_BODY, TUNING_BODY
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ from runner.sandbox import SandboxLimits, Workers
 from runner.scaffold import BodySource, Evaluation, PreparedData, evaluate, prepare
 from runner.selection import best, well_measured
 from runner.templates import load_template, template_source
-from tests.test_sandbox import TUNING_BODY
+from tests.sandbox_bodies import TUNING_BODY
 
 
 def prepared(n: int = 120) -> PreparedData:

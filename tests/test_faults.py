@@ -44,7 +44,7 @@ from tests.moto_env import (
     service_environment,
     verify_sender,
 )
-from tests.test_runner_main import COMPETITION, FakeEngine
+from tests.runner_task import COMPETITION, FakeEngine
 
 pytestmark = pytest.mark.aws
 

@@ -28,9 +28,10 @@ from chalicelib.run_request import RunRequest
 from chalicelib.runs import CALLER_INDEX, SLOT_INDEX, RunStore, Status
 from chalicelib.service import Service
 from runner.datasource import CACHE_PREFIX
+from tests.api_calls import ALICE, call
+from tests.hcl import tf_data, tf_local, tf_resource, unquote
 from tests.moto_env import BUCKET, app_client, cached_client, service_environment
-from tests.test_ownership import ALICE, call
-from tests.test_terraform_wiring import app_lambdas, tf_data, tf_local, tf_resource, unquote
+from tests.sources import app_lambdas
 
 pytestmark = pytest.mark.aws
 

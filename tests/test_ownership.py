@@ -21,51 +21,13 @@ from chalice.test import Client
 from chalicelib import aws, config, wiring
 from chalicelib.runs import QUOTA_KEY_PREFIX, SLOTS_KEY, RunStore, Status
 from chalicelib.service import CANCELLED
+from tests.api_calls import ALICE, MALLORY, TITANIC, call, executions
 from tests.moto_env import cached_client, sent_emails
 
 pytestmark = pytest.mark.aws
 
-TITANIC = "https://www.kaggle.com/competitions/titanic"
 SPACESHIP = "https://www.kaggle.com/competitions/spaceship-titanic"
-ALICE = {"userArn": "arn:aws:iam::123456789012:user/alice", "caller": "AIDAALICE"}
-MALLORY = {"userArn": "arn:aws:iam::123456789012:user/mallory", "caller": "AIDAMALLORY"}
 ALICE_EMAIL = "alice@example.com"
-
-
-def call(
-    method: str,
-    path: str,
-    identity: dict[str, str],
-    query: dict[str, str] | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """One request as API Gateway delivers it to the API handler; (status, JSON body, headers)."""
-    from app import app  # noqa: PLC0415
-
-    resource = "/runs/{run_id}" if path.startswith("/runs/") else path
-    params = {"run_id": path.rsplit("/", 1)[1]} if resource == "/runs/{run_id}" else None
-    event = {
-        "resource": resource,
-        "path": path,
-        "httpMethod": method,
-        "headers": {"host": "abc123.execute-api.us-east-1.amazonaws.com", **(headers or {})},
-        "multiValueHeaders": {},
-        "queryStringParameters": query or None,
-        "multiValueQueryStringParameters": {k: [v] for k, v in (query or {}).items()} or None,
-        "pathParameters": params,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": resource,
-            "httpMethod": method,
-            "stage": "api",
-            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
-            "identity": {"sourceIp": "203.0.113.9", **identity},
-        },
-        "body": None,
-        "isBase64Encoded": False,
-    }
-    response = app(event, None)
-    return response["statusCode"], json.loads(response["body"]), response.get("headers", {})
 
 
 def start(identity: dict[str, str], url: str = TITANIC, email: str = ALICE_EMAIL, key: str | None = None) -> Any:
@@ -79,12 +41,6 @@ def store() -> RunStore:
 
 def items() -> list[dict[str, Any]]:
     return list(aws.runs_table().scan(ConsistentRead=True)["Items"])
-
-
-def executions() -> list[dict[str, Any]]:
-    sfn = cached_client("stepfunctions")
-    machine = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
-    return list(sfn.list_executions(stateMachineArn=machine)["executions"])
 
 
 @pytest.fixture

@@ -14,54 +14,9 @@ from chalicelib.run_request import (
     parse_idempotency_key,
     parse_run_request,
 )
+from tests.api_calls import BAD_EMAILS, BAD_URLS
 
 EMAIL = "me@example.com"
-
-BAD_URLS = [
-    "http://www.kaggle.com/competitions/titanic",
-    "ftp://www.kaggle.com/competitions/titanic",
-    "www.kaggle.com/competitions/titanic",
-    "https://kaggle.com.evil.example/competitions/titanic",
-    "https://evil.example/competitions/titanic",
-    "https://www.kaggle.com:8443/competitions/titanic",
-    "https://user@www.kaggle.com/competitions/titanic",
-    "https://www.kaggle.com/datasets/someone/titanic",
-    "https://www.kaggle.com/code/someone/titanic",
-    "https://www.kaggle.com/competitions",
-    "https://www.kaggle.com/competitions/",
-    "https://www.kaggle.com/",
-    "https://www.kaggle.com/c/-titanic",
-    "https://www.kaggle.com/c/titanic-",
-    "https://www.kaggle.com/c/tita--nic",
-    "https://www.kaggle.com/c/tit_anic",
-    "https://www.kaggle.com/c/tit%20anic",
-    "https://www.kaggle.com/c/" + "a" * 101,
-    "https://www.kaggle.com/c/titanic" + "/x" * 1100,
-    "https://www.kaggle.com/c/titanic extra",
-    "https://www.kaggle.com/c/tita\nnic",
-    "https://www.kaggle.com/c/titanic\x00",
-    "not a url",
-]
-
-BAD_EMAILS = [
-    "plain",
-    "@example.com",
-    "me@",
-    "me@example",
-    "me@@example.com",
-    "me@exa mple.com",
-    "me @example.com",
-    "me@example.c",
-    "me@example.123",
-    "me@-example.com",
-    "me@example..com",
-    ".me@example.com",
-    "m..e@example.com",
-    "me,you@example.com",
-    "me@example.com\r\nBcc: x@example.com",
-    "a" * 65 + "@example.com",
-    "me@" + "a" * 250 + ".com",
-]
 
 
 @pytest.mark.parametrize(

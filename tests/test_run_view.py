@@ -21,7 +21,7 @@ from chalicelib.run_request import (
 )
 from chalicelib.runs import Run, RunStore, Status
 from tests.moto_env import BUCKET, SENDER, cached_client, sent_emails, service_environment
-from tests.test_app_lambdas import execution_input, put, runner_finished
+from tests.step_artifacts import execution_input, put, runner_finished
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # the bytes only travel; nothing decodes them here
 REQUEST = RunRequest(url="https://www.kaggle.com/competitions/titanic", slug="titanic", email="alice@example.com")

@@ -15,7 +15,7 @@ from chalicelib.vocabulary import SAMPLE_FILE
 from runner import runner_main
 from tests.competitions import small_competition
 from tests.moto_env import BUCKET, REGION
-from tests.test_runner_main import planned_run, task_env
+from tests.runner_task import planned_run, task_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.aws]
 

@@ -21,7 +21,7 @@ from chalicelib.runs import RunStore, Status
 from runner import runner_main
 from tests.fake_kaggle import FakeKaggle
 from tests.moto_env import BUCKET, REGION, TABLE
-from tests.test_runner_main import COMPETITION, PLAN, Request
+from tests.runner_task import COMPETITION, PLAN, Request
 
 pytestmark = [pytest.mark.slow, pytest.mark.aws]
 

@@ -16,7 +16,7 @@ from chalicelib.runs import Run, RunStore, Status
 from runner import runner_main
 from tests.competitions import small_competition
 from tests.moto_env import BUCKET, REGION
-from tests.test_runner_main import PLAN, FakeEngine, keys_of, stored, task_env
+from tests.runner_task import PLAN, FakeEngine, keys_of, stored, task_env
 
 pytestmark = pytest.mark.aws
 

@@ -1,9 +1,9 @@
 """Where bodies run (runner.sandbox + runner.zygote), attacked: bodies that cheat their score, look for labels, keep
 state across folds, hang, leave processes behind, eat memory, or hunt the runner's secrets.
 
-The bodies here would never pass the AST check; they go straight to the workers because honest scoring and the
-workers must hold even for code that gets past the check. Untrusted bodies run only where the OS wall can be raised
-(runner.confine); the tests that need it skip with the machine's one-line reason elsewhere.
+The bodies here and in tests/sandbox_bodies.py would never pass the AST check; they go straight to the workers because
+honest scoring and the workers must hold even for code that gets past the check. Untrusted bodies run only where the OS
+wall can be raised (runner.confine); the tests that need it skip with the machine's one-line reason elsewhere.
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from runner.contract import TaskSpec
 from runner.metrics import get_metric
 from runner.sandbox import (
     MAX_RESPAWNS,
-    FitRequest,
     SandboxError,
     SandboxLimits,
     Workers,
@@ -35,120 +32,12 @@ from runner.sandbox import (
     wall_support,
 )
 from runner.scaffold import BodySource, CandidateError, PreparedData, evaluate
+from tests.sandbox_bodies import GOOD_BODY, LABEL_HUNT_BODY, MEMORY_BODY, TUNING_BODY, request, tiny_data
 
 pytestmark = pytest.mark.slow
 
 WALL = wall_support()
 needs_wall = pytest.mark.skipif(not WALL.holds, reason=f"untrusted bodies need the OS wall: {WALL.reason}")
-
-GOOD_BODY = """\
-from sklearn.linear_model import LogisticRegression
-
-
-def build_model(task):
-    return LogisticRegression(max_iter=200)
-"""
-
-# Remembers every label it is shown, by row index and by row content, in module state: in one process across folds
-# (the old sandbox) it answered later folds' validation rows from memory and won CV with a useless model.
-MEMORY_BODY = """\
-import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-
-BY_INDEX = {}
-BY_CONTENT = {}
-
-
-class Memory(BaseEstimator, ClassifierMixin):
-    def fit(self, X, y):
-        for index, key, label in zip(X.index, map(tuple, X.round(9).to_numpy()), y):
-            BY_INDEX[index] = label
-            BY_CONTENT[key] = label
-        self.classes_ = np.array([0, 1])
-        return self
-
-    def predict_proba(self, X):
-        out = np.full((len(X), 2), 0.5)
-        for row, (index, key) in enumerate(zip(X.index, map(tuple, X.round(9).to_numpy()))):
-            label = BY_CONTENT.get(key, BY_INDEX.get(index))
-            if label is not None:
-                out[row] = [1.0 - label, float(label)]
-        return out
-
-    def predict(self, X):
-        return self.predict_proba(X).argmax(axis=1)
-
-
-def build_model(task):
-    return Memory()
-"""
-
-# Looks everywhere a labels file could be: the working directory, HOME/TMPDIR, temporary folders, its own and its
-# parent's descriptors. Raises with what it could read, so a find fails the test with the evidence.
-LABEL_HUNT_BODY = """\
-import os
-
-found = []
-places = [os.getcwd(), os.environ.get("HOME", ""), os.environ.get("TMPDIR", ""), "/tmp", "/dev/shm"]
-for place in places:
-    for folder, _dirs, files in os.walk(place):
-        for name in files:
-            if name.endswith((".npy", ".parquet")):
-                try:
-                    with open(os.path.join(folder, name), "rb") as handle:
-                        found.append((os.path.join(folder, name), len(handle.read())))
-                except OSError:
-                    pass
-for pid in ("self", str(os.getppid())):
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        continue
-    for fd in fds:
-        try:
-            with open(f"/proc/{pid}/fd/{fd}", "rb") as handle:
-                head = handle.read(200)
-            if b"NUMPY" in head or b'"source"' in head:
-                found.append((f"/proc/{pid}/fd/{fd}", head[:40]))
-        except OSError:
-            pass
-if found:
-    raise RuntimeError(f"LABELS-FOUND {found}")
-print("LABEL-HUNT found nothing", flush=True)
-
-from sklearn.dummy import DummyClassifier
-
-
-def build_model(task):
-    return DummyClassifier(strategy="prior")
-"""
-
-TUNING_BODY = """\
-import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-
-
-class Tuning(BaseEstimator, ClassifierMixin):
-    def __init__(self, rounds=None):
-        self.rounds = rounds
-
-    def fit(self, X, y):
-        self.classes_ = np.array([0, 1])
-        if self.rounds is None:
-            self.reuse_params_ = {"rounds": 7}
-        return self
-
-    def predict_proba(self, X):
-        p = 0.2 if self.rounds is None else self.rounds / 10  # which parameters it was built with, visibly
-        return np.tile([1 - p, p], (len(X), 1))
-
-    def predict(self, X):
-        return self.predict_proba(X).argmax(axis=1)
-
-
-def build_model(task):
-    return Tuning()
-"""
 
 CANARIES = {
     "OPENAI_API_KEY": "sk-canary-openai-7f3a",
@@ -157,15 +46,6 @@ CANARIES = {
     "AWS_ACCESS_KEY_ID": "canary-aws-access-key-id-0001",
     "AWS_SECRET_ACCESS_KEY": "canary-aws-secret-e9e9",
 }
-
-
-def tiny_data(n: int = 160, seed: int = 0) -> PreparedData:
-    rng = np.random.default_rng(seed)
-    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
-    y = (X["a"] + 0.3 * rng.normal(size=n) > 0).astype("int64").to_numpy()
-    X_test = pd.DataFrame({"a": rng.normal(size=20), "b": rng.normal(size=20)})
-    task = TaskSpec(type="binary", metric="accuracy", seed=0, n_rows=n, numeric=["a", "b"], n_classes=2, n_jobs=1)
-    return PreparedData(X, y, X_test, [str(i) for i in range(20)], task, ["0", "1"])
 
 
 @pytest.fixture(scope="module")
@@ -182,21 +62,6 @@ def workers(data: PreparedData):
 
 def score(body: str, data: PreparedData, workers: Workers, trusted: bool, name: str = "body") -> float:
     return evaluate(BodySource(name, body, trusted), data, time.monotonic() + 120, workers=workers).cv_score
-
-
-def request(data: PreparedData, source: str, trusted: bool = False, wall_s: float = 60.0, **extra) -> FitRequest:
-    rows = np.arange(len(data.y))
-    return FitRequest(
-        name="probe",
-        source=source,
-        trusted=trusted,
-        task=data.task.to_dict(),
-        train_rows=rows[:100],
-        y_train=data.y[:100],
-        predict_rows=rows[100:],
-        wall_s=wall_s,
-        **extra,
-    )
 
 
 # ---------------------------------------------------------------- honest scoring
@@ -437,7 +302,7 @@ SANDBOX_USER_PROBE = """\
 import re, sys
 import numpy as np
 from runner.sandbox import FitRequest, SandboxLimits, Workers
-from tests.test_sandbox import GOOD_BODY, request, tiny_data
+from tests.sandbox_bodies import GOOD_BODY, request, tiny_data
 
 data = tiny_data()
 with Workers.start(SandboxLimits(memory_mb=1500), threads=1) as workers:

@@ -8,22 +8,19 @@ skips with the file's name as the reason.
 from __future__ import annotations
 
 import ast
-import functools
 import importlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import hcl2
 import pytest
 
 from scripts import recordresources
+from tests.hcl import FAKE_OUTPUTS, tf_blocks, tf_data, tf_local, tf_output, tf_resource, unquote
+from tests.sources import APP, REPO, app_lambdas, parse, require
 
-REPO = Path(__file__).resolve().parent.parent
-TERRAFORM = REPO / "terraform"
-APP = REPO / "app.py"
 CONFIG_PY = REPO / "chalicelib" / "config.py"
 VOCABULARY_PY = REPO / "chalicelib" / "vocabulary.py"  # the names config.py and the runner share (OPENAI_*, KAGGLE_*)
 STATEMACHINE_PY = REPO / "chalicelib" / "statemachine.py"
@@ -86,73 +83,7 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 _HCL_KEY = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*=(?!=)")
 
 
-def require(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path.relative_to(REPO)} has not landed yet")
-    return path
-
-
-def unquote(value: Any) -> Any:
-    """python-hcl2 keeps the quotes of string literals ('"runner"'); expressions come as '${...}'."""
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
-
-
 # --- Terraform ------------------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def terraform_files() -> dict[str, dict[str, Any]]:
-    parsed = {}
-    for path in sorted(TERRAFORM.glob("*.tf")):
-        with path.open(encoding="utf-8") as source:
-            parsed[path.name] = hcl2.load(source)
-    return parsed
-
-
-def tf_blocks(kind: str) -> Iterator[dict[str, Any]]:
-    for parsed in terraform_files().values():
-        yield from parsed.get(kind, [])
-
-
-def tf_locals() -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for block in tf_blocks("locals"):
-        merged.update(block)
-    return merged
-
-
-def tf_local(name: str) -> Any:
-    found = tf_locals()
-    assert name in found, f"terraform: local.{name} is not defined"
-    return found[name]
-
-
-def tf_resource(kind: str, name: str) -> dict[str, Any]:
-    for block in tf_blocks("resource"):
-        for found_kind, named in block.items():
-            for found_name, body in named.items():
-                if unquote(found_kind) == kind and unquote(found_name) == name:
-                    return body
-    raise AssertionError(f"terraform: resource {kind}.{name} is not defined")
-
-
-def tf_data(kind: str, name: str) -> dict[str, Any]:
-    for block in tf_blocks("data"):
-        for found_kind, named in block.items():
-            for found_name, body in named.items():
-                if unquote(found_kind) == kind and unquote(found_name) == name:
-                    return body
-    raise AssertionError(f"terraform: data {kind}.{name} is not defined")
-
-
-def tf_output(name: str) -> Any:
-    for block in tf_blocks("output"):
-        for found_name, body in block.items():
-            if unquote(found_name) == name:
-                return body["value"]
-    raise AssertionError(f"terraform: output {name} is not defined")
 
 
 def templatefile_keys() -> set[str]:
@@ -181,10 +112,6 @@ def policy_actions(data_name: str, effect: str = "Allow") -> set[str]:
 
 
 # --- Python sources -------------------------------------------------------------------------------------------------
-
-
-def parse(path: Path) -> ast.Module:
-    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
 def config_constants() -> dict[str, str]:
@@ -230,40 +157,6 @@ def settings_fields_to_env() -> dict[str, set[str]]:
 def app_env_names() -> set[str]:
     """Every environment name load_settings reads: what the Lambdas need from the generated config."""
     return set().union(*settings_fields_to_env().values())
-
-
-def decorator_name(decorator: ast.expr) -> tuple[str, str | None] | None:
-    """('lambda_function' | 'on_cw_event' | ..., name= keyword) for an @app.<kind>(...) decorator."""
-    if isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute):
-        name = next(
-            (k.value.value for k in decorator.keywords if k.arg == "name" and isinstance(k.value, ast.Constant)), None
-        )
-        if name is None and decorator.func.attr == "lambda_function" and decorator.args:
-            first = decorator.args[0]
-            name = first.value if isinstance(first, ast.Constant) else None
-        return decorator.func.attr, name
-    return None
-
-
-def app_lambdas() -> dict[str, str]:
-    """Function name Chalice gives each non-API Lambda of app.py -> its decorator kind."""
-    found = {}
-    for node in ast.walk(parse(require(APP))):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            for decorator in node.decorator_list:
-                kind_and_name = decorator_name(decorator)
-                if kind_and_name and kind_and_name[0] in {
-                    "lambda_function",
-                    "on_cw_event",
-                    "schedule",
-                    "on_s3_event",
-                    "on_sns_message",
-                    "on_sqs_message",
-                    "on_dynamodb_record",
-                    "on_ws_message",
-                }:
-                    found[kind_and_name[1] or node.name] = kind_and_name[0]
-    return found
 
 
 def python_files(folder: Path) -> list[Path]:
@@ -708,28 +601,6 @@ def test_the_state_machine_role_holds_the_run_task_sync_set_and_passes_only_the_
 
 
 # --- the generated config -------------------------------------------------------------------------------------------
-
-FAKE_OUTPUTS = {
-    "stage": {"value": "dev", "type": "string", "sensitive": False},
-    "chalice_environment": {
-        "value": {"KAGENT_STAGE": "dev", "KAGENT_OUTBOX": ""},
-        "type": "object",
-        "sensitive": False,
-    },
-    "lambda_role_arn": {
-        "value": "arn:aws:iam::123456789012:role/kagent-dev-lambda",
-        "type": "string",
-        "sensitive": False,
-    },
-    "chalice_access_environment": {"value": {"KAGENT_ALLOWED_RECIPIENTS": "example.com"}},
-    "lambda_function_role_arns": {
-        "value": {
-            name: f"arn:aws:iam::123456789012:role/kagent-dev-{name}"
-            for name in [recordresources.API_HANDLER, *recordresources.LAMBDA_FUNCTIONS]
-        }
-    },
-    "api_limits": {"value": {"throttling_rate_limit": 100, "throttling_burst_limit": 200, "reserved_concurrency": 20}},
-}
 
 
 def test_the_committed_config_is_what_the_generator_writes() -> None:
