@@ -54,3 +54,12 @@ def app_lambdas() -> dict[str, str]:
                 }:
                     found[kind_and_name[1] or node.name] = kind_and_name[0]
     return found
+
+
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    """Write `files` (relative path -> text) under `root`: a small made-up source tree for a checker's own tests."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root

@@ -9,7 +9,7 @@ from chalice import IAMAuthorizer
 
 from chalicelib import aws, wiring
 from chalicelib.runs import RunStore, Status
-from tests.api_calls import EMAIL, TITANIC, executions, post_run
+from tests.api_calls import EMAIL, TITANIC, call, executions, post_run
 from tests.moto_env import (
     BUCKET,
     cached_client,
@@ -82,31 +82,11 @@ def test_different_idempotency_keys_make_different_runs(client):
 
 def api_gateway_post(key: str, identity: dict) -> dict:
     """POST /run as API Gateway hands it to the Lambda behind IAM authorization, the verified identity in context."""
-    from app import app  # noqa: PLC0415
-
-    event = {
-        "resource": "/run",
-        "path": "/run",
-        "httpMethod": "POST",
-        "headers": {"idempotency-key": key, "host": "abc123.execute-api.us-east-1.amazonaws.com"},
-        "multiValueHeaders": {},
-        "queryStringParameters": {"url": TITANIC, "email": EMAIL},
-        "multiValueQueryStringParameters": {"url": [TITANIC], "email": [EMAIL]},
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": "/run",
-            "httpMethod": "POST",
-            "stage": "api",
-            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
-            "identity": {"sourceIp": "203.0.113.9", **identity},
-        },
-        "body": None,
-        "isBase64Encoded": False,
-    }
-    response = app(event, None)
-    assert response["statusCode"] == 202, response
-    return json.loads(response["body"])
+    status, body, _headers = call(
+        "POST", "/run", identity, query={"url": TITANIC, "email": EMAIL}, headers={"idempotency-key": key}
+    )
+    assert status == 202, body
+    return body
 
 
 def test_an_idempotency_key_is_scoped_to_the_iam_caller_that_sent_it(client):

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.sources import write_tree
+
 REPO = Path(__file__).resolve().parent.parent
 ROOTS = ("app.py", "chalicelib", "runner", "scripts")
 LAZY = re.compile(r"\blazy:\s*\S")
@@ -236,14 +238,6 @@ def _named(path: list[str]) -> str:
 
 
 # -- the checker checks what it claims (on small made-up trees) ------------------------------------------------------
-
-
-def write_tree(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return root
 
 
 def test_a_cycle_through_an_import_inside_a_function_is_found_and_named(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.sources import write_tree
+
 TESTS = Path(__file__).resolve().parent
 
 
@@ -105,14 +107,6 @@ def imports_of_test_modules(folder: Path, package: str) -> list[Violation]:
             if target is not None:
                 found.add(Violation(relative.as_posix(), line, target))
     return sorted(found)
-
-
-def write_tree(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return root
 
 
 # -- the checker checks what it claims (on a made-up tree whose package is `suite`) --------------------------------
