@@ -22,6 +22,12 @@ What the scaffold guarantees to the estimator:
   the raw text itself (pandas ``string`` dtype, missing as NaN) under the column's own name, for bodies that vectorise
   words (e.g. ``TfidfVectorizer``). A body that does not use text must select ``task.numeric`` and
   ``task.categorical`` (e.g. a ``ColumnTransformer`` with ``remainder="drop"``) rather than take every column.
+- Wide, mostly-zero data (one-hot codes, bits, pixels, counts: 100+ numeric columns with at most 10% non-zero values)
+  arrives sparse: those columns (``task.sparse``, also listed in ``task.numeric``, after the dense columns) have
+  pandas ``Sparse[float32, 0]`` dtype. ``X[task.sparse].sparse.to_coo().tocsr()`` gives them as one scipy CSR matrix
+  without densifying; scikit-learn turns a selection of only sparse columns into a sparse matrix, so scale it
+  without centring (``StandardScaler(with_mean=False)``, ``MaxAbsScaler``), and a selection mixing sparse and dense
+  columns into a dense array. Missing values in them are stored NaN.
 - ``y`` is a 1-D numpy array. Classification: integer codes ``0..k-1`` (in binary tasks ``1`` is the positive class).
   Regression: float values, already transformed for the metric (``log1p`` for ``rmsle``; the scaffold maps predictions
   back), so fit plain squared-error models.
@@ -31,10 +37,10 @@ What the scaffold guarantees to the estimator:
   The runner computes every score from the predictions. Classification predictions come from ``predict_proba``.
 
 ``task`` (a :class:`TaskSpec`) says what to build: ``type`` ("binary" | "multiclass" | "regression"), ``metric`` (name),
-``seed``, ``n_rows``, ``n_classes``, ``categorical``, ``numeric`` and ``text`` (column names), ``n_jobs`` (use at most
-this many threads), ``fit_seconds`` (a rough time budget for one fit: size iterations to it) and ``max_fit_rows``
-(0, or the most rows a fit trains on within the run's memory: the scaffold then hands the body a random, stratified
-sample of that many training rows; it still predicts every row it is asked to).
+``seed``, ``n_rows``, ``n_classes``, ``categorical``, ``numeric``, ``text`` and ``sparse`` (column names), ``n_jobs``
+(use at most this many threads), ``fit_seconds`` (a rough time budget for one fit: size iterations to it) and
+``max_fit_rows`` (0, or the most rows a fit trains on within the run's memory: the scaffold then hands the body a
+random, stratified sample of that many training rows; it still predicts every row it is asked to).
 
 Rules for bodies: deterministic given ``task.seed``; no file, network or subprocess access; no reading the target inside
 ``add_features``; only the libraries installed with the runner (numpy, pandas, scikit-learn, scipy, lightgbm).
@@ -71,6 +77,7 @@ class TaskSpec:
     higher_is_better: bool = True
     text: list[str] = field(default_factory=list)
     max_fit_rows: int = 0
+    sparse: list[str] = field(default_factory=list)
 
     @property
     def is_classification(self) -> bool:

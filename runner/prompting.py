@@ -38,12 +38,16 @@ Contract (the module you write):
 - Optional `add_features(df)` gets the features of train and test concatenated (train rows first; no id, no target)
   and returns a DataFrame with the same rows in the same order.
 - `task` attributes: type ("binary" | "multiclass" | "regression"), metric, seed, n_rows, n_classes, categorical,
-  numeric and text (lists of column names), n_jobs (use at most this many threads), fit_seconds (rough budget for one
-  fit), max_fit_rows (0, or the size of the random training sample the scaffold gives each fit, for memory).
+  numeric, text and sparse (lists of column names), n_jobs (use at most this many threads), fit_seconds (rough
+  budget for one fit), max_fit_rows (0, or the size of the random training sample the scaffold gives each fit, for
+  memory).
 - X is a DataFrame of feature columns only; categorical columns have pandas `category` dtype (a value seen only in
   test arrives as NaN); numeric columns are floats; missing values are NaN; free-text columns (task.text, marked FREE
   TEXT in the preview) hold the raw text as pandas `string` (vectorise it, e.g. TfidfVectorizer, or leave it out by
-  selecting task.numeric + task.categorical; their length/word counts are numeric columns).
+  selecting task.numeric + task.categorical; their length/word counts are numeric columns). Wide mostly-zero data:
+  the columns in task.sparse (also in task.numeric) have pandas `Sparse[float32, 0]` dtype; take them as one CSR
+  matrix with `X[task.sparse].sparse.to_coo().tocsr()` or a ColumnTransformer branch of their own (a selection of
+  only sparse columns becomes a scipy sparse matrix: scale it with StandardScaler(with_mean=False) or MaxAbsScaler).
 - y: integer class codes 0..k-1 for classification (1 = positive class in binary tasks); floats for regression,
   already transformed for the metric.
 - The scaffold cross-validates with a fresh build_model per fold, then fits on all rows and predicts test.

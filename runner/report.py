@@ -206,11 +206,14 @@ def surrogate_importance(
 
 
 def _surrogate_frame(frame: Any) -> Any:
-    """Categories the surrogate can bin natively (at most 250 levels); larger ones become their codes (numbers)."""
+    """Categories the surrogate can bin natively (at most 250 levels); larger ones become their codes (numbers); sparse
+    columns (at most IMPORTANCE_FEATURES of them, on a sample of rows) dense, as histogram boosting needs."""
     frame = frame.copy()
     for column in frame.columns:
         series = frame[column]
-        if hasattr(series, "cat") and len(series.cat.categories) > 250:
+        if hasattr(series, "sparse"):
+            frame[column] = series.sparse.to_dense()
+        elif hasattr(series, "cat") and len(series.cat.categories) > 250:
             frame[column] = series.cat.codes.astype("float64").where(series.notna())
     return frame
 

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from chalicelib.vocabulary import SANDBOX_SECRET_NAMES
+from runner.features import FeatureRows
 from runner.zygote import ProtocolError, read_result, recv_message, send_message, write_job
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -267,8 +268,8 @@ class Workers:
             self.spawn()
         data = self.root / "data"
         data.mkdir(mode=0o700, exist_ok=True)
-        X.to_parquet(data / "X.parquet", index=False)
-        X_test.to_parquet(data / "X_test.parquet", index=False)
+        FeatureRows.from_frame(X).save(data, "X")  # sparse columns travel as one CSR block, never densified
+        FeatureRows.from_frame(X_test).save(data, "X_test")
         try:
             deadline = time.monotonic() + self.limits.startup_s
             if not self._ready:

@@ -22,7 +22,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils import resample
 
 from runner.contract import TaskSpec
-from runner.features import ColumnRoles, build_features, column_kinds
+from runner.features import ColumnRoles, build_features, column_kinds, sparse_columns
 from runner.memory import current_watch
 from runner.metrics import get_metric
 from runner.profile import Profile, Tables
@@ -105,6 +105,7 @@ def prepare(tables: Tables, profile: Profile, *, seed: int = 0, n_jobs: int = 2)
         categorical=categorical,
         numeric=numeric,
         text=text,
+        sparse=sparse_columns(X),
         n_classes=len(profile.classes),
         n_jobs=n_jobs,
         higher_is_better=metric.higher_is_better,

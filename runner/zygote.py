@@ -3,9 +3,10 @@
 `python -m runner.zygote` is started by runner.sandbox.Workers with an environment built from scratch (no secrets),
 in its own session, its stdin one end of a unix socketpair to the runner. It imports what bodies may use (numpy,
 pandas, scikit-learn, scipy, LightGBM), loads the features of the train and test rows when asked (parquet, one
-thread, never a label), warms scikit-learn up on them (synthetic labels: a fold's first-call costs are paid once) and
-then serves requests one at a time. It never runs an OpenMP/BLAS parallel region (libgomp
-is not fork-safe) and never reads what a request carries.
+thread, never a label; wide mostly-zero columns as one CSR block beside it: runner.features.FeatureRows), warms
+scikit-learn up on them (synthetic labels: a fold's first-call costs are paid once) and then serves requests one at
+a time. It never runs an OpenMP/BLAS parallel region (libgomp is not fork-safe) and never reads what a request
+carries.
 
 One request = one CV fold, or the final fit. The runner sends a small header (the wall time) and ONE file descriptor,
 a memfd holding the job: the body's source, the task, the shuffled row positions (training rows; rows to predict,
@@ -179,7 +180,7 @@ class Zygote:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.rows: Any = None  # train rows then test rows, one frame
+        self.rows: Any = None  # train rows then test rows: runner.features.FeatureRows
         self.n_train = 0
 
     def serve(self) -> int:
@@ -204,15 +205,12 @@ class Zygote:
                 send_message(self.sock, {"op": "error", "error": f"unknown request {op!r}"})
 
     def _load(self, directory: Path) -> None:
-        import pandas as pd  # noqa: PLC0415 - lazy: pandas/pyarrow load in the zygote process only
-        import pyarrow.parquet as pq  # noqa: PLC0415
+        # lazy: pandas/pyarrow load in the zygote process only
+        from runner.features import FeatureRows, stack_rows  # noqa: PLC0415
 
-        frames = [
-            pq.read_table(directory / name, use_threads=False).to_pandas(use_threads=False)
-            for name in ("X.parquet", "X_test.parquet")
-        ]
-        self.n_train = len(frames[0])
-        self.rows = pd.concat(frames, ignore_index=True) if len(frames[1]) else frames[0]
+        train, test = (FeatureRows.load(directory, stem) for stem in ("X", "X_test"))
+        self.n_train = len(train)
+        self.rows = stack_rows(train, test)
         _warm_up(self.rows)
 
     def _run(self, job_fd: int, wall_s: float) -> tuple[dict[str, Any], bytes]:
@@ -261,7 +259,7 @@ def _warm_up(rows: Any) -> None:
 
     from runner.features import column_kinds  # noqa: PLC0415
 
-    sample = rows.head(40).reset_index(drop=True)
+    sample = rows.take(np.arange(min(40, len(rows))))
     numeric, categorical, _text = column_kinds(sample)  # raw text columns are the text templates' own
     labels = np.arange(len(sample)) % 2
     if len(sample) < 4 or len(set(labels)) < 2:
@@ -572,7 +570,7 @@ def _body_features(body: Any, rows: Any, n_train: int, task: Any, seed: int) -> 
     import numpy as np  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
 
-    from runner.features import column_kinds, normalise_body_output  # noqa: PLC0415
+    from runner.features import FeatureRows, column_kinds, normalise_body_output, sparse_columns  # noqa: PLC0415
 
     order = np.random.default_rng(seed).permutation(len(rows))
     shuffled = rows.take(order).reset_index(drop=True)
@@ -590,7 +588,10 @@ def _body_features(body: Any, rows: Any, n_train: int, task: Any, seed: int) -> 
     inverse[order] = np.arange(len(order))
     frame = normalise_body_output(result.reset_index(drop=True).take(inverse), n_train)
     numeric, categorical, text = column_kinds(frame)
-    return frame, dataclasses.replace(task, categorical=categorical, numeric=numeric, text=text)
+    new_task = dataclasses.replace(
+        task, categorical=categorical, numeric=numeric, text=text, sparse=sparse_columns(frame)
+    )
+    return FeatureRows.from_frame(frame), new_task
 
 
 def _align_classes(raw: Any, model: Any, task: Any) -> Any:

@@ -100,7 +100,7 @@ def test_every_manifest_library_is_allowed_and_pinned_in_the_runner_requirements
     pins = pinned_distributions()
     owners = metadata.packages_distributions()
     libraries = sorted({library for e in MANIFEST for library in e.libraries})
-    assert libraries == ["lightgbm", "numpy", "pandas", "sklearn"]
+    assert libraries == ["lightgbm", "numpy", "pandas", "scipy", "sklearn"]
     for library in libraries:
         assert allowed_module(library), f"{library} is not in runner/bodycheck.py's allowlist"
         distributions = {re.sub(r"[-_.]+", "-", d).lower() for d in owners.get(library, [])}

@@ -71,11 +71,17 @@ def build_model(task):
     if task.type == "regression":
         params["loss"] = "absolute_error" if task.metric == "mae" else "squared_error"
     model = TimedHistGradientBoosting(task.type, params, seconds=max(1.0, 1.5 * task.fit_seconds))
+    steps = []
     if task.text:  # raw text columns are for the text templates: train on the numbers and categories
-        keep = FunctionTransformer(drop_columns, kw_args={"columns": list(task.text)})
-        return make_pipeline(keep, model)
-    return model
+        steps.append(FunctionTransformer(drop_columns, kw_args={"columns": list(task.text)}))
+    if task.sparse:  # histogram boosting bins dense columns only: the sparse ones become dense float32 for the fit
+        steps.append(FunctionTransformer(densify, kw_args={"columns": list(task.sparse)}))
+    return make_pipeline(*steps, model) if steps else model
 
 
 def drop_columns(frame, columns):
     return frame.drop(columns=columns)  # X's own column order: the same trees as without text columns
+
+
+def densify(frame, columns):
+    return frame.astype(dict.fromkeys(columns, "float32"))  # categories keep their dtype (native categoricals)

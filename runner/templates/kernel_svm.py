@@ -27,6 +27,14 @@ def as_text(frame):
     return frame.astype(object).where(frame.notna(), "(missing)").astype(str)
 
 
+def sparse_block(frame):
+    """The contract's sparse columns (`task.sparse`) as one CSR matrix, signed-log scaled, missing as 0: never dense."""
+    block = frame.sparse.to_coo().tocsr().astype(np.float32)
+    block.data = np.nan_to_num(np.sign(block.data) * np.log1p(np.abs(block.data)), nan=0.0)
+    block.eliminate_zeros()
+    return block
+
+
 def build_model(task):
     numeric = make_pipeline(
         FunctionTransformer(signed_log, feature_names_out="one-to-one"),
@@ -37,10 +45,15 @@ def build_model(task):
         FunctionTransformer(as_text, feature_names_out="one-to-one"),
         OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=3),
     )
-    encode = ColumnTransformer(
-        [("numeric", numeric, list(task.numeric)), ("categorical", categorical, list(task.categorical))],
-        remainder="drop",
-    )
+    sparse = list(task.sparse)  # wide mostly-zero columns: one sparse matrix, scaled without centring
+    parts = [
+        ("numeric", numeric, [c for c in task.numeric if c not in set(sparse)]),
+        ("categorical", categorical, list(task.categorical)),
+    ]
+    if sparse:
+        scaled = make_pipeline(FunctionTransformer(sparse_block), StandardScaler(with_mean=False))
+        parts.append(("sparse", scaled, sparse))
+    encode = ColumnTransformer(parts, remainder="drop")
     gamma = 1.0 / (4 * max(1, len(task.numeric) + len(task.categorical)))
     exact = task.n_rows <= EXACT_KERNEL_MAX_ROWS
     # the approximate kernel holds rows x components floats (and copies of them): fewer components on large data

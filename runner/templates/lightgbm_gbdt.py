@@ -5,13 +5,16 @@ The estimator finds the number of boosting rounds on a stratified holdout of its
 scaled round count is offered as `reuse_params_` (`fixed_rounds`) instead: the scaffold's later folds and final fit
 train once on all their rows rather than tune again (small data keeps tuning per fold, which is cheap there). Tree
 size, learning rate and regularisation follow the row count, so small competitions do not overfit and large ones fit
-in the time budget.
+in the time budget. Wide mostly-zero columns (`task.sparse`) reach LightGBM as one CSR matrix with the other columns
+(categories as their codes, declared categorical), never as a dense copy.
 """
 
 import time
 
 import lightgbm as lgb
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import train_test_split
 
@@ -43,6 +46,7 @@ class EarlyStoppedLGBM(BaseEstimator):
         refit=True,
         fixed_rounds=None,
         drop=None,
+        sparse=None,
     ):
         self.task_type = task_type
         self.params = params
@@ -55,10 +59,32 @@ class EarlyStoppedLGBM(BaseEstimator):
         self.refit = refit
         self.fixed_rounds = fixed_rounds
         self.drop = drop
+        self.sparse = sparse
 
     def kept_columns(self, X):
-        """The columns trained on, in X's order: all but `drop` (the raw text columns, when X holds any)."""
-        return X.drop(columns=list(self.drop)) if self.drop else X
+        """The columns trained on, in X's order: all but `drop` (the raw text columns, when X holds any); with
+        `sparse` columns, one CSR matrix: the other columns (category codes, missing as NaN) then the sparse ones."""
+        X = X.drop(columns=list(self.drop)) if self.drop else X
+        if not self.sparse:
+            return X
+        dense = X.drop(columns=list(self.sparse))
+        columns = []
+        for name in dense.columns:
+            values = dense[name]
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                codes = values.cat.codes.to_numpy().astype(np.float32)
+                codes[codes < 0] = np.nan
+                columns.append(codes)
+            else:
+                columns.append(values.to_numpy(dtype=np.float32, na_value=np.nan))
+        block = X[list(self.sparse)].sparse.to_coo()
+        if columns:
+            block = sp.hstack([sp.csr_matrix(np.column_stack(columns)), block])
+        self.categorical_ = [i for i, name in enumerate(dense.columns) if dense[name].dtype == "category"]
+        return sp.csr_matrix(block, dtype=np.float32)
+
+    def fit_options(self):
+        return {"categorical_feature": self.categorical_} if self.sparse and self.categorical_ else {}
 
     def make_model(self, rounds):
         params = dict(self.params or {})
@@ -73,7 +99,7 @@ class EarlyStoppedLGBM(BaseEstimator):
         if self.fixed_rounds:
             self.rounds_ = int(self.fixed_rounds)
             self.model_ = self.make_model(self.rounds_)
-            self.model_.fit(X, y, callbacks=[time_limit(self.fit_seconds * 1.5)])
+            self.model_.fit(X, y, callbacks=[time_limit(self.fit_seconds * 1.5)], **self.fit_options())
             return self.finish()
         stratify = None
         if self.task_type != "regression" and np.bincount(y.astype(int)).min() >= 2:
@@ -91,6 +117,7 @@ class EarlyStoppedLGBM(BaseEstimator):
                 lgb.early_stopping(self.patience, verbose=False, min_delta=self.min_delta),
                 time_limit(self.fit_seconds * (0.5 if self.refit else 1.5)),
             ],
+            **self.fit_options(),
         )
         best = probe.best_iteration_ or probe.n_estimators_
         full_rounds = max(20, int(best / (1 - self.holdout)))
@@ -100,7 +127,7 @@ class EarlyStoppedLGBM(BaseEstimator):
         else:
             self.rounds_ = full_rounds
             self.model_ = self.make_model(self.rounds_)
-            self.model_.fit(X, y, callbacks=[time_limit(self.fit_seconds * 0.5)])
+            self.model_.fit(X, y, callbacks=[time_limit(self.fit_seconds * 0.5)], **self.fit_options())
         return self.finish()
 
     def finish(self):
@@ -150,4 +177,5 @@ def build_model(task):
         # near-separable classes keep shaving tiny amounts off the logloss for thousands of rounds: stop there
         min_delta=0.0 if task.type == "regression" else 1e-4,
         drop=list(task.text) or None,
+        sparse=list(task.sparse) or None,
     )

@@ -29,12 +29,12 @@ class TemplateEntry:
 MANIFEST: tuple[TemplateEntry, ...] = (
     TemplateEntry("linear", 0.25, ("numpy", "sklearn")),
     TemplateEntry("text_linear", 0.5, ("numpy", "sklearn"), text=True),
-    TemplateEntry("lightgbm_gbdt", 0.6, ("lightgbm", "numpy", "sklearn")),
+    TemplateEntry("lightgbm_gbdt", 0.6, ("lightgbm", "numpy", "pandas", "scipy", "sklearn")),
     TemplateEntry("text_boost", 0.6, ("lightgbm", "numpy", "pandas", "sklearn"), text=True),
     TemplateEntry("mlp", 0.5, ("numpy", "sklearn")),
     TemplateEntry("kernel_svm", 0.35, ("numpy", "sklearn")),
     TemplateEntry("hist_gradient_boosting", 0.6, ("sklearn",)),
-    TemplateEntry("extra_trees", 1.0, ("sklearn",)),
+    TemplateEntry("extra_trees", 1.0, ("numpy", "sklearn")),
 )
 _BY_NAME = {entry.name: entry for entry in MANIFEST}
 

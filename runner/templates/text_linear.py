@@ -29,6 +29,14 @@ def as_text(frame):
     return frame.astype(object).where(frame.notna(), "(missing)").astype(str)
 
 
+def sparse_block(frame):
+    """The contract's sparse columns (`task.sparse`) as one CSR matrix, signed-log scaled, missing as 0: never dense."""
+    block = frame.sparse.to_coo().tocsr().astype(np.float32)
+    block.data = np.nan_to_num(np.sign(block.data) * np.log1p(np.abs(block.data)), nan=0.0)
+    block.eliminate_zeros()
+    return block
+
+
 def text_head(frame):
     """The first CHAR_HEAD characters of each text: character n-grams cost a Python loop per character, and the words
     already cover the rest of a long text."""
@@ -94,8 +102,13 @@ def text_features(task):
         FunctionTransformer(as_text, feature_names_out="one-to-one"),
         OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=3),
     )
-    if task.numeric:
-        parts.append(("numeric", numeric, list(task.numeric)))
+    sparse = list(task.sparse)  # wide mostly-zero columns: one sparse matrix, scaled without centring
+    dense = [c for c in task.numeric if c not in set(sparse)]
+    if dense:
+        parts.append(("numeric", numeric, dense))
+    if sparse:
+        scaled = make_pipeline(FunctionTransformer(sparse_block), StandardScaler(with_mean=False))
+        parts.append(("sparse", scaled, sparse))
     if task.categorical:
         parts.append(("categorical", categorical, list(task.categorical)))
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=1.0)
