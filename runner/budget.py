@@ -11,7 +11,7 @@ On large data a template clearly behind the leader after its first fold, whose o
 the time left, is not finished (`give_up_rule`): its time goes to the models that can win.
 
 `stop_reason` is one line for logs.txt and result.json: what ended the templates (the time budget, naming those cut
-short or not run, or every one finished), what ended bagging, and the seconds left.
+short or not run, or every one finished), what ended bagging, what tuning did (runner.tuning), and the seconds left.
 """
 
 from __future__ import annotations
@@ -176,7 +176,9 @@ def clearly_behind(metric: Metric, score: float, leader: float) -> bool:
     return as_score(leader) > as_score(score) and gap > GIVE_UP_MARGIN
 
 
-def stop_reason(evaluations: list[Evaluation], planned: list[str], bagging: str, left_s: float) -> str:
+def stop_reason(
+    evaluations: list[Evaluation], planned: list[str], bagging: str, left_s: float, tuning: str = ""
+) -> str:
     """Why the run ended, in one line (see the module docstring)."""
     cut = [e.name for e in evaluations if e.n_folds < DEFAULT_FOLDS]
     skipped = [name for name in planned if name not in {e.name for e in evaluations}]
@@ -190,4 +192,6 @@ def stop_reason(evaluations: list[Evaluation], planned: list[str], bagging: str,
         parts.append("every template finished")
     if bagging:
         parts.append(f"bagging {bagging}")
+    if tuning:
+        parts.append(f"tuning {tuning}")
     return f"{'; '.join(parts)}; {left_s:.0f} s left"

@@ -42,6 +42,7 @@ from runner.scaffold import BodySource, CandidateError, Evaluation, PreparedData
 from runner.shape import choose_templates, considered_templates
 from runner.templates import template_source
 from runner.templates.manifest import entry
+from runner.tuning import tune
 
 CODEGEN_MODES = ("template", "llm", "auto")
 N_JOBS = 2
@@ -314,12 +315,21 @@ def _solve(
     bags, bagging = bag_seeds(
         evaluations, bodies, prepared, deadline=template_deadline, log=log, workers=workers, sampled=sampled
     )
-    result["stop_reason"] = stop_reason(evaluations, list(planned), bagging, max(0.0, deadline - time.monotonic()))
-    log(f"stopped: {result['stop_reason']}")
     for bag in bags:
         bodies[bag.name] = bodies[bag.name.rsplit("_bag", 1)[0]]
         _scored(options.progress, bag, metric)
     evaluations += bags
+    # what is still left tries the booster's leaves and rounds away from their defaults (runner/tuning.py)
+    tuned, tuned_bodies, tuning = tune(
+        evaluations, bodies, prepared, deadline=template_deadline, log=log, workers=workers
+    )
+    for evaluation in tuned:
+        _scored(options.progress, evaluation, metric)
+    evaluations += tuned
+    bodies.update(tuned_bodies)
+    left = max(0.0, deadline - time.monotonic())
+    result["stop_reason"] = stop_reason(evaluations, list(planned), bagging, left, tuning)
+    log(f"stopped: {result['stop_reason']}")
     _log_overhead(workers, log)
     best = selection.best(evaluations)
     candidates: list[Candidate] = []
