@@ -56,7 +56,14 @@ def build_model(task):
         model = RidgeCV(alphas=np.logspace(-2, 3, 12))
     elif len(task.numeric) + len(task.categorical) > WIDE_COLUMNS:
         # hundreds of columns (e.g. sparse bits, scaled up when rare) overfit at a fixed C: choose it on inner folds
-        model = LogisticRegressionCV(Cs=np.logspace(-3.5, -0.5, 7), cv=3, scoring="neg_log_loss", max_iter=2000)
+        model = LogisticRegressionCV(
+            Cs=np.logspace(-3.5, -0.5, 7),
+            l1_ratios=(0.0,),  # plain L2, as before; said explicitly (scikit-learn 1.10 changes the default)
+            cv=3,
+            scoring="neg_log_loss",
+            max_iter=2000,
+            use_legacy_attributes=False,
+        )
     else:
         model = LogisticRegression(C=0.5, max_iter=3000)
     return make_pipeline(encode, model)
