@@ -294,6 +294,16 @@ def _text_stats(name: str, text: pd.Series) -> dict[str, pd.Series]:
     }
 
 
+def _finite_sparse(series: pd.Series) -> pd.Series:
+    """A body's sparse column as Sparse[float32, 0] with infinities as NaN, as for dense numbers: never densified."""
+    array = series.astype(SPARSE_DTYPE).array
+    values = array.sp_values.copy()
+    values[np.isinf(values)] = np.nan
+    rows = np.asarray(array.sp_index.indices)
+    column = sp.csc_matrix((values, rows, [0, len(rows)]), shape=(len(series), 1), dtype="float32")
+    return pd.DataFrame.sparse.from_spmatrix(column, index=series.index).iloc[:, 0].rename(series.name)
+
+
 def normalise_body_output(frame: pd.DataFrame, n_train: int) -> pd.DataFrame:
     """After a body's add_features: make new columns follow the contract (floats or train-vocabulary categories)."""
     out: dict[str, pd.Series] = {}
@@ -301,7 +311,7 @@ def normalise_body_output(frame: pd.DataFrame, n_train: int) -> pd.DataFrame:
         series = frame[column].reset_index(drop=True)
         name = str(column)
         if isinstance(series.dtype, pd.SparseDtype):
-            out[name] = series.astype(SPARSE_DTYPE)  # a sparse column stays sparse (see sparse_columns)
+            out[name] = _finite_sparse(series)  # a sparse column stays sparse (see sparse_columns)
         elif isinstance(series.dtype, pd.CategoricalDtype):
             out[name] = to_category(series.astype(object), n_train)
         elif is_text_column(series):

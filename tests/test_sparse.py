@@ -17,6 +17,7 @@ from runner.features import (
     FeatureRows,
     build_features,
     column_kinds,
+    normalise_body_output,
     sparse_columns,
     sparsify,
     stack_rows,
@@ -250,3 +251,13 @@ def test_the_wide_templates_cross_validate_in_the_workers(workers: Workers, name
     body = BodySource(name, template_source(name), trusted=True)
     evaluation = evaluate(body, data, float("inf"), workers=workers, n_folds=3)
     assert evaluation.cv_score < 0.6  # the base rate's logloss is 0.69
+
+
+def test_a_bodys_sparse_column_stays_sparse_with_infinities_as_missing():
+    values = np.array([0.0, 1.0, np.inf, 0.0, -np.inf])
+    frame = pd.DataFrame({"bits": pd.arrays.SparseArray(values, fill_value=0.0), "x": np.arange(5.0)})
+    out = normalise_body_output(frame, 3)
+    assert sparse_columns(out) == ["bits"]
+    assert str(out["bits"].dtype) == "Sparse[float32, 0.0]"
+    assert out["bits"].sparse.to_dense().tolist()[:2] == [0.0, 1.0]
+    assert out["bits"].isna().tolist() == [False, False, True, False, True]
