@@ -34,16 +34,20 @@ MIN_TEXT_ROWS = 1_000
 FULL_ROWS = ("linear", "lightgbm_gbdt")  # the floor: never sampled, never skipped for memory
 SAMPLES = ("mlp", "kernel_svm", "extra_trees", "hist_gradient_boosting", "text_linear")  # the scaffold may sample
 MB = 2**20
+DENSIFIED = ("hist_gradient_boosting",)  # it bins dense columns: sparse ones are densified for its fit
 TEXT_BYTES_PER_ROW = 8_000  # a document's word and char n-grams in a sparse TF-IDF matrix (with the fit's copies)
 
 
 def fit_memory_mb(name: str, data: PreparedData, rows: int | None = None) -> float:
-    """A rough upper estimate of one fit's extra memory in MB (the copies and structures it makes, not the data)."""
+    """A rough upper estimate of one fit's extra memory in MB (the copies and structures it makes, not the data).
+    Sparse columns (`task.sparse`) count by their share of non-zeros (a value and an index each), except for the
+    templates that densify them (DENSIFIED)."""
     task = data.task
     n = rows if rows is not None else task.n_rows
-    features = max(1, len(task.numeric) + len(task.categorical))
+    numeric = len(task.numeric) if name in DENSIFIED else _stored_columns(data)
+    features = max(1.0, numeric + len(task.categorical))
     dense = n * features * 8 / MB
-    onehot = n * (len(task.numeric) * 2 + 50 * len(task.categorical)) * 8 / MB
+    onehot = n * (numeric * 2 + 50 * len(task.categorical)) * 8 / MB
     text = n * TEXT_BYTES_PER_ROW * max(1, len(task.text)) / MB
     classes = max(1, task.n_classes)
     estimates = {
@@ -57,6 +61,15 @@ def fit_memory_mb(name: str, data: PreparedData, rows: int | None = None) -> flo
         "text_boost": text + 3 * dense,
     }
     return estimates.get(name, 4 * dense)
+
+
+def _stored_columns(data: PreparedData) -> float:
+    """The numeric columns as a sparse-aware fit stores them: dense ones whole, sparse ones by their non-zeros."""
+    task = data.task
+    if not task.sparse:
+        return float(len(task.numeric))
+    density = float(data.X[list(task.sparse)].sparse.density) if len(data.X) else 1.0
+    return len(task.numeric) - len(task.sparse) + len(task.sparse) * min(1.0, 2 * density)
 
 
 def _available_mb(watch: MemoryWatch) -> float:

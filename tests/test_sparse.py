@@ -24,6 +24,7 @@ from runner.features import (
 )
 from runner.sandbox import SandboxLimits, Workers
 from runner.scaffold import BodySource, CandidateError, PreparedData, evaluate
+from runner.shape import fit_memory_mb
 from runner.templates import TEMPLATES, template_source
 
 
@@ -261,3 +262,14 @@ def test_a_bodys_sparse_column_stays_sparse_with_infinities_as_missing():
     assert str(out["bits"].dtype) == "Sparse[float32, 0.0]"
     assert out["bits"].sparse.to_dense().tolist()[:2] == [0.0, 1.0]
     assert out["bits"].isna().tolist() == [False, False, True, False, True]
+
+
+def test_the_memory_plan_counts_sparse_columns_by_their_non_zeros_unless_the_fit_densifies():
+    data, _y = wide(rows=2000, columns=1000, dense=False)
+    as_dense = replace(
+        data, X=data.X.astype(dict.fromkeys(data.task.sparse, "float32")), task=replace(data.task, sparse=[])
+    )
+    for name in ("linear", "lightgbm_gbdt", "mlp"):
+        assert fit_memory_mb(name, data) < fit_memory_mb(name, as_dense) / 5
+    assert fit_memory_mb("extra_trees", data) < fit_memory_mb("extra_trees", as_dense)  # its trees cost the same
+    assert fit_memory_mb("hist_gradient_boosting", data) == fit_memory_mb("hist_gradient_boosting", as_dense)
