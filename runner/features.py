@@ -82,17 +82,8 @@ def sparsify(frame: pd.DataFrame) -> pd.DataFrame:
     if len(mostly_zero) < SPARSE_MIN_COLUMNS:
         return frame
     dense = [c for c in frame.columns if c not in set(mostly_zero)]
-    data, indices, indptr = [], [], [0]
-    for column in mostly_zero:  # column by column: never a dense copy of the whole block
-        values = frame[column].to_numpy()
-        rows_set = np.flatnonzero(values != 0)  # NaN != 0: a missing value is stored (as NaN)
-        data.append(values[rows_set].astype("float32"))
-        indices.append(rows_set.astype("int32"))
-        indptr.append(indptr[-1] + len(rows_set))
-    block = sp.csc_matrix(
-        (np.concatenate(data), np.concatenate(indices), np.asarray(indptr)), shape=(len(frame), len(mostly_zero))
-    )
-    return join_sparse(frame[dense], block.tocsr(), [str(c) for c in mostly_zero])
+    sparse = pd.DataFrame({c: frame[c].astype(SPARSE_DTYPE) for c in mostly_zero})  # column by column: no dense copy
+    return pd.concat([frame[dense], sparse], axis=1)
 
 
 def sparse_columns(frame: pd.DataFrame) -> list[str]:
@@ -180,8 +171,10 @@ def stack_rows(first: FeatureRows, second: FeatureRows) -> FeatureRows:
         dense = pd.concat([first.dense, second.dense], ignore_index=True)
     else:
         dense = pd.DataFrame(index=range(len(first) + len(second)))
-    if first.block is None or second.block is None:
+    if first.block is None and second.block is None:
         return FeatureRows(dense)
+    if first.block is None or second.block is None or first.names != second.names:
+        raise ValueError("train and test rows must have the same sparse columns")
     return FeatureRows(dense, sp.vstack([first.block, second.block], format="csr"), first.names)
 
 

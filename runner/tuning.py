@@ -24,7 +24,6 @@ from runner.budget import MIN_ROWS, SAFETY, bag_seeds
 from runner.metrics import get_metric
 from runner.sandbox import SandboxError
 from runner.scaffold import DEFAULT_FOLDS, BodySource, CandidateError, Evaluation, FoldRunner, PreparedData, evaluate
-from runner.score import scorer
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,6 @@ def tune(
     if data.task.n_rows < MIN_ROWS:
         return [], {}, ""
     metric = get_metric(data.task.metric)
-    as_score = scorer(metric.name)
     found: list[Evaluation] = []
     sources: dict[str, BodySource] = {}
     notes: list[str] = []
@@ -116,8 +114,8 @@ def tune(
         found += tried
         if not tried:
             continue
-        best = max(tried, key=lambda e: as_score(e.cv_score))
-        if as_score(best.cv_score) <= as_score(base.cv_score):
+        best = max(tried, key=lambda e: e.score)  # Score knows the metric's direction
+        if not best.score > base.score:
             notes.append(f"{name}: {len(tried)} variants tried, none beat the defaults")
             continue
         bags, bagging = bag_seeds([best], sources, data, deadline=deadline, log=log, workers=workers, clock=clock)

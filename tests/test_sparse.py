@@ -273,3 +273,10 @@ def test_the_memory_plan_counts_sparse_columns_by_their_non_zeros_unless_the_fit
         assert fit_memory_mb(name, data) < fit_memory_mb(name, as_dense) / 5
     assert fit_memory_mb("extra_trees", data) < fit_memory_mb("extra_trees", as_dense)  # its trees cost the same
     assert fit_memory_mb("hist_gradient_boosting", data) == fit_memory_mb("hist_gradient_boosting", as_dense)
+
+
+def test_train_and_test_rows_with_different_sparse_columns_are_refused_not_dropped():
+    data, _y = wide()
+    test_dense = FeatureRows.from_frame(data.X_test.astype(dict.fromkeys(data.task.sparse, "float32")))
+    with pytest.raises(ValueError, match="same sparse columns"):
+        stack_rows(FeatureRows.from_frame(data.X), test_dense)
